@@ -1,0 +1,162 @@
+"""Command-line arguments shared by every task, as dataclasses for `HfArgumentParser`.
+
+Every flag the original run scripts pass is accepted with its original meaning and default
+(transformers 4.9.1 `TrainingArguments`): seed 42, linear schedule, no warm-up, AdamW eps 1e-8,
+betas 0.9/0.999, weight decay 0, max_grad_norm 1.0, evaluation batch 8. Task modules add a small
+dataclass of their own flags (e.g. `--metric_name`, `--doc_stride`).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, fields
+from typing import Optional
+
+from .errors import UserError
+
+STRATEGIES = ("no", "steps", "epoch")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "Hub id (e.g. michiyasunaga/BioLinkBERT-base) or local folder."})
+    config_name: Optional[str] = field(default=None, metadata={"help": "Config, if not the model's."})
+    tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
+    cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are cached."})
+    use_fast_tokenizer: bool = field(default=True, metadata={"help": "Kept for compatibility; fast is required."})
+    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})
+    use_auth_token: bool = field(default=False, metadata={"help": "Use the token of `hf auth login`."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Run code shipped with a hub model. Off unless asked for."})
+
+
+@dataclass
+class DataArguments:
+    train_file: Optional[str] = field(default=None, metadata={"help": "JSON Lines training file."})
+    validation_file: Optional[str] = field(default=None, metadata={"help": "JSON Lines dev file."})
+    test_file: Optional[str] = field(default=None, metadata={"help": "JSON Lines test file."})
+    max_seq_length: Optional[int] = field(
+        default=None, metadata={"help": "Tokens per sequence after tokenisation (task default if unset); "
+                                         "clamped to the model's max_position_embeddings."})
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every sequence to max_seq_length (the original's seqcls/QA "
+                                          "behaviour). QA always pads unless --dynamic_padding."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Re-tokenise instead of using the cache."})
+    preprocessing_num_workers: Optional[int] = field(
+        default=None, metadata={"help": "Processes for tokenisation (datasets.map num_proc)."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N training examples."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N dev examples."})
+    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N test examples."})
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str = field(metadata={"help": "Where results, predictions, checkpoints and the model go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow writing over this run's files in a non-empty folder "
+                                          "(deletes nothing). Without it, a folder with checkpoints resumes."})
+    do_train: bool = field(default=False, metadata={"help": "Fine-tune on --train_file."})
+    do_eval: bool = field(default=False, metadata={"help": "Score --validation_file."})
+    do_predict: bool = field(default=False, metadata={"help": "Score --test_file and write predictions."})
+    evaluation_strategy: Optional[str] = field(
+        default=None, metadata={"help": "no | steps | epoch (alias of --eval_strategy)."})
+    eval_strategy: Optional[str] = field(default=None, metadata={"help": "no | steps | epoch."})
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "Updates between evaluations (default logging_steps)."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch per device."})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Evaluation batch per device."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per update."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay (not on biases/LayerNorm)."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (fractions allowed)."})
+    max_steps: int = field(default=-1, metadata={"help": "Updates to run; > 0 overrides --num_train_epochs."})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "Any transformers.get_scheduler name."})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "Warm-up as a fraction of all updates (rounded up)."})
+    warmup_steps: int = field(default=0, metadata={"help": "Warm-up updates; > 0 overrides --warmup_ratio."})
+    logging_steps: int = field(default=500, metadata={"help": "Updates between log-history entries."})
+    logging_first_step: bool = field(default=False, metadata={"help": "Also log the first update."})
+    save_strategy: str = field(default="steps", metadata={"help": "no | steps | epoch: intermediate checkpoints."})
+    save_steps: int = field(default=500, metadata={"help": "Updates between checkpoints (save_strategy steps)."})
+    save_total_limit: Optional[int] = field(default=None, metadata={"help": "Keep at most N checkpoints."})
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata={"help": "Checkpoint folder to continue from."})
+    load_best_model_at_end: bool = field(
+        default=False, metadata={"help": "Test the best dev checkpoint instead of the last (not the paper's protocol)."})
+    metric_for_best_model: Optional[str] = field(default=None, metadata={"help": "Dev metric for --load_best_model_at_end."})
+    greater_is_better: Optional[bool] = field(default=None, metadata={"help": "Direction of metric_for_best_model."})
+    seed: int = field(default=42, metadata={"help": "Seeds weights of new heads, data order and dropout."})
+    fp16: bool = field(default=False, metadata={"help": "float16 autocast + gradient scaling."})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 autocast."})
+    fp16_opt_level: str = field(default="O1", metadata={"help": "Accepted for compatibility (apex is not used)."})
+    tf32: Optional[bool] = field(default=None, metadata={"help": "Allow TF32 matmuls on Ampere+ GPUs."})
+    use_cpu: bool = field(default=False, metadata={"help": "Run on the CPU even if a GPU is there."})
+    no_cuda: bool = field(default=False, metadata={"help": "Alias of --use_cpu."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per DataLoader."})
+    group_by_length: bool = field(
+        default=False, metadata={"help": "Training batches of similar length (seeded); faster, changes the order."})
+    torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
+    report_to: str = field(default="none", metadata={"help": "none | wandb | tensorboard (nothing leaves the "
+                                                              "machine unless wandb is named)."})
+    run_name: Optional[str] = field(default=None, metadata={"help": "Name for wandb/tensorboard."})
+    logging_dir: Optional[str] = field(default=None, metadata={"help": "TensorBoard folder (default output_dir/runs)."})
+    disable_tqdm: bool = field(default=False, metadata={"help": "No progress bars."})
+    sharded_ddp: str = field(default="", metadata={"help": "fairscale: simple | zero_dp_2 | zero_dp_3 | offload."})
+    fsdp: str = field(default="", metadata={"help": "PyTorch FSDP: full_shard | shard_grad_op."})
+    local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; torchrun uses LOCAL_RANK."})
+
+    def __post_init__(self) -> None:
+        if self.no_cuda:
+            self.use_cpu = True
+        if self.evaluation_strategy and self.eval_strategy and self.evaluation_strategy != self.eval_strategy:
+            raise UserError("conflicting_flags", f"--evaluation_strategy {self.evaluation_strategy} and "
+                            f"--eval_strategy {self.eval_strategy} disagree; give one of them")
+        self.eval_strategy = self.eval_strategy or self.evaluation_strategy or "no"
+        self.evaluation_strategy = self.eval_strategy
+        for name in ("eval_strategy", "save_strategy"):
+            if getattr(self, name) not in STRATEGIES:
+                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)!r}: choose one of {', '.join(STRATEGIES)}")
+        if self.eval_steps is None:
+            self.eval_steps = self.logging_steps
+        if self.fp16 and self.bf16:
+            raise UserError("conflicting_flags", "--fp16 and --bf16 together: choose one precision")
+        if self.report_to not in ("none", "wandb", "tensorboard"):
+            raise UserError("bad_flag_value", f"--report_to {self.report_to!r}: choose none, wandb or tensorboard")
+        if self.sharded_ddp and self.sharded_ddp not in ("simple", "zero_dp_2", "zero_dp_3", "offload"):
+            raise UserError("bad_flag_value", f"--sharded_ddp {self.sharded_ddp!r}: choose simple, zero_dp_2, "
+                            "zero_dp_3 or offload")
+        if self.fsdp and self.fsdp not in ("full_shard", "shard_grad_op"):
+            raise UserError("bad_flag_value", f"--fsdp {self.fsdp!r}: choose full_shard or shard_grad_op")
+        if self.sharded_ddp and self.fsdp:
+            raise UserError("conflicting_flags", "--sharded_ddp and --fsdp together: choose one sharding")
+        if self.load_best_model_at_end and self.eval_strategy == "no":
+            raise UserError("conflicting_flags", "--load_best_model_at_end needs --evaluation_strategy steps or epoch")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise UserError("bad_flag_value", f"--{name} must be at least 1")
+
+    @property
+    def mixed_precision(self) -> Optional[str]:
+        return "fp16" if self.fp16 else "bf16" if self.bf16 else None
+
+
+def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
+    """Parse model, data, training and task flags (or one .json file holding them all)."""
+    from transformers import HfArgumentParser
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, task_arguments))
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=argv[0])
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise UserError("unknown_flag", f"unknown flag(s) {' '.join(unknown)}; see --help for the accepted flags")
+    return tuple(parsed)
+
+
+def as_dict(*dataclasses_) -> dict:
+    """Every argument of a run, for run_args.json."""
+    return {f.name: getattr(dc, f.name) for dc in dataclasses_ for f in fields(dc)}

@@ -1,0 +1,82 @@
+"""Loading the JSON Lines splits: checked line by line, then handed to `datasets`.
+
+A bad file stops the run before anything is tokenised or written, with one line naming the
+file, the line and the problem. The check keeps only what each record's task returns (a label,
+say), so even the largest MRQA split is read with little memory; `datasets` then loads the
+file itself (Arrow, cached), and `map` caches the tokenised features.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import UserError
+from .task import RecordError, Task
+
+SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
+
+
+def check_file(path: Optional[str], split: str) -> Path:
+    if not path:
+        raise UserError("missing_split", f"{SPLIT_FLAGS[split]} is needed for this run")
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("missing_file", f"{SPLIT_FLAGS[split]} {path} does not exist; fetch the data "
+                        "(bash scripts/download_data.sh) or fix the path", path=path)
+    return p
+
+
+def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None) -> list[Any]:
+    """Check every record of a JSON Lines file; return what the task keeps of each record."""
+    kept: list[Any] = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if limit is not None and len(kept) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError("bad_json", f"not a JSON object ({e.msg}, column {e.colno}); each line "
+                                "must be one JSON record", path=path, line=line_no) from None
+            if not isinstance(record, dict):
+                raise UserError("bad_json", f"a JSON {type(record).__name__}, not an object",
+                                path=path, line=line_no)
+            try:
+                kept.append(task.validate_record(record, split))
+            except RecordError as e:
+                raise UserError(e.kind, e.message, path=path, line=line_no) from None
+    if not kept:
+        raise UserError("empty_split", "no records; the file is empty", path=path)
+    return kept
+
+
+def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any]]]:
+    """Validate and load the named splits; return (datasets per split, kept values per split)."""
+    import datasets
+
+    data_args = task.data_args
+    files = {"train": data_args.train_file, "validation": data_args.validation_file,
+             "test": data_args.test_file}
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_predict_samples}
+    paths = {split: check_file(files[split], split) for split in splits}
+    kept = {split: validate_split(paths[split], split, task, limits[split]) for split in splits}
+    try:
+        task.check_splits(kept)
+    except RecordError as e:
+        raise UserError(e.kind, e.message, path=paths.get(e.split), line=e.line) from None
+
+    loaded = datasets.load_dataset(
+        "json", data_files={split: str(paths[split]) for split in splits},
+        cache_dir=task.model_args.cache_dir)
+    out = {}
+    for split in splits:
+        ds = loaded[split]
+        if limits[split] is not None:
+            ds = ds.select(range(min(limits[split], len(ds))))
+        out[split] = ds
+    return out, kept

@@ -1,0 +1,86 @@
+"""Errors a user can cause, and the catalogue of them.
+
+Every bad input or flag ends in one `UserError`: the entry point prints it as a single line
+(`error [kind]: file:line: what is wrong. what to do`) and exits with status 2, before anything
+is written to `--output_dir`. `CATALOGUE` lists every kind with an example situation; the
+README's table of bad inputs is generated from it (`python -m linkbert.core.errors`), so the
+two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# kind -> (situation that causes it, what the user sees / should do)
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "missing_file": ("a --train_file/--validation_file/--test_file that does not exist",
+                     "the path is named; fetch the data (scripts/download_data.sh) or fix the flag"),
+    "bad_json": ("a line of a JSON Lines file that does not parse",
+                 "file and line number, with the parser's complaint"),
+    "missing_field": ("a record without a field its task needs (e.g. no `label`, no `question`)",
+                      "file, line and the field name"),
+    "wrong_type": ("a field of the wrong type (e.g. a label that is a dict, tokens that are not a list)",
+                   "file, line, field, expected and found type"),
+    "unequal_lengths": ("`tokens` and `ner_tags` of different lengths",
+                        "file, line and both lengths"),
+    "bad_tag": ("an NER tag that is not O, B-X, I-X (or bare B / I)", "file, line and the tag"),
+    "unseen_label": ("a dev/test label that never occurs in the training file",
+                     "file, line and the label; the model has no output for it"),
+    "empty_split": ("a data file with no records", "the file; give a non-empty file"),
+    "empty_input": ("an empty sentence, context or token list", "file, line and field"),
+    "answer_outside_context": ("QA answer offsets outside the context", "file, line and the offsets"),
+    "bad_choice_count": ("a multiple-choice line with more or fewer endings than the others",
+                         "file, line and both counts"),
+    "label_out_of_range": ("a multiple-choice label outside 0..N-1", "file, line and the label"),
+    "mixed_label_types": ("labels of different kinds in one task (string vs float vs list)",
+                          "file, line and both kinds"),
+    "conflicting_flags": ("flags that cannot go together (e.g. --fp16 with --bf16)",
+                          "both flags named"),
+    "bad_flag_value": ("a flag value outside its choices (e.g. --evaluation_strategy sometimes)",
+                       "the flag and its allowed values"),
+    "unknown_flag": ("a flag the program does not know (a typo such as --learning_rat)",
+                     "the unknown flag(s); nothing runs"),
+    "missing_split": ("--do_train without --train_file, --do_eval without --validation_file, "
+                      "--do_predict without --test_file", "which flag needs which file"),
+    "nothing_to_do": ("none of --do_train, --do_eval, --do_predict", "the three flags named"),
+    "unknown_metric": ("an unknown --metric_name", "the allowed names"),
+    "output_dir_not_empty": ("training into a non-empty --output_dir without checkpoints and "
+                             "without --overwrite_output_dir", "the folder; add --overwrite_output_dir"),
+    "output_dir_not_writable": ("an --output_dir that cannot be created or written", "the folder"),
+    "missing_model": ("--model_name_or_path that is neither a folder nor reachable on the hub",
+                      "the name; what to check (path, HF_HUB_OFFLINE, prefetch script)"),
+    "bad_checkpoint": ("--resume_from_checkpoint that is not a complete checkpoint folder",
+                       "the folder and what is missing"),
+    "no_labels_for_prediction": ("a prediction-only run from a model folder with no label names "
+                                 "in its config", "the folder; predict with the fine-tuned folder"),
+    "unsupported_setup": ("a set-up this machine cannot run (e.g. fairscale FSDP without CUDA)",
+                          "what to use instead"),
+    "non_finite_loss": ("a training loss that stays NaN/inf", "the step; the last good checkpoint is kept"),
+}
+
+
+class UserError(Exception):
+    """A problem the user can fix: bad data, bad flags, missing files."""
+
+    def __init__(self, kind: str, message: str, path: str | Path | None = None,
+                 line: int | None = None) -> None:
+        if kind not in CATALOGUE:
+            raise ValueError(f"unknown error kind {kind!r}")
+        self.kind, self.message, self.path, self.line = kind, message, path, line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
+        return f"error [{self.kind}]: {where}{self.message}"
+
+
+def catalogue_markdown() -> str:
+    rows = ["| kind | situation | what the message names |", "|---|---|---|"]
+    rows += [f"| `{kind}` | {situation} | {shown} |" for kind, (situation, shown) in CATALOGUE.items()]
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(catalogue_markdown())

@@ -1,0 +1,95 @@
+"""Result files: written atomically (temporary file, then rename), so a killed run never leaves
+a half-written one, and provenance (`run_args.json`, `env.json`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"))
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
+    def write(f) -> None:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    _atomic_write(Path(path), write)
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def save_metrics(output_dir: str | Path, split: str, metrics: dict) -> None:
+    """`{split}_results.json`, and the same keys merged into `all_results.json`."""
+    out = Path(output_dir)
+    write_json(out / f"{split}_results.json", metrics)
+    all_path = out / "all_results.json"
+    merged = read_json(all_path) if all_path.exists() else {}
+    merged.update(metrics)
+    write_json(all_path, merged)
+
+
+def file_sha256(path: str | Path, limit: int = 1 << 30) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            limit -= len(chunk)
+            if limit <= 0:
+                return digest.hexdigest() + " (first 1 GiB)"
+    return digest.hexdigest()
+
+
+def environment(data_files: dict[str, str | None]) -> dict:
+    """Package versions, device, git commit and data file hashes, for env.json."""
+    import datasets
+    import torch
+    import transformers
+
+    try:
+        repo = Path(__file__).resolve().parents[3]
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cuda = torch.cuda.is_available()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+        "gpus": torch.cuda.device_count() if cuda else 0,
+        "git_commit": commit,
+        "data_files": {split: {"path": str(p), "sha256": file_sha256(p)} for split, p in data_files.items()
+                       if p and Path(p).is_file()},
+        "argv": sys.argv,
+    }

@@ -1,0 +1,176 @@
+"""One run of any task, from flags to result files. Task modules call `main(TheirTask)`.
+
+    flags -> output-folder rules -> data checked -> model + labels -> features
+          -> [train -> save] -> [evaluate dev] -> [predict test] -> result files
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .args import as_dict, parse_args
+from .data import load_splits
+from .distributed import DistState
+from .engine import CHECKPOINT_PREFIX, Engine, sorted_checkpoints
+from .errors import UserError
+from .results import environment, save_metrics, write_json, write_jsonl
+from .task import Task
+
+logger = logging.getLogger("linkbert")
+
+# Files a run script or the user may leave in a fresh output folder.
+IGNORED_IN_OUTPUT_DIR = {"log.txt"}
+
+
+def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO, stream=sys.stdout)
+    try:
+        run(task_cls, argv)
+    except UserError as e:
+        logger.error("%s", e)
+        print(e, file=sys.stderr)
+        sys.exit(2)
+
+
+def check_output_dir(args) -> Optional[str]:
+    """The original's rules: training into a non-empty folder without --overwrite_output_dir
+    resumes from its last checkpoint if it has one, and is refused otherwise. Returns the
+    checkpoint to resume from. Also checks the folder can be written, before any work."""
+    out = Path(args.output_dir)
+    resume = args.resume_from_checkpoint
+    if args.do_train and out.is_dir() and not args.overwrite_output_dir and not resume:
+        contents = [p for p in out.iterdir() if p.name not in IGNORED_IN_OUTPUT_DIR]
+        checkpoints = sorted_checkpoints(out)
+        if checkpoints:
+            resume = str(checkpoints[-1])
+            logger.info("%s holds checkpoints and --overwrite_output_dir is not given: resuming from %s",
+                        out, resume)
+        elif contents:
+            raise UserError("output_dir_not_empty", "is not empty and holds no checkpoint; add "
+                            "--overwrite_output_dir to write over it, or choose another --output_dir", path=out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError("output_dir_not_writable", f"cannot be written ({e.strerror}); choose another "
+                        "--output_dir", path=out) from None
+    if resume and not Path(resume).is_dir():
+        raise UserError("bad_checkpoint", "--resume_from_checkpoint is not a folder", path=resume)
+    return resume
+
+
+def load_model(task: Task, train_kept: Optional[list], dist: DistState):
+    """Tokenizer, config (label space from the task) and model, in float32."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    m = task.model_args
+    common = dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
+                  trust_remote_code=m.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common)
+        task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **common)
+        label_kwargs = task.setup_labels(train_kept, config)
+        config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
+        model = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
+                                                 **common)
+    except OSError as e:
+        offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
+            if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+        raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
+                        f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}") from None
+    if not getattr(task.tokenizer, "is_fast", False):
+        raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
+                        f"{m.tokenizer_name or m.model_name_or_path} has none")
+    # BioLinkBERT's tokenizer config has no model_max_length: clamp to the position embeddings.
+    limit = getattr(config, "max_position_embeddings", None) or task.tokenizer.model_max_length
+    wanted = task.data_args.max_seq_length or task.default_max_seq_length or limit
+    if wanted > limit:
+        logger.warning("--max_seq_length %d is longer than the model's %d positions: using %d", wanted, limit, limit)
+    task.max_seq_length = min(wanted, limit)
+    return model
+
+
+def build_features(task: Task, split: str, examples, training: bool):
+    d = task.data_args
+    return examples.map(
+        lambda batch: task.encode(batch, training=training), batched=True,
+        remove_columns=examples.column_names, num_proc=d.preprocessing_num_workers,
+        load_from_cache_file=not d.overwrite_cache, desc=f"{task.name}: tokenising {split}")
+
+
+def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
+    start = time.time()
+    outputs = engine.predict(features)
+    records = task.prediction_records(outputs, examples, features)
+    metrics = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
+    runtime = time.time() - start
+    metrics.update({f"{prefix}_{k}": v for k, v in task.summary(records).items()})
+    metrics.update({f"{prefix}_samples": len(examples), f"{prefix}_runtime": round(runtime, 4),
+                    f"{prefix}_samples_per_second": round(len(examples) / runtime, 3) if runtime > 0 else None})
+    return metrics, records
+
+
+def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
+    from transformers import set_seed
+
+    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
+    task = task_cls(model_args, data_args, args, task_args)
+    if not (args.do_train or args.do_eval or args.do_predict):
+        raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
+    if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and not torch.cuda.is_available():
+        raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} (fairscale FSDP) needs CUDA; "
+                        "on CPU use --fsdp full_shard (PyTorch FSDP) or --sharded_ddp simple")
+    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
+    dist = DistState(args)
+    resume = check_output_dir(args) if dist.is_main else args.resume_from_checkpoint
+    datasets_, kept = load_splits(task, splits)
+
+    set_seed(args.seed)
+    model = load_model(task, kept.get("train"), dist)
+    out = Path(args.output_dir)
+    if dist.is_main:
+        write_json(out / "run_args.json", {"argv": sys.argv if argv is None else argv,
+                                           **as_dict(model_args, data_args, args, task_args)})
+        write_json(out / "env.json", environment({"train": data_args.train_file,
+                                                  "validation": data_args.validation_file,
+                                                  "test": data_args.test_file}))
+    features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
+    set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
+    engine = Engine(model, task, args, dist)
+    dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
+    all_metrics: dict = {}
+    try:
+        if args.do_train:
+            evaluate = None
+            if args.do_eval and args.eval_strategy != "no":
+                evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"],
+                                                  "eval")[0]
+            metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
+                                   output_dir=str(out))
+            engine.save_model(out, task.tokenizer)
+            if dist.is_main:
+                write_json(out / "trainer_state.json", engine.state.to_json())
+                save_metrics(out, "train", metrics)
+            all_metrics.update(metrics)
+        for split, prefix in (("validation", "eval"), ("test", "predict")):
+            if split not in splits:
+                continue
+            metrics, records = evaluate_split(task, engine, datasets_[split], features[split], prefix)
+            if dist.is_main:
+                write_jsonl(out / f"{prefix}_predictions.jsonl", records)
+                save_metrics(out, prefix, metrics)
+                logger.info("%s metrics: %s", prefix, metrics)
+            all_metrics.update(metrics)
+    finally:
+        dist.close()
+    return all_metrics

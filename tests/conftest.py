@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny BERT built from the test's own text, offline, and a way to run a
+task module in-process (much faster than a subprocess per run)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _datasets_cache(tmp_path_factory):
+    # Keep the suite's datasets cache out of the user's home.
+    os.environ["HF_DATASETS_CACHE"] = str(tmp_path_factory.mktemp("hf_datasets_cache"))
+    import datasets
+
+    datasets.config.HF_DATASETS_CACHE = Path(os.environ["HF_DATASETS_CACHE"])
+    yield
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """tiny_model(files, lowercase=True, dropout=0.1) -> folder of a tiny BERT whose vocabulary
+    covers the text in the given JSON Lines files. Built once per distinct request."""
+    from linkbert.tiny import build_tiny_model, texts_from_jsonl
+
+    cache: dict = {}
+
+    def make(files, lowercase: bool = True, dropout: float = 0.1, **kwargs) -> str:
+        key = (tuple(sorted(str(f) for f in files)), lowercase, dropout, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            out = tmp_path_factory.mktemp("tiny_model")
+            cache[key] = str(build_tiny_model(out, texts_from_jsonl(files), lowercase=lowercase,
+                                              dropout=dropout, **kwargs))
+        return cache[key]
+
+    return make
+
+
+def run_task(task_cls, argv: list[str]) -> dict:
+    """Run a task module in this process; returns all metrics. UserErrors propagate."""
+    from linkbert.core.run import run
+
+    return run(task_cls, [str(a) for a in argv])
