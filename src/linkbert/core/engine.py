@@ -18,6 +18,8 @@ import logging
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,46 @@ logger = logging.getLogger("linkbert")
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
 BEST_MODEL_DIR = "best_model"
+# fp16: after this many skipped steps in a row the loss scale has fallen by 2^N: give up.
+MAX_CONSECUTIVE_SKIPS = 25
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM/SIGINT arrived: the current update was finished and a checkpoint written."""
+
+    def __init__(self, signal_name: str, step: int, checkpoint: Optional[Path]) -> None:
+        self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+        where = f"checkpoint {checkpoint} written" if checkpoint else "no output folder to checkpoint into"
+        super().__init__(f"{signal_name} received: stopped after update {step}, {where}. Run the same command "
+                         "again (without --overwrite_output_dir, or with --resume_from_checkpoint) to continue.")
+
+
+class StopOnSignal:
+    """While training, SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) only set a flag: the
+    loop finishes its current update, writes a checkpoint and stops. A second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.received: bool = False
+        self.name = ""
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:  # asked twice: do not wait any longer
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            raise KeyboardInterrupt
+        self.received, self.name = True, signal.Signals(signum).name
+        logger.warning("%s received: finishing the current update, then writing a checkpoint and stopping "
+                       "(send it again to stop at once)", self.name)
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 # -- step arithmetic (the original's rules; tested on the worked examples) ---------------------
@@ -108,6 +150,12 @@ class TrainState:
     best_checkpoint: Optional[str] = None
     max_steps: int = 0
     num_train_epochs: int = 0
+    loss_sum: float = 0.0          # sum of update losses so far (for the logged means)
+    logged_loss_sum: float = 0.0
+    last_logged_step: int = 0
+    pending_loss: float = 0.0      # loss of left-over micro-batches carried into the next epoch
+    skipped_updates: int = 0       # fp16 steps the scaler skipped
+    consecutive_skips: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -211,91 +259,117 @@ class Engine:
                         f"{dist.world_size} to keep it.")
 
         model.train()
-        running_loss, logged_loss, last_logged_step = torch.zeros((), device=self.device), 0.0, self.state.global_step
-        bar = tqdm(total=max_steps, initial=self.state.global_step, desc="train",
+        state = self.state
+        bar = tqdm(total=max_steps, initial=state.global_step, desc="train",
                    disable=args.disable_tqdm or not dist.is_main, dynamic_ncols=True)
         start = time.time()
-        stop = self.state.global_step >= max_steps
-        for epoch in range(self.state.epochs_done, num_epochs):
-            if stop:
-                break
-            order = orders[epoch]
-            rank_order = dist.shard(order, per_rank_batch)
-            batches = [rank_order[i:i + per_rank_batch] for i in range(0, len(rank_order), per_rank_batch)]
-            steps_in_epoch = len(batches)
-            skip = self.state.steps_in_epoch_done
-            for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
-                batch = self._to_device(batch)
-                update = is_update_step(step, steps_in_epoch, accumulation)
-                with dist.no_sync(model, enabled=not update):
-                    with self.autocast():
-                        loss = model(**batch).loss
-                    loss = loss / accumulation
-                    scaler.scale(loss).backward()
-                running_loss += loss.detach()
-                self.state.steps_in_epoch_done = step + 1
-                if not update:
-                    continue
-                if args.max_grad_norm and args.max_grad_norm > 0:
-                    scaler.unscale_(optimizer)
-                    dist.clip_grad_norm(model, optimizer, args.max_grad_norm)
-                scale_before = scaler.get_scale() if scaler.is_enabled() else None
-                scaler.step(optimizer)
-                scaler.update()
-                if scale_before is None or scale_before <= scaler.get_scale():
-                    scheduler.step()
-                else:
-                    logger.info("fp16 gradient overflow at update %d: step skipped, loss scale %.0f -> %.0f",
-                                self.state.global_step + 1, scale_before, scaler.get_scale())
-                optimizer.zero_grad(set_to_none=True)
-                self.state.global_step += 1
-                self.state.epoch = epoch + (step + 1) / steps_in_epoch
-                bar.update(1)
-                step_now = self.state.global_step
-                if step_now == 1 and args.logging_first_step or step_now % args.logging_steps == 0:
-                    total = dist.mean(running_loss).item()
-                    self._check_finite(total - logged_loss)
-                    self.log({"loss": round((total - logged_loss) / (step_now - last_logged_step), 4),
-                              "learning_rate": scheduler.get_last_lr()[0], "epoch": round(self.state.epoch, 2)})
-                    bar.set_postfix(loss=f"{(total - logged_loss) / (step_now - last_logged_step):.4f}")
-                    logged_loss, last_logged_step = total, step_now
-                if args.eval_strategy == "steps" and step_now % args.eval_steps == 0 and evaluate:
-                    self._evaluate_during_training(evaluate, model, output_dir)
-                if args.save_strategy == "steps" and step_now % args.save_steps == 0 and output_dir:
-                    self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
-                if step_now >= max_steps:
-                    stop = True
+        stop = state.global_step >= max_steps
+        # Loss of the micro-batches since the last update (left-overs of an epoch carry over,
+        # like their gradients).
+        update_loss = torch.full((), state.pending_loss, device=self.device)
+        with StopOnSignal() as signals:
+            for epoch in range(state.epochs_done, num_epochs):
+                if stop:
                     break
-            else:
-                self.state.epochs_done = epoch + 1
-                self.state.steps_in_epoch_done = 0
-                self.state.epoch = float(epoch + 1)
-                if args.eval_strategy == "epoch" and evaluate:
-                    self._evaluate_during_training(evaluate, model, output_dir)
-                if args.save_strategy == "epoch" and output_dir:
-                    self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
+                rank_order = dist.shard(orders[epoch], per_rank_batch)
+                batches = [rank_order[i:i + per_rank_batch] for i in range(0, len(rank_order), per_rank_batch)]
+                steps_in_epoch = len(batches)
+                skip = state.steps_in_epoch_done
+                for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
+                    batch = self._to_device(batch)
+                    update = is_update_step(step, steps_in_epoch, accumulation)
+                    with dist.no_sync(model, enabled=not update):
+                        with self.autocast():
+                            loss = model(**batch).loss
+                        loss = loss / accumulation
+                        scaler.scale(loss).backward()
+                    update_loss += loss.detach()
+                    state.steps_in_epoch_done = step + 1
+                    if not update:
+                        continue
+                    # One reduction per update: the loss, and whether any rank was asked to stop.
+                    loss_value, stop_asked = dist.mean(
+                        torch.stack([update_loss, torch.tensor(float(signals.received), device=self.device)])).tolist()
+                    update_loss.zero_()
+                    self._check_update_loss(loss_value, scaler.is_enabled())
+                    if args.max_grad_norm and args.max_grad_norm > 0:
+                        scaler.unscale_(optimizer)
+                        dist.clip_grad_norm(model, optimizer, args.max_grad_norm)
+                    scale_before = scaler.get_scale() if scaler.is_enabled() else None
+                    scaler.step(optimizer)
+                    scaler.update()
+                    if scale_before is None or scale_before <= scaler.get_scale():
+                        scheduler.step()
+                        state.consecutive_skips = 0
+                    else:  # fp16 overflow: the scaler skipped the step; the schedule waits (as 4.9.1)
+                        state.skipped_updates += 1
+                        state.consecutive_skips += 1
+                        logger.info("fp16 gradient overflow at update %d: step skipped, loss scale %.0f -> %.0f",
+                                    state.global_step + 1, scale_before, scaler.get_scale())
+                        if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
+                            self._check_update_loss(float("nan"), fp16=False)
+                    optimizer.zero_grad(set_to_none=True)
+                    state.loss_sum += loss_value
+                    state.global_step += 1
+                    state.epoch = epoch + (step + 1) / steps_in_epoch
+                    bar.update(1)
+                    step_now = state.global_step
+                    if step_now == 1 and args.logging_first_step or step_now % args.logging_steps == 0:
+                        mean_loss = (state.loss_sum - state.logged_loss_sum) / (step_now - state.last_logged_step)
+                        entry = {"loss": round(mean_loss, 4), "learning_rate": scheduler.get_last_lr()[0],
+                                 "epoch": round(state.epoch, 2)}
+                        if state.skipped_updates:
+                            entry["skipped_updates"] = state.skipped_updates
+                        self.log(entry)
+                        bar.set_postfix(loss=f"{mean_loss:.4f}")
+                        state.logged_loss_sum, state.last_logged_step = state.loss_sum, step_now
+                    if args.eval_strategy == "steps" and step_now % args.eval_steps == 0 and evaluate:
+                        self._evaluate_during_training(evaluate, model, output_dir)
+                    saved = None
+                    if args.save_strategy == "steps" and step_now % args.save_steps == 0 and output_dir:
+                        saved = self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
+                    if stop_asked > 0:
+                        path = saved or (self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
+                                         if output_dir else None)
+                        bar.close()
+                        raise TrainingInterrupted(signals.name, step_now, path)
+                    if step_now >= max_steps:
+                        stop = True
+                        break
+                else:
+                    state.epochs_done = epoch + 1
+                    state.steps_in_epoch_done = 0
+                    state.epoch = float(epoch + 1)
+                    state.pending_loss = update_loss.item()
+                    if args.eval_strategy == "epoch" and evaluate:
+                        self._evaluate_during_training(evaluate, model, output_dir)
+                    if args.save_strategy == "epoch" and output_dir:
+                        self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
         bar.close()
         runtime = time.time() - start
-        total_loss = dist.mean(running_loss).item()
-        self._check_finite(total_loss)
-        steps_run = max(self.state.global_step, 1)
+        # As the original, the reported training loss also counts left-over micro-batches.
+        total_loss = state.loss_sum + dist.mean(update_loss).item()
         metrics = {
             "train_runtime": round(runtime, 4),
             "train_samples": n,
             "train_samples_per_second": round(n * num_epochs / runtime, 3) if runtime > 0 else None,
-            "train_loss": total_loss / steps_run,
-            "epoch": round(self.state.epoch, 2),
+            "train_loss": total_loss / max(state.global_step, 1),
+            "epoch": round(state.epoch, 2),
         }
         self.log(dict(metrics))
         if args.load_best_model_at_end:
             self.load_best_model()
         return metrics
 
-    def _check_finite(self, value: float) -> None:
-        if not math.isfinite(value):
-            raise UserError("non_finite_loss", f"training loss became {value} by update {self.state.global_step}; "
-                            "lower --learning_rate, or use --bf16 / fp32 instead of --fp16. Checkpoints already "
-                            "written are kept.")
+    def _check_update_loss(self, value: float, fp16: bool) -> None:
+        """A NaN/inf loss under fp16 is the scaler's business (it skips the step and lowers the
+        scale); elsewhere, or once the scale has collapsed, it stops the run before the weights
+        are spoiled. Checkpoints already written stay as they are."""
+        if fp16 or math.isfinite(value):
+            return
+        raise UserError("non_finite_loss", f"the training loss is {value} at update {self.state.global_step + 1} "
+                        f"({self.state.skipped_updates} fp16 steps skipped so far); lower --learning_rate, check "
+                        "the data, or use --bf16 / fp32 instead of --fp16. Checkpoints already written are kept.")
 
     def _evaluate_during_training(self, evaluate: Callable[[], dict], model, output_dir: Optional[str]) -> None:
         metrics = evaluate()

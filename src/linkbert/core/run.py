@@ -18,7 +18,7 @@ import torch
 from .args import as_dict, parse_args
 from .data import load_splits
 from .distributed import DistState
-from .engine import CHECKPOINT_PREFIX, Engine, sorted_checkpoints
+from .engine import Engine, TrainingInterrupted, sorted_checkpoints
 from .errors import UserError
 from .results import environment, save_metrics, write_json, write_jsonl
 from .task import Task
@@ -38,6 +38,10 @@ def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
         logger.error("%s", e)
         print(e, file=sys.stderr)
         sys.exit(2)
+    except TrainingInterrupted as e:
+        logger.error("%s", e)
+        print(e, file=sys.stderr)
+        sys.exit(143 if e.signal_name == "SIGTERM" else 130)
 
 
 def check_output_dir(args) -> Optional[str]:

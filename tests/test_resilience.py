@@ -1,0 +1,163 @@
+"""Nothing lost when a run dies: exact resume, pre-emption by SIGTERM, SIGKILL, non-finite loss."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import SAMPLES, run_task
+from linkbert.core.errors import UserError
+from linkbert.seqcls.run_seqcls import SeqClsTask
+
+CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+PUBMEDQA = SAMPLES / "seqcls" / "pubmedqa_hf"
+ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
+
+
+def flags(data: Path, out: Path, *extra) -> list[str]:
+    return ["--train_file", data / "train.json", "--validation_file", data / "dev.json",
+            "--test_file", data / "test.json", "--do_train", "--do_eval", "--do_predict",
+            "--output_dir", out, *extra]
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(tiny_model, tmp_path):
+    """48 examples in micro-batches of 10 with accumulation 2: each epoch ends with a left-over
+    micro-batch whose gradient carries into the next update, so the epoch checkpoints hold
+    pending gradients. Resuming from the middle gives the uninterrupted run's weights exactly."""
+    common = ["--model_name_or_path", tiny_model(ALL_FILES), "--metric_name", "PRF1",
+              "--per_device_train_batch_size", "10", "--gradient_accumulation_steps", "2",
+              "--num_train_epochs", "4", "--warmup_ratio", "0.5", "--save_strategy", "epoch", "--logging_steps", "1"]
+    full = tmp_path / "full"
+    run_task(SeqClsTask, [*flags(CHEMPROT, full), *common])
+    assert (full / "checkpoint-4" / "pending_grads.pt").is_file()
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(full / "checkpoint-4", resumed / "checkpoint-4")
+    # No --overwrite_output_dir: the folder holds a checkpoint, so the run resumes from it.
+    run_task(SeqClsTask, [*flags(CHEMPROT, resumed), *common])
+    assert same_weights(full, resumed)
+    for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
+        assert (full / name).read_text() == (resumed / name).read_text()
+    full_state = json.loads((full / "trainer_state.json").read_text())
+    resumed_state = json.loads((resumed / "trainer_state.json").read_text())
+    losses = lambda s: [h["loss"] for h in s["log_history"] if "loss" in h]  # noqa: E731
+    assert losses(full_state) == losses(resumed_state) and len(losses(full_state)) == 8
+    train = lambda d: json.loads((d / "train_results.json").read_text())["train_loss"]  # noqa: E731
+    assert train(full) == pytest.approx(train(resumed), rel=1e-9)
+
+
+# -- killed and pre-empted runs, in real subprocesses ----------------------------------------
+SLOW_STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def slow_model(tmp_path_factory):
+    """A model big enough that a step takes tens of milliseconds, so a run can be hit mid-way."""
+    from linkbert.tiny import build_tiny_model, texts_from_jsonl
+
+    return build_tiny_model(tmp_path_factory.mktemp("slow_model"), texts_from_jsonl(ALL_FILES),
+                            hidden_size=128, num_layers=4, num_heads=4)
+
+
+def train_command(model: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "linkbert.seqcls.run_seqcls", "--model_name_or_path", str(model),
+            *map(str, flags(PUBMEDQA, out)), "--max_steps", str(SLOW_STEPS), "--save_steps", "10",
+            "--per_device_train_batch_size", "8", "--max_seq_length", "256", "--disable_tqdm"]
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(slow_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run(train_command(slow_model, out), env=subprocess_env(), check=True, capture_output=True)
+    return out
+
+
+def start_and_wait_for(model: Path, out: Path, checkpoint: str) -> subprocess.Popen:
+    proc = subprocess.Popen(train_command(model, out), env=subprocess_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / checkpoint / "trainer_state.json").exists():
+        assert proc.poll() is None, f"run ended before {checkpoint}: {proc.communicate()[1][-2000:]}"
+        assert time.time() < deadline, "no checkpoint within 4 minutes"
+        time.sleep(0.02)
+    return proc
+
+
+def resume_and_compare(model: Path, out: Path, reference: Path) -> None:
+    done = subprocess.run(train_command(model, out), env=subprocess_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming from" in done.stdout
+    assert same_weights(reference, out)
+    for name in ("eval_predictions.jsonl", "predict_predictions.jsonl", "all_results.json"):
+        ours, theirs = (out / name).read_text(), (reference / name).read_text()
+        if name.endswith(".json"):  # runtimes differ; every score must not
+            ours, theirs = ({k: v for k, v in json.loads(t).items() if "runtime" not in k and "per_second" not in k}
+                            for t in (ours, theirs))
+        assert ours == theirs, name
+
+
+def test_sigkill_after_a_checkpoint_then_resume_gives_the_same_result(slow_model, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start_and_wait_for(slow_model, out, "checkpoint-10")
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not (out / "all_results.json").exists(), "the run finished before it could be killed"
+    resume_and_compare(slow_model, out, uninterrupted)
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_non_zero(slow_model, uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = start_and_wait_for(slow_model, out, "checkpoint-10")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143
+    assert "SIGTERM received" in stderr and "checkpoint" in stderr
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert steps and steps[-1] > 10, steps  # the update in flight was finished and saved
+    assert not (out / "predict_results.json").exists()
+    resume_and_compare(slow_model, out, uninterrupted)
+
+
+# -- non-finite loss ------------------------------------------------------------------------
+def write_exploding_regression(folder: Path) -> Path:
+    """A BIOSSES-like set whose labels overflow the squared error to inf."""
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        lines = [json.dumps({"id": str(i), "sentence1": "aspirin binds the receptor", "sentence2": "it does",
+                             "label": 3.0e30 if i % 2 else -3.0e30}) for i in range(8)]
+        (folder / f"{split}.json").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize("precision", [[], ["--fp16"]])
+def test_loss_that_stays_non_finite_stops_the_run_and_keeps_checkpoints(precision, tiny_model, tmp_path):
+    data = write_exploding_regression(tmp_path / "data")
+    out = tmp_path / "out"
+    (out / "checkpoint-3").mkdir(parents=True)  # an earlier good checkpoint must survive
+    (out / "checkpoint-3" / "marker").write_text("keep me")
+    with pytest.raises(UserError) as err:
+        run_task(SeqClsTask, ["--model_name_or_path", tiny_model(ALL_FILES), *flags(data, out), "--metric_name",
+                              "pearsonr", "--max_steps", "40", "--per_device_train_batch_size", "4",
+                              "--overwrite_output_dir", "--save_strategy", "no", *precision])
+    assert err.value.kind == "non_finite_loss"
+    assert (out / "checkpoint-3" / "marker").read_text() == "keep me"
+    assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
+    if precision:  # fp16: the scaler skipped steps first, until the scale collapsed
+        assert "25 fp16 steps skipped" in str(err.value)
