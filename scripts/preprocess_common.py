@@ -9,10 +9,10 @@ into one line "file:line: problem — what to do" and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import json
 import os
-import re
 import sys
 import tempfile
 import zlib
@@ -128,10 +128,38 @@ def require(obj: Any, key: str, kind: type, path: Path, lineno: Optional[int], w
     if not isinstance(obj, dict) or key not in obj:
         raise DataError(path, lineno, f"{what} has no field '{key}'", "is this the right file?")
     value = obj[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    if not isinstance(value, kind):
         raise DataError(path, lineno, f"{what} field '{key}' should be {kind.__name__}, "
                         f"found {type(value).__name__}", "is this the right file?")
     return value
+
+
+def csv_rows(path: Path, columns: Sequence[str], delimiter: str = ",", skip_blank: bool = False,
+             encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, fields) of a quoted CSV file, checked for the column count.
+
+    Opened like the original's plain open(): universal newlines, also inside quoted fields."""
+    csv.field_size_limit(2**31 - 1)  # pandas, which read BioASQ originally, has no field limit
+    separator = "tab" if delimiter == "\t" else "comma"
+    next_line = 1
+    try:
+        with open(path, encoding=encoding) as f:
+            reader = csv.reader(f, delimiter=delimiter)
+            for row in reader:
+                lineno, next_line = next_line, reader.line_num + 1
+                if not row and skip_blank:
+                    continue
+                if len(row) != len(columns):
+                    spans = f" (the row runs to line {reader.line_num}: an unclosed quote?)" \
+                        if reader.line_num > lineno else ""
+                    raise DataError(path, lineno, f"expected {len(columns)} {separator}-separated columns"
+                                    f" ({', '.join(columns)}), found {len(row)}{spans}",
+                                    "fix this row (quote fields that hold the separator or a newline)")
+                yield lineno, row
+    except csv.Error as err:
+        raise DataError(path, next_line, f"unreadable CSV ({err})", "fix the quoting of this row") from None
+    except UnicodeDecodeError:
+        raise DataError(path, next_line, "not UTF-8 text", "re-download or re-extract the file") from None
 
 
 def split_tsv(line: str, columns: Sequence[str], path: Path, lineno: int) -> list[str]:
@@ -195,9 +223,9 @@ def check_count(what: str, got: int, expected: Expected) -> bool:
         note = " (as expected)" if known else ""
         print(f"  {what}: {got}{note}")
         return True
-    print(f"  {what}: {got}", flush=True)
-    print(f"WARNING: {what}: {got}, but the known size is {' or '.join(map(str, known))} — "
-          "check that the raw file is the complete, official version", file=sys.stderr)
+    # on stdout with the rest of the report: stderr is kept for the one-line error
+    print(f"  WARNING: {what}: {got}, but the known size is {' or '.join(map(str, known))} — "
+          "check that the raw file is the complete, official version")
     return False
 
 
@@ -209,13 +237,3 @@ def length_summary(lengths: Sequence[int]) -> str:
     pick = lambda q: s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]  # noqa: E731
     return f"chars mean {sum(s) // len(s)}, median {pick(0.5)}, 95th {pick(0.95)}, max {s[-1]}"
 
-
-def nth_number_line(text: str, key: str, n: int) -> Optional[int]:
-    """Line of the n-th number in the JSON list `"key": [...]` of `text` (for split-file errors)."""
-    start = text.find(f'"{key}"')
-    if start < 0:
-        return None
-    for i, match in enumerate(re.finditer(r"-?\d+", text[text.find("[", start):])):
-        if i == n:
-            return text.count("\n", 0, text.find("[", start) + match.start()) + 1
-    return None

@@ -17,11 +17,12 @@ from `detected_answers` (text, start of the first char span).
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 from preprocess_common import (DataError, add_io_args, check_count, find_file, length_summary,
-                               load_json_file, nth_number_line, parse_json, read_lines, repo_path,
+                               load_json_file, parse_json, read_lines, repo_path,
                                require, run_cli, write_jsonl)
 
 # output name -> raw file stems: the name the original download script saved under first,
@@ -128,6 +129,18 @@ def records(paragraphs: Iterator[Paragraph], path: Path, stats: AnswerStats) -> 
         yield from question_records(paragraph, path, stats)
 
 
+def nth_number_line(text: str, key: str, n: int) -> Optional[int]:
+    """Line of the n-th number in the JSON list `"key": [...]` of `text`, for error messages."""
+    key_at = text.find(f'"{key}"')
+    list_at = text.find("[", key_at) if key_at >= 0 else -1
+    if list_at < 0:
+        return None
+    for i, number in enumerate(re.finditer(r"-?\d+", text[list_at:])):
+        if i == n:
+            return text.count("\n", 0, list_at + number.start()) + 1
+    return None
+
+
 def read_split(path: Path, n_paragraphs: int, dev_path: Path) -> dict[str, list[int]]:
     """The in-house split, checked to cover the dev file's paragraphs exactly once."""
     split, text = load_json_file(path)
@@ -161,28 +174,32 @@ def read_split(path: Path, n_paragraphs: int, dev_path: Path) -> dict[str, list[
 
 
 def process(name: str, raw_dir: Path, split_dir: Path, out_dir: Path) -> dict[str, int]:
-    """Write train/dev/test of one dataset; returns the number of questions per split."""
+    """Write train/dev/test of one dataset; returns the number of questions per split.
+
+    The in-house dev and test sets are built and checked first, so that a bad split file or dev
+    file stops the run before anything is written; train is streamed (it can be large)."""
     target = out_dir / "qa" / f"{name}_hf"
-    counts = {}
-
-    train_path = raw_file(raw_dir, "train", name)
-    print(f"{name} train <- {train_path}")
-    stats = AnswerStats()
-    counts["train"] = write_jsonl(records(read_paragraphs(train_path), train_path, stats), target / "train.json")
-    stats.report()
-
     dev_path = raw_file(raw_dir, "dev", name)
     split_path = find_file([split_dir / f"inhouse_split_{name}.json"],
                            "run scripts/download_raw_data.sh or pass --split_dir")
+    train_path = raw_file(raw_dir, "train", name)
     paragraphs = list(read_paragraphs(dev_path))
     split = read_split(split_path, len(paragraphs), dev_path)
+    inhouse = {}
     for part, expected in zip(("dev", "test"), INHOUSE_SIZES[name]):
         print(f"{name} {part} <- {dev_path} (paragraphs listed in {split_path})")
         check_count(f"{name} {part} paragraphs", len(split[part]), expected)
         stats = AnswerStats()
-        chosen = (paragraphs[i] for i in split[part])  # in the split file's order, as upstream
-        counts[part] = write_jsonl(records(chosen, dev_path, stats), target / f"{part}.json")
+        # in the split file's order, as upstream
+        inhouse[part] = list(records((paragraphs[i] for i in split[part]), dev_path, stats))
         stats.report()
+
+    print(f"{name} train <- {train_path}")
+    stats = AnswerStats()
+    counts = {"train": write_jsonl(records(read_paragraphs(train_path), train_path, stats), target / "train.json")}
+    stats.report()
+    for part, examples in inhouse.items():
+        counts[part] = write_jsonl(examples, target / f"{part}.json")
     return counts
 
 

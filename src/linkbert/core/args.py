@@ -148,7 +148,8 @@ def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
     from transformers import HfArgumentParser
 
     argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, task_arguments))
+    # No abbreviations: `--learning_rat` must be an error, not silently --learning_rate.
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, task_arguments), allow_abbrev=False)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(json_file=argv[0])
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)

@@ -221,14 +221,16 @@ class Engine:
         accumulation = args.gradient_accumulation_steps
         max_steps = total_updates(num_batches, accumulation, args.num_train_epochs, args.max_steps)
         num_epochs = num_epochs_to_run(num_batches, accumulation, args.num_train_epochs, args.max_steps)
+        if args.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        # FSDP turns the parameters into shards: before the optimizer is built on them.
+        self.model = dist.shard_model(self.model)
         optimizer, scheduler, warmup = self.build_optimizer(max_steps)
         scaler = torch.amp.GradScaler(self.device.type, enabled=args.fp16)
         scaler = dist.wrap_scaler(scaler)
         self.state.max_steps, self.state.num_train_epochs = max_steps, num_epochs
 
-        if args.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
-        model = dist.wrap_model(self.model)
+        model = dist.wrap_model(self.model, optimizer)
         if args.torch_compile:
             model = torch.compile(model)
 
@@ -488,12 +490,7 @@ class Engine:
     def _load_checkpoint(self, path: str, optimizer, scheduler, scaler) -> None:
         from safetensors.torch import load_file
 
-        folder = Path(path)
-        needed = ["model.safetensors", "optimizer.pt", "scheduler.pt", STATE_FILE, "rng_state.pt"]
-        missing = [f for f in needed if not (folder / f).exists()]
-        if missing:
-            raise UserError("bad_checkpoint", f"not a complete checkpoint (missing {', '.join(missing)}); "
-                            "give another checkpoint or start without --resume_from_checkpoint", path=path)
+        folder = check_checkpoint(path)
         self.dist.load_model_state(self.model, load_file(folder / "model.safetensors", device="cpu"))
         self.dist.load_optimizer_state(optimizer, torch.load(folder / "optimizer.pt", weights_only=True,
                                                              map_location="cpu"))
@@ -560,6 +557,16 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    folder = Path(path)
+    needed = ["model.safetensors", "optimizer.pt", "scheduler.pt", STATE_FILE, "rng_state.pt"]
+    missing = [f for f in needed if not (folder / f).exists()]
+    if missing:
+        raise UserError("bad_checkpoint", f"not a complete checkpoint (missing {', '.join(missing)}); "
+                        "give another checkpoint or start without --resume_from_checkpoint", path=path)
+    return folder
 
 
 def sorted_checkpoints(output_dir: str | Path) -> list[Path]:

@@ -18,7 +18,7 @@ import torch
 from .args import as_dict, parse_args
 from .data import load_splits
 from .distributed import DistState
-from .engine import Engine, TrainingInterrupted, sorted_checkpoints
+from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
 from .errors import UserError
 from .results import environment, save_metrics, write_json, write_jsonl
 from .task import Task
@@ -68,8 +68,8 @@ def check_output_dir(args) -> Optional[str]:
     except OSError as e:
         raise UserError("output_dir_not_writable", f"cannot be written ({e.strerror}); choose another "
                         "--output_dir", path=out) from None
-    if resume and not Path(resume).is_dir():
-        raise UserError("bad_checkpoint", "--resume_from_checkpoint is not a folder", path=resume)
+    if resume and args.do_train:
+        check_checkpoint(resume)
     return resume
 
 
@@ -131,12 +131,14 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     task = task_cls(model_args, data_args, args, task_args)
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
-    if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and not torch.cuda.is_available():
-        raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} (fairscale FSDP) needs CUDA; "
-                        "on CPU use --fsdp full_shard (PyTorch FSDP) or --sharded_ddp simple")
+    if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and (args.use_cpu or not torch.cuda.is_available()):
+        raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
+                        "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
+                        "maintained path) or --sharded_ddp simple")
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     dist = DistState(args)
-    resume = check_output_dir(args) if dist.is_main else args.resume_from_checkpoint
+    # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
+    resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
     datasets_, kept = load_splits(task, splits)
 
     set_seed(args.seed)

@@ -1,0 +1,248 @@
+"""scripts/preprocess_blurb.py on the invented BLURB samples in tests/raw_samples/blurb."""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import preprocess_blurb as blurb  # noqa: E402
+from preprocess_common import DataError, run_cli  # noqa: E402
+
+SAMPLES = ROOT / "tests" / "raw_samples" / "blurb"
+
+
+def read_jsonl(path: Path) -> list:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def convert(raw: Path, out: Path, *names: str) -> Path:
+    blurb.main(["--raw_dir", str(raw), "--out_dir", str(out), "--datasets", *names])
+    return out
+
+
+@pytest.fixture
+def raw(tmp_path: Path) -> Path:
+    return Path(shutil.copytree(SAMPLES, tmp_path / "blurb"))
+
+
+def hoc_labels(*on: int) -> str:
+    return ",".join(f"{i}_{int(i in on)}" for i in range(10))
+
+
+# ----------------------------------------------------------------------------- conversions
+
+def test_ner_sentences_ids_and_tags(tmp_path):
+    out = convert(SAMPLES, tmp_path, "BC5CDR-chem")
+    train = read_jsonl(out / "tokcls" / "BC5CDR-chem_hf" / "train.json")
+    assert train == [
+        {"tokens": ["Zorvamide", "eased", "the", "cramps", "."],
+         "ner_tags": ["B-Chemical", "O", "O", "O", "O"], "id": "0"},
+        # the file's last sentence has no blank line after it
+        {"tokens": ["Potassium", "brinate", "was", "stopped", "."],
+         "ner_tags": ["B-Chemical", "I-Chemical", "O", "O", "O"], "id": "1"},
+    ]
+    assert [list(r) for r in train] == [["tokens", "ner_tags", "id"]] * 2
+    # two blank lines in a row make no empty sentence; ids count sentences
+    dev = read_jsonl(out / "tokcls" / "BC5CDR-chem_hf" / "dev.json")
+    assert [(r["id"], r["tokens"]) for r in dev] == [("0", ["No", "drug", "given"]), ("1", ["Felodrin", "helped"])]
+
+
+def test_jnlpba_docstart_lines_are_skipped(tmp_path):
+    out = convert(SAMPLES, tmp_path, "JNLPBA")
+    train = read_jsonl(out / "tokcls" / "JNLPBA_hf" / "train.json")
+    assert [r["tokens"] for r in train] == [["The", "KRX-4", "promoter", "region"], ["Helper", "cells", "grew"]]
+    assert train[0]["ner_tags"] == ["O", "B-protein", "B-DNA", "I-DNA"]
+    assert [r["id"] for r in train] == ["0", "1"]
+
+
+def test_pico_rewrites_i_to_b(tmp_path):
+    out = convert(SAMPLES, tmp_path, "ebmnlp")
+    train = read_jsonl(out / "tokcls" / "ebmnlp_hf" / "train.json")
+    assert train[0]["ner_tags"] == ["B-PAR", "B-PAR", "B-PAR", "O", "B-INT"]
+    assert train[1] == {"tokens": ["Pain", "fell"], "ner_tags": ["B-OUT", "O"], "id": "1"}
+
+
+def test_relation_extraction_false_becomes_0(tmp_path):
+    out = convert(SAMPLES, tmp_path, "chemprot", "DDI")
+    chemprot = read_jsonl(out / "seqcls" / "chemprot_hf" / "train.json")
+    assert chemprot[1] == {"id": "10001.T1.T3", "sentence": "@CHEMICAL$ was found near @GENE$ .", "label": "0"}
+    assert [r["label"] for r in chemprot] == ["CPR:4", "0", "CPR:3"]
+    assert [list(r) for r in chemprot] == [["id", "sentence", "label"]] * 3
+    ddi = read_jsonl(out / "seqcls" / "DDI_hf" / "train.json")
+    assert [r["label"] for r in ddi] == ["DDI-mechanism", "0"]
+    assert read_jsonl(out / "seqcls" / "DDI_hf" / "test.json")[0]["label"] == "DDI-effect"
+
+
+def test_gad_header_is_skipped(tmp_path):
+    out = convert(SAMPLES, tmp_path, "GAD")
+    train = read_jsonl(out / "seqcls" / "GAD_hf" / "train.json")
+    assert train == [{"id": "0", "sentence": "Variants of @GENE$ were linked to @DISEASE$ .", "label": "1"},
+                     {"id": "1", "sentence": "@GENE$ showed no tie to @DISEASE$ .", "label": "0"}]
+
+
+def test_header_is_recognised_not_assumed(raw, tmp_path, capsys):
+    # a GAD file without its header keeps its first example (the original dropped line 1 blindly) ...
+    gad = raw / "GAD" / "train.tsv"
+    gad.write_text("".join(gad.read_text().splitlines(keepends=True)[1:]))
+    # ... and a ChemProt file with a header does not turn it into an example
+    chemprot = raw / "chemprot" / "dev.tsv"
+    chemprot.write_text("index\tsentence\tlabel\n" + chemprot.read_text())
+    out = convert(raw, tmp_path / "out", "GAD", "chemprot")
+    assert [r["id"] for r in read_jsonl(out / "seqcls" / "GAD_hf" / "train.json")] == ["0", "1"]
+    assert [r["id"] for r in read_jsonl(out / "seqcls" / "chemprot_hf" / "dev.json")] == ["20001.T1.T2"]
+    printed = capsys.readouterr().out
+    assert f"line 1 of {gad} is data, not a header" in printed
+    assert f"line 1 of {chemprot} is a header" in printed
+
+
+def test_biosses_float_labels_and_field_order(tmp_path):
+    out = convert(SAMPLES, tmp_path, "BIOSSES")
+    train = read_jsonl(out / "seqcls" / "BIOSSES_hf" / "train.json")
+    assert train[0] == {"sentence1": "Cells divided quickly.", "sentence2": "The cells split fast.",
+                        "label": 3.6, "id": "1"}
+    assert [list(r) for r in train] == [["sentence1", "sentence2", "label", "id"]] * 2
+    assert isinstance(train[1]["label"], float) and train[1]["label"] == 0.0
+    # written as a float even when the raw score is an integer
+    assert '"label": 4.0' in (out / "seqcls" / "BIOSSES_hf" / "dev.json").read_text()
+
+
+def test_hoc_merges_consecutive_sentences_of_an_abstract(tmp_path):
+    out = convert(SAMPLES, tmp_path, "HoC")
+    train = read_jsonl(out / "seqcls" / "HoC_hf" / "train.json")
+    assert train == [
+        {"sentence": "Cells evade growth signals. They resist death. Methods were standard.",
+         "label": [0, 1, 0, 1, 0, 0, 0, 0, 0, 0], "id": "1111"},
+        {"sentence": "Vessels form around the mass.", "label": [0, 0, 0, 0, 0, 0, 0, 0, 0, 1], "id": "2222"},
+        # abstract 1111 again after 2222: a new example, as upstream merges only consecutive lines
+        {"sentence": "A later note on the first study.", "label": [1, 0, 0, 0, 0, 0, 0, 0, 0, 0], "id": "1111"},
+    ]
+    test = read_jsonl(out / "seqcls" / "HoC_hf" / "test.json")
+    assert test == [{"sentence": "Nothing of note. Immune cells are evaded.",
+                     "label": [0, 0, 1, 0, 0, 0, 0, 0, 0, 0], "id": "4444"}]
+
+
+def test_pubmedqa_contexts_order_and_labels(tmp_path):
+    out = convert(SAMPLES, tmp_path, "pubmedqa")
+    train = read_jsonl(out / "seqcls" / "pubmedqa_hf" / "train.json")
+    # file order (not sorted by id); non-empty contexts stripped and joined by one space
+    assert train == [
+        {"id": "90000002", "sentence1": "Does green tea calm owls?",
+         "sentence2": "Owls were given tea. They slept more.", "label": "yes"},
+        {"id": "90000001", "sentence1": "Is walking harmful?",
+         "sentence2": "Walkers were followed for a year.", "label": "no"},
+    ]
+    assert read_jsonl(out / "seqcls" / "pubmedqa_hf" / "dev.json")[0]["sentence2"] == "Nappers scored higher."
+    assert read_jsonl(out / "seqcls" / "pubmedqa_hf" / "test.json")[0]["label"] == "no"  # " no " stripped
+
+
+def test_bioasq_csv_quoting_as_pandas_read_it(tmp_path):
+    out = convert(SAMPLES, tmp_path, "bioasq")
+    for split in ("train", "dev", "test"):
+        records = read_jsonl(out / "seqcls" / "bioasq_hf" / f"{split}.json")
+        # the original's reader: pandas.read_csv(sep="\t", header=None), then strip()
+        frame = pd.read_csv(SAMPLES / "BioASQ" / f"{split}.tsv", sep="\t", header=None)
+        expected = [{"id": r[0].strip(), "sentence1": r[1].strip(), "sentence2": r[2].strip(), "label": r[3].strip()}
+                    for _, r in frame.iterrows()]
+        assert records == expected
+    train = read_jsonl(out / "seqcls" / "bioasq_hf" / "train.json")
+    assert train[1]["sentence2"] == "Quiet is a misnomer; it is active."  # a leading quote is CSV quoting
+    assert train[1]["sentence1"] == 'Is "quiet gene" silent?'             # quotes inside a field are kept
+    assert train[2]["sentence1"] == "Does the tab\tstay?"                 # a tab inside a quoted field
+
+
+def test_all_sample_datasets_in_one_run(tmp_path):
+    names = ["pubmedqa", "bioasq", "chemprot", "DDI", "GAD", "BIOSSES", "HoC", "BC5CDR-chem", "JNLPBA", "ebmnlp"]
+    convert(SAMPLES, tmp_path, *names)
+    for name in names:
+        task, folder, _ = blurb.DATASETS[name]
+        for split in ("train", "dev", "test"):
+            assert read_jsonl(tmp_path / task / folder / f"{split}.json"), (name, split)
+
+
+# ----------------------------------------------------------------------------- failures
+
+def expect_error(raw: Path, out: Path, name: str, capsys) -> str:
+    assert run_cli(blurb.main, ["--raw_dir", str(raw), "--out_dir", str(out), "--datasets", name]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    return err.strip()
+
+
+def test_tsv_line_with_wrong_column_count(raw, tmp_path, capsys):
+    path = raw / "BC5CDR-chem" / "dev.tsv"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = "drug\tO\textra\n"
+    path.write_text("".join(lines))
+    err = expect_error(raw, tmp_path / "out", "BC5CDR-chem", capsys)
+    assert err.startswith(f"{path}:2: expected 2 tab-separated columns (token, tag), found 3 — ")
+    # train converted fine, but nothing of the dataset is written when one split is bad
+    assert not (tmp_path / "out" / "tokcls").exists()
+
+
+def test_relation_line_with_missing_column(raw, tmp_path, capsys):
+    path = raw / "DDI" / "train.tsv"
+    path.write_text(path.read_text() + "DDI-x\tno label here\n")
+    err = expect_error(raw, tmp_path / "out", "DDI", capsys)
+    assert err.startswith(f"{path}:3: expected 3 tab-separated columns (id, sentence, label), found 2")
+
+
+def test_biosses_score_not_a_number(raw, tmp_path, capsys):
+    path = raw / "BIOSSES" / "dev.tsv"
+    path.write_text(path.read_text().replace("\t4\n", "\tfour\n"))
+    err = expect_error(raw, tmp_path / "out", "BIOSSES", capsys)
+    assert err.startswith(f"{path}:2: score 'four' is not a number")
+
+
+def test_hoc_labels_must_be_ten_pairs(raw, tmp_path, capsys):
+    path = raw / "HoC" / "dev.tsv"
+    path.write_text(path.read_text().replace(hoc_labels(5, 6), "0_1,1_0,2_1"))
+    err = expect_error(raw, tmp_path / "out", "HoC", capsys)
+    assert err.startswith(f"{path}:2: labels '0_1,1_0,2_1' are not 10 pairs")
+
+
+def test_pubmedqa_bad_label_and_truncated_file(raw, tmp_path, capsys):
+    path = raw / "pubmedqa" / "pqal_fold0" / "train_set.json"
+    text = path.read_text()
+    path.write_text(text.replace('"final_decision": "no"', '"final_decision": "perhaps"'))
+    err = expect_error(raw, tmp_path / "out", "pubmedqa", capsys)
+    assert f"{path}:" in err and "final_decision 'perhaps' is not yes/no/maybe" in err
+    line = int(err[len(str(path)) + 1:].split(":")[0])
+    assert '"final_decision": "perhaps"' in path.read_text().splitlines()[line - 1]
+    path.write_text(text[: len(text) // 2])
+    err = expect_error(raw, tmp_path / "out", "pubmedqa", capsys)
+    assert err.startswith(f"{path}:") and "invalid JSON" in err
+
+
+def test_bioasq_unclosed_quote_and_bad_label(raw, tmp_path, capsys):
+    path = raw / "BioASQ" / "train.tsv"
+    good = path.read_text()
+    path.write_text(good.replace("\tZorvamide blocks", '\t"Zorvamide blocks'))
+    err = expect_error(raw, tmp_path / "out", "bioasq", capsys)
+    assert err.startswith(f"{path}:1: expected 4 tab-separated columns") and "unclosed quote" in err
+    path.write_text(good.replace("active.\tno", "active.\tnope"))
+    err = expect_error(raw, tmp_path / "out", "bioasq", capsys)
+    assert err.startswith(f"{path}:2: label 'nope' is not yes/no")
+
+
+def test_missing_dataset_folder(tmp_path, capsys):
+    err = expect_error(tmp_path, tmp_path / "out", "NCBI-disease", capsys)
+    assert err.startswith(f"{tmp_path / 'NCBI-disease' / 'train.tsv'}: file not found — ")
+
+
+def test_pubmedqa_known_counts_are_compared(tmp_path, capsys):
+    convert(SAMPLES, tmp_path, "pubmedqa")
+    assert "pubmedqa train examples: 2, but the known size is 450" in capsys.readouterr().out
+
+
+def test_converter_raises_data_error_with_location(raw):
+    path = raw / "chemprot" / "test.tsv"
+    path.write_text("only-one-column\n")
+    with pytest.raises(DataError) as info:
+        blurb.DATASETS["chemprot"][2](raw, "test")
+    assert (info.value.path, info.value.line) == (str(path), 1)
