@@ -1,0 +1,60 @@
+"""Provenance files, reporting back-ends and the saved model folder."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SAMPLES, run_task
+from linkbert.seqcls.run_seqcls import SeqClsTask
+
+CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
+
+
+def train_args(model, out, *extra):
+    return ["--model_name_or_path", model, "--train_file", CHEMPROT / "train.json", "--do_train",
+            "--max_steps", "2", "--logging_steps", "1", "--output_dir", out, *extra]
+
+
+def test_run_args_and_env_record_provenance(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    run_task(SeqClsTask, train_args(tiny_model(ALL_FILES), out, "--learning_rate", "3e-5"))
+    run_args = json.loads((out / "run_args.json").read_text())
+    assert run_args["learning_rate"] == 3e-5 and run_args["seed"] == 42 and "--learning_rate" in run_args["argv"]
+    env = json.loads((out / "env.json").read_text())
+    import hashlib
+    assert env["data_files"]["train"]["sha256"] == hashlib.sha256((CHEMPROT / "train.json").read_bytes()).hexdigest()
+    assert env["torch"] and env["transformers"]
+
+
+def test_saved_model_reloads_and_keeps_a_cased_tokenizer(tiny_model, tmp_path):
+    """LinkBERT's tokenizer is cased, BioLinkBERT's uncased: the casing must survive saving."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path / "run"
+    run_task(SeqClsTask, train_args(tiny_model(ALL_FILES, lowercase=False), out))
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.tokenize("Aspirin") != tokenizer.tokenize("aspirin")
+    model = AutoModelForSequenceClassification.from_pretrained(out)
+    assert next(model.parameters()).dtype.is_floating_point and str(next(model.parameters()).dtype) == "torch.float32"
+    assert model.config.id2label[0] == "0"
+
+
+def test_tensorboard_report(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    run_task(SeqClsTask, train_args(tiny_model(ALL_FILES), out, "--report_to", "tensorboard"))
+    assert list((out / "runs").glob("events.out.tfevents.*"))
+
+
+def test_wandb_report_works_offline(tiny_model, tmp_path):
+    """In a subprocess: wandb keeps global state. WANDB_MODE=offline writes the run locally only."""
+    out = tmp_path / "run"
+    argv = [str(a) for a in train_args(tiny_model(ALL_FILES), out, "--report_to", "wandb")]
+    env = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PATH": "/usr/bin:/bin",
+           "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "linkbert.seqcls.run_seqcls", *argv], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert list((out / "wandb").glob("offline-run-*"))
