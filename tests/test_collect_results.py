@@ -1,0 +1,143 @@
+"""scripts/collect_results.py on fabricated run folders (both result layouts, seed sweeps, stale,
+partial and missing runs): the table's numbers, the BLURB score against a hand computation, and
+the chart."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_collector():
+    spec = importlib.util.spec_from_file_location("collect_results", REPO / "scripts" / "collect_results.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+collect_results = load_collector()
+
+
+def write_run(folder: Path, metric: str, value: float, layout: str = "ours", run_args: dict | None = None) -> None:
+    """A finished run: ours = predict_results.json with predict_* keys; original = test_results.json
+    (seqcls/NER) or predict_results.json (QA/MC) with test_* keys."""
+    folder.mkdir(parents=True)
+    (folder / "log.txt").write_text("training...\n")
+    if layout == "ours":
+        (folder / "predict_results.json").write_text(json.dumps({f"predict_{metric}": value, "predict_samples": 10}))
+        (folder / "run_args.json").write_text(json.dumps(run_args or {"seed": 42, "max_steps": -1}))
+    else:
+        name = "test_results.json" if layout == "original_seqcls_ner" else "predict_results.json"
+        (folder / name).write_text(json.dumps({f"test_{metric}": value, "test_samples": 10}))
+    old = time.time() - 3600  # the log was last written before the results, as in a finished run
+    os.utime(folder / "log.txt", (old, old))
+
+
+def table_row(report: str, label: str) -> list[str]:
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in\n{report}")
+
+
+# BioLinkBERT-base fractions, chosen so the BLURB score is easy to compute by hand:
+# NER (90 + 80 + 85 + 75 + 70) / 5 = 80; PICO 70; RE (75 + 80 + 85) / 3 = 80; BIOSSES seeds
+# 90, 92, 94 -> 92; HoC 85; QA (60 + 90) / 2 = 75. BLURB = (80 + 70 + 80 + 92 + 85 + 75) / 6.
+BASE = {"BC5CDR-chem_hf": ("f1", 0.90), "BC5CDR-disease_hf": ("f1", 0.80), "NCBI-disease_hf": ("f1", 0.85),
+        "BC2GM_hf": ("f1", 0.75), "JNLPBA_hf": ("f1", 0.70), "ebmnlp_hf": ("macro_f1", 0.70),
+        "chemprot_hf": ("F1", 0.75), "DDI_hf": ("F1", 0.80), "GAD_hf": ("F1", 0.85), "HoC_hf": ("F1", 0.85),
+        "pubmedqa_hf": ("accuracy", 0.60), "bioasq_hf": ("accuracy", 0.90)}
+HAND_BLURB = (80 + 70 + 80 + 92 + 85 + 75) / 6  # 80.333...
+
+
+@pytest.fixture()
+def runs(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    for i, (task, (metric, value)) in enumerate(sorted(BASE.items())):
+        write_run(root / task / "BioLinkBERT-base", metric, value, "ours" if i % 2 else "original_seqcls_ner")
+    for seed, value in ((1, 0.90), (2, 0.92), (3, 0.94)):
+        write_run(root / "BIOSSES_hf" / "BioLinkBERT-base" / f"seed{seed}", "pearsonr", value,
+                  run_args={"seed": seed, "max_steps": -1})
+    # BioLinkBERT-large: two tasks only; HoC rerun since its results (stale); GAD still running.
+    write_run(root / "HoC_hf" / "BioLinkBERT-large", "F1", 0.86)
+    hours_ago = time.time() - 7200
+    os.utime(root / "HoC_hf" / "BioLinkBERT-large" / "predict_results.json", (hours_ago, hours_ago))
+    # A log written a few seconds after the results is the run's own last lines, not a rerun.
+    write_run(root / "chemprot_hf" / "BioLinkBERT-large", "F1", 0.80)
+    os.utime(root / "chemprot_hf" / "BioLinkBERT-large" / "log.txt")
+    (root / "GAD_hf" / "BioLinkBERT-large").mkdir(parents=True)
+    (root / "GAD_hf" / "BioLinkBERT-large" / "log.txt").write_text("epoch 1...\n")
+    # MRQA in the original layout: QA scores are already percent.
+    write_run(root / "squad_hf" / "LinkBERT-base", "f1", 90.6, "original_qa_mc")
+    # MedQA in the original layout (fraction), and a SMOKE run of MMLU.
+    write_run(root / "medqa_usmle_hf" / "BioLinkBERT-large", "accuracy", 0.451, "original_qa_mc")
+    write_run(root / "mmlu_professional_medicine_eval" / "BioLinkBERT-large", "accuracy", 0.25,
+              run_args={"seed": 42, "max_steps": 20, "max_predict_samples": 100})
+    return root
+
+
+def test_blurb_score_equals_the_hand_computation(runs):
+    report, _ = collect_results.build_report(runs)
+    row = table_row(report, "**BLURB score**")
+    # | label | metric | base ours | paper | Δ | large ours | paper | Δ |
+    assert row[2] == f"{HAND_BLURB:.2f}" == "80.33"
+    assert row[3] == "83.39" and row[4] == f"{HAND_BLURB - 83.39:+.2f}"
+    assert row[5].startswith("missing") and "11 missing" in row[5]  # large: 2 of 13 tasks have a result
+    assert row[6] == "84.30" and row[7] == ""
+
+
+def test_per_task_numbers_layouts_and_seeds(runs):
+    report, _ = collect_results.build_report(runs)
+    assert table_row(report, "BC5-chem")[2:5] == ["90.00", "93.75", "-3.75"]
+    assert table_row(report, "PubMedQA")[2] == "60.00"
+    assert table_row(report, "BIOSSES")[2] == "92.00 ± 2.00 (n=3)"
+    assert table_row(report, "HoC")[5] == "86.00 (stale)"
+    assert table_row(report, "ChemProt")[5] == "80.00"
+    assert table_row(report, "GAD")[5].startswith("missing (no test F1")
+    assert table_row(report, "BC2GM")[5] == "missing"
+    assert table_row(report, "SQuAD")[2:5] == ["90.60", "90.1", "+0.50"]
+    assert table_row(report, "HotpotQA")[2] == "missing"
+    assert table_row(report, "**Avg.**")[2].startswith("missing")
+    assert table_row(report, "MedQA-USMLE")[2:5] == ["45.10", "44.6", "+0.50"]
+    assert table_row(report, "MMLU prof. medicine")[2:5] == ["25.00 (partial)", "50.7", "-25.70"]
+
+
+def test_paper_numbers_give_the_published_blurb_scores():
+    tasks = [t.folder for t in collect_results.BLURB]
+    for model, published in (("PubMedBERT-base", 81.10), ("BioLinkBERT-base", 83.39), ("BioLinkBERT-large", 84.30)):
+        paper = {t: float(collect_results.PAPER[model][t]) for t in tasks}
+        assert round(collect_results.blurb_score(paper), 2) == published
+        del paper["HoC_hf"]
+        assert collect_results.blurb_score(paper) is None
+
+
+def test_model_names_pick_the_paper_column():
+    assert collect_results.paper_model("BioLinkBERT-large") == "BioLinkBERT-large"
+    assert collect_results.paper_model("linkbert-base") == "LinkBERT-base"
+    assert collect_results.paper_model("BiomedNLP-PubMedBERT-base-uncased-abstract") == "PubMedBERT-base"
+    assert collect_results.paper_model("bert-base-cased") is None
+
+
+def test_command_line_writes_table_and_chart(runs, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert collect_results.main([str(runs)]) == 0
+    assert "| **BLURB score** | | 80.33 |" in (runs / "results.md").read_text()
+    assert (runs / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert collect_results.main([str(tmp_path / "nowhere")]) == 2
+
+
+def test_without_matplotlib_the_table_is_written_with_a_note(runs, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
+    assert collect_results.main([str(runs)]) == 0
+    assert "matplotlib is not installed" in (runs / "results.md").read_text()
+    assert not (runs / "results.png").exists()
