@@ -28,8 +28,10 @@ def check_file(path: Optional[str], split: str) -> Path:
     return p
 
 
-def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None) -> list[Any]:
-    """Check every record of a JSON Lines file; return what the task keeps of each record."""
+def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
+                   line_numbers: Optional[list[int]] = None) -> list[Any]:
+    """Check every record of a JSON Lines file; return what the task keeps of each record
+    (and append each record's line number to `line_numbers`, blank lines being skipped)."""
     kept: list[Any] = []
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
@@ -47,6 +49,8 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
                                 path=path, line=line_no)
             try:
                 kept.append(task.validate_record(record, split))
+                if line_numbers is not None:
+                    line_numbers.append(line_no)
             except RecordError as e:
                 raise UserError(e.kind, e.message, path=path, line=line_no) from None
     if not kept:
@@ -64,11 +68,13 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
     paths = {split: check_file(files[split], split) for split in splits}
-    kept = {split: validate_split(paths[split], split, task, limits[split]) for split in splits}
+    lines: dict[str, list[int]] = {split: [] for split in splits}
+    kept = {split: validate_split(paths[split], split, task, limits[split], lines[split]) for split in splits}
     try:
         task.check_splits(kept)
-    except RecordError as e:
-        raise UserError(e.kind, e.message, path=paths.get(e.split), line=e.line) from None
+    except RecordError as e:  # e.line counts records; name the file's line
+        line = lines[e.split][e.line - 1] if e.split in lines and e.line else e.line
+        raise UserError(e.kind, e.message, path=paths.get(e.split), line=line) from None
 
     loaded = datasets.load_dataset(
         "json", data_files={split: str(paths[split]) for split in splits},

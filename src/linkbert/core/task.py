@@ -58,7 +58,8 @@ class Task:
 
     def check_splits(self, splits: dict[str, list[dict]]) -> None:
         """Checks across splits (e.g. a dev label unseen in train); raise `RecordError` with a
-        `line` (1-based) and `split` set so the core can name the file."""
+        `line` (the 1-based position of the record in the kept list) and `split` set; the core
+        turns that into the file and its line number."""
 
     # -- labels and model --------------------------------------------------------------------
     def setup_labels(self, train_records: Optional[list[dict]], config) -> dict:
