@@ -69,6 +69,11 @@ class UserError(Exception):
         self.kind, self.message, self.path, self.line = kind, message, path, line
         super().__init__(str(self))
 
+    def __reduce__(self):
+        # Picklable, so an error raised in a `datasets.map(num_proc=N)` worker reaches the main
+        # process (without this the pool hangs on the failed unpickling).
+        return (type(self), (self.kind, self.message, self.path, self.line))
+
     def __str__(self) -> str:
         where = ""
         if self.path is not None:
