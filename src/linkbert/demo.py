@@ -19,22 +19,22 @@ from pathlib import Path
 
 REPO_SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples"
 
-# (name, module, sample folder, split files (train, dev, test), original flags, score key)
+# (name, module, task class, sample folder, split files (train, dev, test), original flags, score key)
 DEMO_RUNS = [
-    ("ChemProt (relation extraction)", "linkbert.seqcls.run_seqcls", "seqcls/chemprot_hf",
+    ("ChemProt (relation extraction)", "linkbert.seqcls.run_seqcls", "SeqClsTask", "seqcls/chemprot_hf",
      ("train", "dev", "test"),
      "--metric_name PRF1 --per_device_train_batch_size 16 --gradient_accumulation_steps 1 --learning_rate 2e-5 "
      "--warmup_ratio 0.5 --num_train_epochs 4 --max_seq_length 256", "F1"),
-    ("HoC (multi-label)", "linkbert.seqcls.run_seqcls", "seqcls/HoC_hf", ("train", "dev", "test"),
+    ("HoC (multi-label)", "linkbert.seqcls.run_seqcls", "SeqClsTask", "seqcls/HoC_hf", ("train", "dev", "test"),
      "--metric_name hoc --per_device_train_batch_size 8 --gradient_accumulation_steps 4 --learning_rate 3e-5 "
      "--warmup_ratio 0.5 --num_train_epochs 20 --max_seq_length 512", "F1"),
-    ("NCBI-disease (NER)", "linkbert.tokcls.run_ner", "tokcls/NCBI-disease_hf", ("train", "dev", "test"),
+    ("NCBI-disease (NER)", "linkbert.tokcls.run_ner", "NerTask", "tokcls/NCBI-disease_hf", ("train", "dev", "test"),
      "--per_device_train_batch_size 8 --gradient_accumulation_steps 2 --learning_rate 2e-5 --warmup_ratio 0.5 "
      "--num_train_epochs 10 --max_seq_length 512", "f1"),
-    ("SQuAD (extractive QA)", "linkbert.qa.run_qa", "qa/squad_hf", ("train", "dev", "test"),
+    ("SQuAD (extractive QA)", "linkbert.qa.run_qa", "QATask", "qa/squad_hf", ("train", "dev", "test"),
      "--per_device_train_batch_size 16 --gradient_accumulation_steps 1 --learning_rate 2e-5 "
      "--num_train_epochs 2 --max_seq_length 384 --doc_stride 128", "f1"),
-    ("MedQA-USMLE (multiple choice)", "linkbert.mc.run_multiple_choice", "mc/medqa_usmle_hf",
+    ("MedQA-USMLE (multiple choice)", "linkbert.mc.run_multiple_choice", "MultipleChoiceTask", "mc/medqa_usmle_hf",
      ("train", "dev", "test"),
      "--per_device_train_batch_size 2 --per_device_eval_batch_size 2 --gradient_accumulation_steps 2 "
      "--learning_rate 3e-5 --num_train_epochs 6 --max_seq_length 512", "accuracy"),
@@ -61,10 +61,9 @@ def main() -> None:
     build_tiny_model(model_dir, texts_from_jsonl(sorted(samples.rglob("*.json"))))
 
     rows = []
-    for name, module, folder, (train, dev, test), flags, key in DEMO_RUNS:
+    for name, module, class_name, folder, (train, dev, test), flags, key in DEMO_RUNS:
         data = samples / folder
-        task_cls = next(v for v in vars(importlib.import_module(module)).values()
-                        if isinstance(v, type) and getattr(v, "__module__", "") == module and hasattr(v, "encode"))
+        task_cls = getattr(importlib.import_module(module), class_name)
         run_dir = out / folder.split("/")[-1]
         argv = ["--model_name_or_path", str(model_dir), "--train_file", str(data / f"{train}.json"),
                 "--validation_file", str(data / f"{dev}.json"), "--test_file", str(data / f"{test}.json"),
