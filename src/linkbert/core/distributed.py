@@ -34,7 +34,8 @@ from .args import TrainingArguments
 
 logger = logging.getLogger("linkbert")
 
-FAIRSCALE_FSDP = ("zero_dp_2", "zero_dp_3", "offload")
+FSDP2 = ("full_shard", "shard_grad_op")              # --fsdp: PyTorch's fully_shard
+FAIRSCALE_FSDP = ("zero_dp_2", "zero_dp_3", "offload")  # --sharded_ddp: fairscale, CUDA only
 
 
 class DistState:
@@ -131,7 +132,7 @@ class DistState:
     def shard_model(self, model: torch.nn.Module) -> torch.nn.Module:
         """FSDP only: split the parameters over ranks (each transformer block is one unit, so
         only one block's full weights exist at a time). Must run before the optimizer is built."""
-        if self.mode in ("full_shard", "shard_grad_op"):
+        if self.mode in FSDP2:
             from torch.distributed.device_mesh import init_device_mesh
             from torch.distributed.fsdp import fully_shard
 
@@ -171,13 +172,13 @@ class DistState:
 
     def wrap_model(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.nn.Module:
         """The module the training loop calls (`model` itself stays the plain, saveable one)."""
-        if self.world_size == 1 or self.mode in ("full_shard", "shard_grad_op") or self.mode in FAIRSCALE_FSDP:
+        if self.world_size == 1 or self.mode in FSDP2 + FAIRSCALE_FSDP:
             return model  # one process, or already sharded by shard_model
         if self.mode == "simple":
             from fairscale.nn.data_parallel import ShardedDataParallel
 
-            # reduce_buffer_size=0: with its default buckets ShardedDDP gave wrong gradients on
-            # gloo (traps.md); without them it matched one process exactly.
+            # reduce_buffer_size=0: with its default buckets ShardedDDP gave silently wrong
+            # gradients on gloo (test_distributed fails with them); without, it is exact.
             return ShardedDataParallel(model, optimizer, reduce_buffer_size=0)
         from torch.nn.parallel import DistributedDataParallel
 
@@ -199,7 +200,7 @@ class DistState:
         """Skip the gradient reduction on micro-batches that do not end an update."""
         if not enabled or self.world_size == 1:
             return contextlib.nullcontext()
-        if self.mode in ("full_shard", "shard_grad_op"):
+        if self.mode in FSDP2:
             return _fsdp2_no_sync(model)
         return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
 
@@ -219,9 +220,10 @@ class DistState:
         if self.mode == "simple":
             optimizer.consolidate_state_dict(recipient_rank=0)
             return optimizer.state_dict() if self.is_main else None
-        if self.mode in ("full_shard", "shard_grad_op"):
+        if self.mode in FSDP2:
             from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
+            _reshard(self.sharded_model)
             return get_optimizer_state_dict(self.sharded_model, optimizer, options=_full_state_options())
         if self.mode in FAIRSCALE_FSDP:
             return self._fairscale_optimizer_state(optimizer, gather=True)
@@ -229,9 +231,10 @@ class DistState:
 
     def load_optimizer_state(self, optimizer, state: dict) -> None:
         """Load a full state (every rank read the same file) and keep this rank's part."""
-        if self.mode in ("full_shard", "shard_grad_op"):
+        if self.mode in FSDP2:
             from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
+            _reshard(self.sharded_model)
             set_optimizer_state_dict(self.sharded_model, optimizer, state, options=_full_state_options(load=True))
         elif self.mode in FAIRSCALE_FSDP:
             optimizer.load_state_dict(self._fairscale_optimizer_state(optimizer, gather=False, full=state))
@@ -240,20 +243,22 @@ class DistState:
 
     def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
         """Load full weights (a saved model's safetensors) into the model, sharded or not."""
-        if self.mode in ("full_shard", "shard_grad_op"):
+        if self.mode in FSDP2:
             from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
+            _reshard(model)
             set_model_state_dict(model, state, options=_full_state_options(load=True, strict=False))
-        else:  # fairscale FSDP's load_state_dict takes a full state dict and shards it
+        else:  # one process, DDP, simple; fairscale FSDP's load_state_dict shards a full state itself
             model.load_state_dict(state, strict=False)
 
     def save_pretrained(self, model: torch.nn.Module, path: str | Path) -> None:
         """An ordinary `save_pretrained` folder from rank 0 (float32 safetensors), whatever
         the wrapping: sharded weights are gathered first (every rank takes part)."""
         state = None
-        if self.mode in ("full_shard", "shard_grad_op"):
+        if self.mode in FSDP2:
             from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
+            _reshard(model)
             state = get_model_state_dict(model, options=_full_state_options())
         elif self.mode in FAIRSCALE_FSDP:
             state = {k: v.cpu() for k, v in model.state_dict().items()}  # full on every rank
@@ -270,21 +275,21 @@ class DistState:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         comm = self.device if self.device.type == "cuda" else torch.device("cpu")
         for index, p in enumerate(params):
-            if not getattr(p, "_is_sharded", False):
+            if not getattr(p, "_is_sharded", False) or index not in state["state"]:
                 continue
-            for key, value in state["state"].get(index, {}).items():
+            entry = dict(state["state"][index])  # a copy: state_dict() shares the live per-param dicts
+            for key, value in list(entry.items()):
                 if key == "step" or not torch.is_tensor(value) or value.dim() == 0:
                     continue
                 if gather:
                     parts = [torch.empty_like(value, device=comm) for _ in range(self.world_size)]
                     torch.distributed.all_gather(parts, value.to(comm))
-                    full_value = torch.cat(parts)[: p._orig_size.numel()].view(p._orig_size).cpu()
-                    state["state"][index][key] = full_value
+                    entry[key] = torch.cat(parts)[: p._orig_size.numel()].view(p._orig_size).cpu()
                 else:
                     chunk = value.flatten().chunk(self.world_size)
                     mine = chunk[self.rank] if self.rank < len(chunk) else value.new_empty(0)
-                    padded = torch.nn.functional.pad(mine, [0, chunk[0].numel() - mine.numel()])
-                    state["state"][index][key] = padded.to(p.device)
+                    entry[key] = torch.nn.functional.pad(mine, [0, chunk[0].numel() - mine.numel()]).to(p.device)
+            state["state"][index] = entry
         return state if (self.is_main or not gather) else None
 
     # -- reporting --------------------------------------------------------------------------
@@ -329,7 +334,7 @@ class _RankSyncedGradScaler(torch.amp.GradScaler):
     def unscale_(self, optimizer) -> None:
         super().unscale_(optimizer)
         found = self._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
-        flag = torch.zeros(1)
+        flag = torch.zeros(())
         for value in found.values():
             flag += value.cpu()
         torch.distributed.all_reduce(flag)
@@ -344,6 +349,17 @@ def _fsdp2_no_sync(model: torch.nn.Module):
         yield
     finally:
         model.set_requires_gradient_sync(True)
+
+
+def _reshard(model: torch.nn.Module) -> None:
+    """FSDP2: put the shards back in place. shard_grad_op keeps the gathered weights after an
+    evaluation forward (no backward follows to free them), and state-dict functions and the
+    optimizer expect the sharded parameters."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
 
 
 def _transformer_blocks(model: torch.nn.Module) -> list[tuple[torch.nn.ModuleList, int]]:

@@ -455,6 +455,7 @@ class Engine:
         final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
         tmp = Path(output_dir) / f".tmp-{CHECKPOINT_PREFIX}{self.state.global_step}"
         optim_state = dist.optimizer_state(optimizer)
+        pending = self._pending_gradients()
         if dist.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         self.save_model(tmp, self.task.tokenizer)
@@ -463,7 +464,6 @@ class Engine:
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save(scaler.state_dict(), tmp / "scaler.pt")
             torch.save(_rng_state(), tmp / "rng_state.pt")
-            pending = {n: p.grad.detach().cpu() for n, p in self.model.named_parameters() if p.grad is not None}
             if pending:  # left-over micro-batches whose gradients carry into the next update
                 torch.save(pending, tmp / "pending_grads.pt")
             write_json(tmp / STATE_FILE, self.state.to_json())
@@ -474,6 +474,21 @@ class Engine:
         dist.barrier()
         logger.info("Saved checkpoint %s", final)
         return final
+
+    def _pending_gradients(self) -> dict:
+        """Gradients of left-over micro-batches (an epoch-end checkpoint of an epoch whose
+        micro-batches do not divide by the accumulation count). With several processes each rank
+        holds its own; their mean is stored and given to every rank on resume, which is exact
+        because the next update averages over ranks anyway."""
+        if self.dist.world_size > 1 and self.dist.mode in ("full_shard", "shard_grad_op"):
+            if self.state.pending_loss:
+                logger.warning("FSDP keeps left-over micro-batch gradients inside its shards: this checkpoint "
+                               "does not hold them, so a run resumed from it differs slightly")
+            return {}
+        grads = {n: p.grad for n, p in self.model.named_parameters() if p.grad is not None}
+        if self.dist.world_size > 1:
+            grads = {n: self.dist.mean(g) for n, g in grads.items()}
+        return {n: g.detach().cpu() for n, g in grads.items()}
 
     def _rotate_checkpoints(self, output_dir: str) -> None:
         limit = self.args.save_total_limit
