@@ -269,7 +269,7 @@ class Engine:
         # Loss of the micro-batches since the last update (left-overs of an epoch carry over,
         # like their gradients).
         update_loss = torch.full((), state.pending_loss, device=self.device)
-        with StopOnSignal() as signals:
+        with StopOnSignal() as signals, bar:  # the bar closes however the loop ends
             for epoch in range(state.epochs_done, num_epochs):
                 if stop:
                     break
