@@ -269,6 +269,19 @@ class Engine:
         # Loss of the micro-batches since the last update (left-overs of an epoch carry over,
         # like their gradients).
         update_loss = torch.full((), state.pending_loss, device=self.device)
+        unread: Optional[tuple] = None  # (reduced [loss, stop flag], update number) not yet read
+
+        def settle() -> bool:
+            """Read the last update's loss and stop vote: add the loss to the totals, stop on a
+            non-finite one; return whether any rank was asked to stop."""
+            nonlocal unread
+            if unread is None:
+                return False
+            (loss_value, stop_vote), update_number = unread[0].tolist(), unread[1]
+            unread = None
+            state.loss_sum += loss_value
+            self._check_update_loss(loss_value, update_number, fp16=scaler.is_enabled())
+            return stop_vote > 0
         with StopOnSignal() as signals, bar:  # the bar closes however the loop ends
             for epoch in range(state.epochs_done, num_epochs):
                 if stop:
@@ -289,11 +302,13 @@ class Engine:
                     state.steps_in_epoch_done = step + 1
                     if not update:
                         continue
-                    # One reduction per update: the loss, and whether any rank was asked to stop.
-                    loss_value, stop_asked = dist.mean(
-                        torch.stack([update_loss, torch.tensor(float(signals.received), device=self.device)])).tolist()
-                    update_loss.zero_()
-                    self._check_update_loss(loss_value, scaler.is_enabled())
+                    # One reduction per update: the loss, and whether any rank was asked to stop. It
+                    # is read on the host one update later (or before a log or a checkpoint), so a GPU
+                    # never waits for the host at every update.
+                    stop_asked = settle()
+                    unread = (dist.mean(torch.stack(
+                        [update_loss, torch.tensor(float(signals.received), device=self.device)])), state.global_step + 1)
+                    update_loss = torch.zeros((), device=self.device)
                     if args.max_grad_norm and args.max_grad_norm > 0:
                         scaler.unscale_(optimizer)
                         dist.clip_grad_norm(model, optimizer, args.max_grad_norm)
@@ -309,14 +324,14 @@ class Engine:
                         logger.info("fp16 gradient overflow at update %d: step skipped, loss scale %.0f -> %.0f",
                                     state.global_step + 1, scale_before, scaler.get_scale())
                         if state.consecutive_skips >= MAX_CONSECUTIVE_SKIPS:
-                            self._check_update_loss(float("nan"), fp16=False)
+                            self._check_update_loss(float("nan"), state.global_step + 1, fp16=False)
                     optimizer.zero_grad(set_to_none=True)
-                    state.loss_sum += loss_value
                     state.global_step += 1
                     state.epoch = epoch + (step + 1) / steps_in_epoch
                     bar.update(1)
                     step_now = state.global_step
                     if step_now == 1 and args.logging_first_step or step_now % args.logging_steps == 0:
+                        stop_asked |= settle()
                         mean_loss = (state.loss_sum - state.logged_loss_sum) / (step_now - state.last_logged_step)
                         entry = {"loss": round(mean_loss, 4), "learning_rate": scheduler.get_last_lr()[0],
                                  "epoch": round(state.epoch, 2)}
@@ -329,11 +344,12 @@ class Engine:
                         self._evaluate_during_training(evaluate, model, output_dir)
                     saved = None
                     if args.save_strategy == "steps" and step_now % args.save_steps == 0 and output_dir:
+                        stop_asked |= settle()  # never save weights a NaN loss has spoiled
                         saved = self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
-                    if stop_asked > 0:
+                    if stop_asked:
+                        settle()  # the checkpoint's loss totals include this update
                         path = saved or (self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
                                          if output_dir else None)
-                        bar.close()
                         raise TrainingInterrupted(signals.name, step_now, path)
                     if step_now >= max_steps:
                         stop = True
@@ -346,7 +362,11 @@ class Engine:
                     if args.eval_strategy == "epoch" and evaluate:
                         self._evaluate_during_training(evaluate, model, output_dir)
                     if args.save_strategy == "epoch" and output_dir:
+                        if settle():
+                            path = self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
+                            raise TrainingInterrupted(signals.name, state.global_step, path)
                         self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
+            settle()
         bar.close()
         runtime = time.time() - start
         # As the original, the reported training loss also counts left-over micro-batches.
@@ -363,13 +383,13 @@ class Engine:
             self.load_best_model()
         return metrics
 
-    def _check_update_loss(self, value: float, fp16: bool) -> None:
+    def _check_update_loss(self, value: float, update_number: int, fp16: bool) -> None:
         """A NaN/inf loss under fp16 is the scaler's business (it skips the step and lowers the
         scale); elsewhere, or once the scale has collapsed, it stops the run before the weights
         are spoiled. Checkpoints already written stay as they are."""
         if fp16 or math.isfinite(value):
             return
-        raise UserError("non_finite_loss", f"the training loss is {value} at update {self.state.global_step + 1} "
+        raise UserError("non_finite_loss", f"the training loss is {value} at update {update_number} "
                         f"({self.state.skipped_updates} fp16 steps skipped so far); lower --learning_rate, check "
                         "the data, or use --bf16 / fp32 instead of --fp16. Checkpoints already written are kept.")
 
