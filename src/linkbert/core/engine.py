@@ -282,6 +282,7 @@ class Engine:
             state.loss_sum += loss_value
             self._check_update_loss(loss_value, update_number, fp16=scaler.is_enabled())
             return stop_vote > 0
+
         with StopOnSignal() as signals, bar:  # the bar closes however the loop ends
             for epoch in range(state.epochs_done, num_epochs):
                 if stop:
