@@ -161,3 +161,26 @@ def test_loss_that_stays_non_finite_stops_the_run_and_keeps_checkpoints(precisio
     assert not (out / "all_results.json").exists() and not (out / "model.safetensors").exists()
     if precision:  # fp16: the scaler skipped steps first, until the scale collapsed
         assert "25 fp16 steps skipped" in str(err.value)
+
+
+def test_sigterm_on_one_rank_stops_every_rank_after_a_checkpoint(tmp_path):
+    """Under torchrun only rank 1 gets SIGTERM: the ranks vote at each update, so both stop after
+    the same update and write one complete checkpoint, with no deadlock."""
+    from linkbert.tiny import build_tiny_model, texts_from_jsonl
+
+    model = build_tiny_model(tmp_path / "model", texts_from_jsonl(ALL_FILES), dropout=0.0)
+    out = tmp_path / "run"
+    argv = ["--model_name_or_path", model, *flags(CHEMPROT, out), "--max_steps", "400", "--save_steps", "5",
+            "--per_device_train_batch_size", "4", "--metric_name", "PRF1", "--disable_tqdm"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+               str(Path(__file__).parent / "dist_signal_worker.py"), str(out / "checkpoint-5" / "trainer_state.json"),
+               *map(str, argv)]
+    done = subprocess.run(command, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stderr.count("SIGTERM") >= 2, done.stderr[-3000:]  # both ranks say why they stopped
+    assert "SIGTERM (on another rank)" in done.stderr
+    steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    assert steps[-1] > 5 and steps[-1] < 400, steps
+    assert not (out / "predict_results.json").exists()
+    state = json.loads((out / f"checkpoint-{steps[-1]}" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps[-1]

@@ -351,7 +351,7 @@ class Engine:
                         settle()  # the checkpoint's loss totals include this update
                         path = saved or (self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
                                          if output_dir else None)
-                        raise TrainingInterrupted(signals.name, step_now, path)
+                        raise TrainingInterrupted(signals.name or "SIGTERM (on another rank)", step_now, path)
                     if step_now >= max_steps:
                         stop = True
                         break
@@ -365,7 +365,7 @@ class Engine:
                     if args.save_strategy == "epoch" and output_dir:
                         if settle():
                             path = self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
-                            raise TrainingInterrupted(signals.name, state.global_step, path)
+                            raise TrainingInterrupted(signals.name or "SIGTERM (on another rank)", state.global_step, path)
                         self.save_checkpoint(output_dir, optimizer, scheduler, scaler)
             settle()
         bar.close()

@@ -41,7 +41,7 @@ def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
     except TrainingInterrupted as e:
         logger.error("%s", e)
         print(e, file=sys.stderr)
-        sys.exit(143 if e.signal_name == "SIGTERM" else 130)
+        sys.exit(130 if e.signal_name == "SIGINT" else 143)
 
 
 def check_output_dir(args) -> Optional[str]:
