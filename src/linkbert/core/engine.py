@@ -222,7 +222,10 @@ class Engine:
         max_steps = total_updates(num_batches, accumulation, args.num_train_epochs, args.max_steps)
         num_epochs = num_epochs_to_run(num_batches, accumulation, args.num_train_epochs, args.max_steps)
         if args.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            # transformers 5 renamed it (the old name warns, and goes in v6); older releases lack the new one.
+            enable = getattr(self.model, "activation_checkpointing_enable", None) or \
+                self.model.gradient_checkpointing_enable
+            enable()
         # FSDP turns the parameters into shards: before the optimizer is built on them.
         self.model = dist.shard_model(self.model)
         optimizer, scheduler, warmup = self.build_optimizer(max_steps)
