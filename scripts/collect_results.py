@@ -223,7 +223,7 @@ def _model_sort_key(model: str) -> tuple:
 def build_report(runs_dir: Path) -> tuple[str, list[dict]]:
     """The Markdown report, and the rows the chart draws."""
     found = collect(runs_dir)
-    lines = [f"# Results beside the LinkBERT paper", "",
+    lines = ["# Results beside the LinkBERT paper", "",
              f"Run folders read from `{runs_dir}`. Percent; Δ = ours − paper; ± is the sample standard "
              "deviation over seeds (n runs). *missing*: no run; *stale*: the run's log.txt is newer than "
              "its results (rerun since, or running); *partial*: --max_steps / --max_*_samples were set "

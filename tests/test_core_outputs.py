@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from conftest import SAMPLES, run_task
 from linkbert.seqcls.run_seqcls import SeqClsTask

@@ -475,7 +475,7 @@ class Engine:
     def save_checkpoint(self, output_dir: str, optimizer, scheduler, scaler) -> Path:
         """Write checkpoint-N into a temporary folder and rename it when complete, so a killed
         save never leaves a half checkpoint that looks like the last one."""
-        args, dist = self.args, self.dist
+        dist = self.dist
         final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
         tmp = Path(output_dir) / f".tmp-{CHECKPOINT_PREFIX}{self.state.global_step}"
         optim_state = dist.optimizer_state(optimizer)
