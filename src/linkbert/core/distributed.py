@@ -79,6 +79,16 @@ class DistState:
         if self.world_size > 1:
             torch.distributed.barrier()
 
+    @contextlib.contextmanager
+    def main_process_first(self):
+        """Rank 0 runs the block first (e.g. tokenising into the `datasets` cache), then the
+        other ranks run it (reading the cache instead of redoing the work)."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's value on every rank (e.g. the checkpoint rank 0 decided to resume from)."""
         if self.world_size == 1:

@@ -150,7 +150,8 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
         write_json(out / "env.json", environment({"train": data_args.train_file,
                                                   "validation": data_args.validation_file,
                                                   "test": data_args.test_file}))
-    features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
+    with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
+        features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     engine = Engine(model, task, args, dist)
     dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
