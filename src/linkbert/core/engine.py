@@ -170,6 +170,7 @@ class Engine:
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision)
         pad_multiple = 8 if args.mixed_precision else None
         self.collate = _ModelInputCollator(task.collator(pad_multiple))
+        self._length_cache: dict = {}
 
     # -- helpers ----------------------------------------------------------------------------
     def autocast(self, enabled: bool = True):
@@ -188,10 +189,14 @@ class Engine:
                           pin_memory=self.device.type == "cuda", generator=torch.Generator())
 
     def _lengths(self, features) -> list[int]:
-        lengths: list[int] = []
-        for chunk in features.select_columns(["input_ids"]).iter(batch_size=2048):
-            lengths += [self.task.feature_length(ids) for ids in chunk["input_ids"]]
-        return lengths
+        """Feature lengths, computed once per feature set (a dev set is evaluated many times)."""
+        key = getattr(features, "_fingerprint", None) or id(features)
+        if key not in self._length_cache:
+            lengths: list[int] = []
+            for chunk in features.select_columns(["input_ids"]).iter(batch_size=2048):
+                lengths += [self.task.feature_length(ids) for ids in chunk["input_ids"]]
+            self._length_cache[key] = lengths
+        return self._length_cache[key]
 
     def build_optimizer(self, num_training_steps: int):
         from transformers import get_scheduler
