@@ -132,3 +132,37 @@ def test_unknown_metric_name(tiny_model, tmp_path):
         run_task(SeqClsTask, ["--model_name_or_path", tiny_model(ALL_FILES), *data_flags("chemprot_hf"),
                               "--do_train", "--metric_name", "f1_macro", "--output_dir", tmp_path / "out"])
     assert err.value.kind == "unknown_metric" and "PRF1" in str(err.value)
+
+
+def test_load_best_model_at_end_tests_the_best_dev_model(tiny_model, tmp_path):
+    """Not the paper's protocol (it tests the last model), but offered: the saved model is the one
+    with the best dev score seen at the evaluations."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    run_task(SeqClsTask, ["--model_name_or_path", tiny_model(ALL_FILES), *data_flags("chemprot_hf"), "--do_train",
+                          "--do_eval", "--metric_name", "PRF1", "--max_steps", "8", "--learning_rate", "1e-2",
+                          "--per_device_train_batch_size", "8", "--evaluation_strategy", "steps", "--eval_steps", "2",
+                          "--load_best_model_at_end", "--metric_for_best_model", "F1", "--save_steps", "8",
+                          "--output_dir", out])
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    scores = [h["eval_F1"] for h in history if "eval_F1" in h]
+    assert len(scores) == 4
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["best_metric"] == max(scores)
+    best, final = load_file(out / "best_model" / "model.safetensors"), load_file(out / "model.safetensors")
+    assert all((best[k] == final[k]).all() for k in best)
+    best_step = 2 * (scores.index(max(scores)) + 1)
+    if best_step != 8:  # the last update's weights (checkpoint-8) are not the ones tested
+        last = load_file(out / "checkpoint-8" / "model.safetensors")
+        assert any((last[k] != final[k]).any() for k in last)
+    assert json.loads((out / "eval_results.json").read_text())["eval_F1"] == max(scores)
+
+
+def test_metric_for_best_model_must_be_a_dev_metric(tiny_model, tmp_path):
+    with pytest.raises(UserError) as err:
+        run_task(SeqClsTask, ["--model_name_or_path", tiny_model(ALL_FILES), *data_flags("chemprot_hf"),
+                              "--do_train", "--do_eval", "--metric_name", "PRF1", "--max_steps", "2",
+                              "--evaluation_strategy", "steps", "--eval_steps", "1", "--load_best_model_at_end",
+                              "--metric_for_best_model", "accuracy", "--output_dir", tmp_path / "out"])
+    assert err.value.kind == "unknown_metric" and "eval_F1" in str(err.value)
