@@ -57,3 +57,16 @@ def test_wandb_report_works_offline(tiny_model, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_all_arguments_from_one_json_file(tiny_model, tmp_path):
+    out = tmp_path / "run"
+    arguments = {"model_name_or_path": tiny_model(ALL_FILES), "train_file": str(CHEMPROT / "train.json"),
+                 "do_train": True, "max_steps": 2, "metric_name": "PRF1", "learning_rate": 4e-5,
+                 "output_dir": str(out)}
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(arguments))
+    run_task(SeqClsTask, [path])
+    recorded = json.loads((out / "run_args.json").read_text())
+    assert recorded["learning_rate"] == 4e-5 and recorded["metric_name"] == "PRF1"
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
