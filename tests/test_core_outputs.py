@@ -70,3 +70,16 @@ def test_all_arguments_from_one_json_file(tiny_model, tmp_path):
     recorded = json.loads((out / "run_args.json").read_text())
     assert recorded["learning_rate"] == 4e-5 and recorded["metric_name"] == "PRF1"
     assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 2
+
+
+def test_unknown_key_in_the_json_arguments_file(tiny_model, tmp_path):
+    from linkbert.core.errors import UserError
+
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"model_name_or_path": "x", "output_dir": str(tmp_path), "learning_rat": 1e-5}))
+    try:
+        run_task(SeqClsTask, [path])
+    except UserError as e:
+        assert e.kind == "unknown_flag" and "learning_rat" in str(e) and str(path) in str(e)
+    else:
+        raise AssertionError("an unknown key must be an error")

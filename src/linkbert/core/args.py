@@ -151,7 +151,10 @@ def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
     # No abbreviations: `--learning_rat` must be an error, not silently --learning_rate.
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, task_arguments), allow_abbrev=False)
     if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=argv[0])
+        try:
+            return parser.parse_json_file(json_file=argv[0])
+        except ValueError as e:  # keys no argument has
+            raise UserError("unknown_flag", f"{e}; see --help for the accepted arguments", path=argv[0]) from None
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise UserError("unknown_flag", f"unknown flag(s) {' '.join(unknown)}; see --help for the accepted flags")
