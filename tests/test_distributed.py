@@ -220,6 +220,7 @@ def _scaler_worker(rank: int, store: str, out: str) -> None:
     scaler.step(optimizer)
     scaler.update()
     Path(out, str(rank)).write_text(json.dumps([param.detach().tolist(), scaler.get_scale()]))
+    torch.distributed.barrier()  # neither rank tears gloo down while the other still talks to it
     torch.distributed.destroy_process_group()
 
 
@@ -253,6 +254,7 @@ def _fairscale_state_worker(rank: int, store: str, out: str) -> None:
               "back_is_shard": torch.equal(back["state"][0]["exp_avg_sq"], 0.25 * shard ** 2),
               "gathered": None if gathered is None else gathered["state"][0]["exp_avg"].tolist()}
     Path(out, str(rank)).write_text(json.dumps(result))
+    torch.distributed.barrier()  # neither rank tears gloo down while the other still talks to it
     torch.distributed.destroy_process_group()
 
 
