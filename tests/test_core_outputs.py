@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 
 from conftest import SAMPLES, run_task
 from linkbert.seqcls.run_seqcls import SeqClsTask
@@ -43,8 +44,15 @@ def test_saved_model_reloads_and_keeps_a_cased_tokenizer(tiny_model, tmp_path):
 
 def test_tensorboard_report(tiny_model, tmp_path):
     out = tmp_path / "run"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     run_task(SeqClsTask, train_args(tiny_model(ALL_FILES), out, "--report_to", "tensorboard"))
-    assert list((out / "runs").glob("events.out.tfevents.*"))
+    (events,) = (out / "runs").glob("events.out.tfevents.*")
+    accumulator = EventAccumulator(str(events))
+    accumulator.Reload()
+    logged = [h["loss"] for h in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert [e.value for e in accumulator.Scalars("loss")] == pytest.approx(logged)
+    assert [e.step for e in accumulator.Scalars("loss")] == [1, 2]
 
 
 def test_wandb_report_works_offline(tiny_model, tmp_path):
@@ -56,7 +64,8 @@ def test_wandb_report_works_offline(tiny_model, tmp_path):
     done = subprocess.run([sys.executable, "-m", "linkbert.seqcls.run_seqcls", *argv], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert list((out / "wandb").glob("offline-run-*"))
+    (run_log,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    assert b"learning_rate" in run_log.read_bytes() and b"train_loss" in run_log.read_bytes()  # the metrics went in
 
 
 def test_all_arguments_from_one_json_file(tiny_model, tmp_path):
