@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 from transformers import AutoModelForSequenceClassification
 
+from linkbert.core.errors import UserError
 from linkbert.core.run import main
 from linkbert.core.task import RecordError, Task
 from linkbert.metrics import classification
@@ -51,8 +52,6 @@ class SeqClsTask(Task):
     def __init__(self, *args) -> None:
         super().__init__(*args)
         if self.task_args.metric_name not in METRICS:
-            from linkbert.core.errors import UserError
-
             raise UserError("unknown_metric", f"--metric_name {self.task_args.metric_name!r}: choose one of "
                             f"{', '.join(METRICS)}")
         self.text_keys: Optional[tuple[str, ...]] = None
@@ -119,8 +118,6 @@ class SeqClsTask(Task):
             else:
                 self.kind = "single_label"
                 if not config.label2id or all(str(k).startswith("LABEL_") for k in config.label2id):
-                    from linkbert.core.errors import UserError
-
                     raise UserError("no_labels_for_prediction", "the model's config names no labels; predict with "
                                     "the folder a training run saved", path=self.model_args.model_name_or_path)
                 self.label_list = [config.id2label[i] for i in range(config.num_labels)]
