@@ -7,8 +7,8 @@ the rest (flags, data loading, the training loop, evaluation, result files).
 
 The flow of one split, in the core:
 
-    records  = load_split(path, task.validate_record)          # checked line by line
-    task.setup_labels(train_records, config)                   # label list / problem type
+    kept     = validate_split(path, task.validate_record)      # checked line by line
+    task.check_splits(kept); task.setup_labels(kept["train"], config)   # label list / problem type
     features = examples.map(task.encode, batched=True)         # tokenised, maybe several per example
     outputs  = engine.predict(features)                        # one numpy array per feature
     records  = task.prediction_records(outputs, examples, features)   # one dict per example
@@ -52,18 +52,20 @@ class Task:
         self.max_seq_length: int = 0  # set by the core (flag, default, clamped to the model)
 
     # -- data -------------------------------------------------------------------------------
-    def validate_record(self, record: dict, split: str) -> None:
-        """Raise `RecordError(kind, message)` if one JSON record is unusable for this task."""
+    def validate_record(self, record: dict, split: str) -> Any:
+        """Raise `RecordError(kind, message)` if one JSON record is unusable for this task; return
+        what `check_splits` and `setup_labels` need of it (its label, say), or None."""
         raise NotImplementedError
 
-    def check_splits(self, splits: dict[str, list[dict]]) -> None:
+    def check_splits(self, splits: dict[str, list[Any]]) -> None:
         """Checks across splits (e.g. a dev label unseen in train); raise `RecordError` with a
         `line` (the 1-based position of the record in the kept list) and `split` set; the core
         turns that into the file and its line number."""
 
     # -- labels and model --------------------------------------------------------------------
-    def setup_labels(self, train_records: Optional[list[dict]], config) -> dict:
-        """Decide the label space from the training records (training runs) or from the
+    def setup_labels(self, train_kept: Optional[list[Any]], config) -> dict:
+        """Decide the label space from what `validate_record` kept of the training records
+        (training runs), or from the
         fine-tuned model's config (prediction-only runs). Return keyword arguments for
         `AutoConfig.from_pretrained` (num_labels, id2label, label2id, problem_type...)."""
         return {}
