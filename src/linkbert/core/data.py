@@ -18,12 +18,13 @@ from .task import RecordError, Task
 SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
 
 
-def check_file(path: Optional[str], split: str) -> Path:
+def check_file(path: Optional[str], split: str, flag: Optional[str] = None) -> Path:
+    flag = flag or SPLIT_FLAGS[split]
     if not path:
-        raise UserError("missing_split", f"{SPLIT_FLAGS[split]} is needed for this run")
+        raise UserError("missing_split", f"{flag} is needed for this run")
     p = Path(path)
     if not p.is_file():
-        raise UserError("missing_file", f"{SPLIT_FLAGS[split]} {path} does not exist; fetch the data "
+        raise UserError("missing_file", f"{flag} {path} does not exist; fetch the data "
                         "(bash scripts/download_data.sh) or fix the path", path=path)
     return p
 
@@ -59,7 +60,8 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
 
 
 def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any]]]:
-    """Validate and load the named splits; return (datasets per split, kept values per split)."""
+    """Validate and load the named splits and the task's extra splits that go with them; return
+    (datasets per split, kept values per split)."""
     import datasets
 
     data_args = task.data_args
@@ -67,7 +69,13 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
              "test": data_args.test_file}
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
-    paths = {split: check_file(files[split], split) for split in splits}
+    flags = dict(SPLIT_FLAGS)
+    splits = list(splits)
+    for extra in task.extra_splits():
+        if extra.of_split in splits:
+            splits.append(extra.name)
+            files[extra.name], limits[extra.name], flags[extra.name] = extra.path, limits[extra.of_split], extra.flag
+    paths = {split: check_file(files[split], split, flags[split]) for split in splits}
     lines: dict[str, list[int]] = {split: [] for split in splits}
     kept = {split: validate_split(paths[split], split, task, limits[split], lines[split]) for split in splits}
     try:

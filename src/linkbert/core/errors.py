@@ -32,6 +32,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "bad_choice_count": ("a multiple-choice line with more or fewer endings than the others",
                          "file, line and both counts"),
     "label_out_of_range": ("a multiple-choice label outside 0..N-1", "file, line and the label"),
+    "label_not_in_task": ("a label outside a GLUE task's label set, or an STS-B score outside 0-5",
+                          "file, line, the label and the task's labels"),
     "mixed_label_types": ("labels of different kinds in one task (string vs float vs list)",
                           "file, line and both kinds"),
     "conflicting_flags": ("flags that cannot go together (e.g. --fp16 with --bf16)",

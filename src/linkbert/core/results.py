@@ -40,6 +40,10 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     _atomic_write(Path(path), write)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    _atomic_write(Path(path), lambda f: f.write(text))
+
+
 def read_json(path: str | Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

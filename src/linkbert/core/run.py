@@ -20,7 +20,7 @@ from .data import load_splits
 from .distributed import DistState
 from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
 from .errors import UserError
-from .results import environment, save_metrics, write_json, write_jsonl
+from .results import environment, save_metrics, write_json, write_jsonl, write_text
 from .task import Task
 
 logger = logging.getLogger("linkbert")
@@ -140,6 +140,8 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
     resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
     datasets_, kept = load_splits(task, splits)
+    if "train" in datasets_:
+        datasets_["train"] = task.training_examples(datasets_["train"])
 
     set_seed(args.seed)
     model = load_model(task, kept.get("train"), dist)
@@ -151,7 +153,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                                                   "validation": data_args.validation_file,
                                                   "test": data_args.test_file}))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
-        features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
+        features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in datasets_}
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     engine = Engine(model, task, args, dist)
     dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
@@ -172,9 +174,16 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
         for split, prefix in (("validation", "eval"), ("test", "predict")):
             if split not in splits:
                 continue
-            metrics, records = evaluate_split(task, engine, datasets_[split], features[split], prefix)
+            metrics: dict = {}
+            extras = [e for e in task.extra_splits() if e.of_split == split and e.name in datasets_]
+            for name, suffix in [(split, "")] + [(e.name, e.suffix) for e in extras]:  # MNLI: then "_mm"
+                scores, records = evaluate_split(task, engine, datasets_[name], features[name], prefix)
+                metrics.update({k + suffix: v for k, v in scores.items()})
+                if dist.is_main:
+                    write_jsonl(out / f"{prefix}{suffix}_predictions.jsonl", records)
+                    for file_name, text in task.extra_outputs(prefix, suffix, records).items():
+                        write_text(out / file_name, text)
             if dist.is_main:
-                write_jsonl(out / f"{prefix}_predictions.jsonl", records)
                 save_metrics(out, prefix, metrics)
                 logger.info("%s metrics: %s", prefix, metrics)
             all_metrics.update(metrics)

@@ -20,7 +20,7 @@ score can be recomputed from the prediction file.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -28,6 +28,17 @@ import torch
 # Columns a collator receives; everything else in a feature (offsets, word ids, example index)
 # stays with the task for post-processing.
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
+
+
+class ExtraSplit(NamedTuple):
+    """A further file scored beside the dev or test set (MNLI's mismatched dev and test sets):
+    loaded and checked with `of_split`, scored under its prefix, every metric name and the
+    predictions file carrying `suffix` (`eval_accuracy_mm`, `eval_mm_predictions.jsonl`)."""
+    name: str      # split name, e.g. "validation_mismatched"
+    of_split: str  # "validation" or "test"
+    flag: str      # the flag that names the file, for messages
+    path: Optional[str]
+    suffix: str
 
 
 class Task:
@@ -61,6 +72,14 @@ class Task:
         """Checks across splits (e.g. a dev label unseen in train); raise `RecordError` with a
         `line` (the 1-based position of the record in the kept list) and `split` set; the core
         turns that into the file and its line number."""
+
+    def extra_splits(self) -> list[ExtraSplit]:
+        """Further files scored with the dev or test set (none by default)."""
+        return []
+
+    def training_examples(self, examples):
+        """The training examples to train on (all by default; QA's --train_fraction subsamples)."""
+        return examples
 
     # -- labels and model --------------------------------------------------------------------
     def setup_labels(self, train_kept: Optional[list[Any]], config) -> dict:
@@ -100,6 +119,11 @@ class Task:
     def score(self, records: list[dict]) -> dict[str, float]:
         """Metrics computed from the prediction records alone (empty if no gold labels)."""
         raise NotImplementedError
+
+    def extra_outputs(self, prefix: str, suffix: str, records: list[dict]) -> dict[str, str]:
+        """Further files written beside `<prefix><suffix>_predictions.jsonl` (file name -> text),
+        e.g. a benchmark server's submission file."""
+        return {}
 
     def summary(self, records: list[dict]) -> dict[str, Any]:
         """Counts reported beside the metrics (e.g. words not scored); not metrics."""

@@ -114,3 +114,18 @@ def task_score(task: str, scores: dict[str, float], mismatched: dict[str, float]
     if task == "mnli" and mismatched is not None:
         return (scores["accuracy"] + mismatched["accuracy"]) / 2
     return float(np.mean([scores[name] for name in METRICS[task]]))
+
+
+# File names the GLUE server expects in a submission (MNLI: MNLI-m.tsv and MNLI-mm.tsv).
+SUBMISSION_NAMES = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
+                    "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE"}
+
+
+def submission_tsv(task: str, records: Sequence[dict]) -> str:
+    """`index<TAB>prediction` lines under a header, `index` being each test record's `id` (the
+    index column of the GLUE test file); STS-B scores with three decimals, as `run_glue.py`."""
+    lines = ["index\tprediction"]
+    for record in records:
+        prediction = record["prediction"]
+        lines.append(f"{record['id']}\t{prediction:.3f}" if task == "stsb" else f"{record['id']}\t{prediction}")
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,16 @@ BIOSSES (similarity, regression) and HoC (multi-label).
 
 The label type decides the problem, as upstream: a string label is single-label classification
 (label list sorted from train), a float label regression, a list of 0/1 multi-label (BCE).
+
+GLUE (`--task_name cola|sst2|mrpc|qqp|stsb|mnli|qnli|rte`, as HF `run_glue.py`): the task's label
+set and GLUE metrics (`linkbert.metrics.glue`); MNLI also scores --validation_mismatched_file /
+--test_mismatched_file (keys with `_mm`); a test run writes the GLUE server's `<TASK>.tsv`.
+
+    python -m linkbert.seqcls.run_seqcls --task_name rte --model_name_or_path michiyasunaga/LinkBERT-base \
+        --train_file data/seqcls/glue/rte/train.json --validation_file data/seqcls/glue/rte/dev.json \
+        --test_file data/seqcls/glue/rte/test.json --do_train --do_eval --do_predict \
+        --max_seq_length 128 --per_device_train_batch_size 32 --learning_rate 2e-5 --num_train_epochs 3 \
+        --output_dir runs/glue/rte/LinkBERT-base/lr2e-05_bs32_ep3
 """
 
 from __future__ import annotations
@@ -21,8 +31,8 @@ from transformers import AutoModelForSequenceClassification
 
 from linkbert.core.errors import UserError
 from linkbert.core.run import main
-from linkbert.core.task import RecordError, Task
-from linkbert.metrics import classification
+from linkbert.core.task import ExtraSplit, RecordError, Task
+from linkbert.metrics import classification, glue
 
 METRICS = ("accuracy", "PRF1", "pearsonr", "hoc")
 
@@ -30,7 +40,13 @@ METRICS = ("accuracy", "PRF1", "pearsonr", "hoc")
 @dataclass
 class SeqClsArguments:
     metric_name: str = field(default="accuracy", metadata={"help": f"One of {', '.join(METRICS)}."})
-    task_name: Optional[str] = field(default=None, metadata={"help": "Accepted for compatibility; unused."})
+    task_name: Optional[str] = field(
+        default=None, metadata={"help": f"GLUE task ({', '.join(glue.TASKS)}): its labels and metrics; unset "
+                                         "for the BLURB tasks (--metric_name decides)."})
+    validation_mismatched_file: Optional[str] = field(
+        default=None, metadata={"help": "MNLI: the mismatched dev set, scored with --do_eval (keys *_mm)."})
+    test_mismatched_file: Optional[str] = field(
+        default=None, metadata={"help": "MNLI: the mismatched test set, scored with --do_predict (MNLI-mm.tsv)."})
 
 
 def label_kind(label: Any) -> str:
@@ -57,6 +73,40 @@ class SeqClsTask(Task):
         self.text_keys: Optional[tuple[str, ...]] = None
         self.kind: Optional[str] = None
         self.label_list: list = []
+        self.has_label: dict[str, bool] = {}  # per split: whether its first record has a label
+        self.glue_task = self._glue_task()
+        if self.glue_task:
+            self.main_metric = GLUE_MAIN_METRIC.get(self.glue_task, glue.METRICS[self.glue_task][0])
+
+    def _glue_task(self) -> Optional[str]:
+        a = self.task_args
+        if a.task_name is None:
+            for flag in ("validation_mismatched_file", "test_mismatched_file"):
+                if getattr(a, flag):
+                    raise UserError("conflicting_flags", f"--{flag} belongs to --task_name mnli; give that too")
+            return None
+        name = a.task_name.lower().replace("-", "")
+        if name not in glue.TASKS:
+            raise UserError("bad_flag_value", f"--task_name {a.task_name!r}: choose one of {', '.join(glue.TASKS)} "
+                            "(WNLI is left out, as in the paper), or leave it out for the BLURB tasks")
+        if a.metric_name != "accuracy":
+            raise UserError("conflicting_flags", f"--task_name {name} picks its GLUE metrics; drop --metric_name "
+                            f"{a.metric_name}")
+        if name != "mnli":
+            for flag in ("validation_mismatched_file", "test_mismatched_file"):
+                if getattr(a, flag):
+                    raise UserError("conflicting_flags", f"--{flag} is for --task_name mnli only")
+        return name
+
+    def extra_splits(self) -> list[ExtraSplit]:
+        if self.glue_task != "mnli":
+            return []
+        # A missing flag is a missing_split error naming it (MNLI is scored matched and mismatched).
+        return [ExtraSplit("validation_mismatched", "validation", "--validation_mismatched_file (MNLI: "
+                           "--task_name mnli scores the mismatched dev set too)",
+                           self.task_args.validation_mismatched_file, "_mm"),
+                ExtraSplit("test_mismatched", "test", "--test_mismatched_file (MNLI: --task_name mnli "
+                           "predicts the mismatched test set too)", self.task_args.test_mismatched_file, "_mm")]
 
     # -- data -------------------------------------------------------------------------------
     def validate_record(self, record: dict, split: str) -> Any:
@@ -71,19 +121,41 @@ class SeqClsTask(Task):
                 raise RecordError("wrong_type", f"{key!r} must be a string, found {type(record[key]).__name__}")
             if not record[key].strip():
                 raise RecordError("empty_input", f"{key!r} is empty")
-        if "label" not in record:
-            raise RecordError("missing_field", "no 'label' field")
+        # A test file may come without labels (GLUE): then none of its records has one.
+        expected = self.has_label.setdefault(split, "label" in record or not split.startswith("test"))
+        if ("label" in record) != expected:
+            raise RecordError("missing_field", "no 'label' field" if expected else
+                              "'label' here but not in the file's first record; label every record or none")
+        if not expected:
+            return None
         label = record["label"]
         kind = label_kind(label)
         if kind == "unknown" or (kind == "multi_label" and not all(v in (0, 1) for v in label)):
             raise RecordError("wrong_type", f"'label' must be a string, a number or a list of 0/1, found {label!r}")
+        if self.glue_task:
+            self._check_glue_label(label)
         return label
 
+    def _check_glue_label(self, label: Any) -> None:
+        task = self.glue_task
+        if task == "stsb":
+            low, high = glue.STSB_RANGE
+            if isinstance(label, str) or not low <= label <= high:
+                raise RecordError("label_not_in_task", f"STS-B label {label!r}: a similarity score from {low:g} "
+                                  f"to {high:g} is expected")
+        elif str(label) not in glue.LABELS[task]:
+            raise RecordError("label_not_in_task", f"label {label!r} is not one of {task}'s labels "
+                              f"({', '.join(glue.LABELS[task])})")
+
     def check_splits(self, splits: dict[str, list]) -> None:
+        splits = {split: labels for split, labels in splits.items() if not self._unlabelled(labels)}
         reference = splits.get("train")
         if reference is None:
             return  # prediction-only: the label space comes from the model's config
         kinds = {label_kind(l) for l in reference}
+        if self.glue_task:  # the task fixes the label space (a small train file may miss a class)
+            self.kind = "regression" if self.glue_task == "stsb" else "single_label"
+            return
         if "regression" in kinds and kinds <= {"regression", "single_label"} and \
                 all(isinstance(l, (int, float)) for l in reference):
             kinds = {"regression"}  # BIOSSES scores such as 4 and 2.5 are all regression targets
@@ -107,6 +179,10 @@ class SeqClsTask(Task):
                         raise RecordError("wrong_type", f"label list of length {len(label)}, the first training "
                                           f"label has {width}", line=i, split=split)
 
+    @staticmethod
+    def _unlabelled(labels: list) -> bool:
+        return bool(labels) and labels[0] is None
+
     def setup_labels(self, train_labels: Optional[list], config) -> dict:
         if train_labels is None:  # prediction-only run from a fine-tuned folder
             problem = getattr(config, "problem_type", None)
@@ -128,7 +204,7 @@ class SeqClsTask(Task):
             width = len(train_labels[0])
             return {"num_labels": width, "problem_type": "multi_label_classification",
                     "id2label": {i: str(i) for i in range(width)}, "label2id": {str(i): i for i in range(width)}}
-        self.label_list = sorted(set(train_labels))
+        self.label_list = list(glue.LABELS[self.glue_task]) if self.glue_task else sorted(set(train_labels))
         return {"num_labels": len(self.label_list), "problem_type": "single_label_classification",
                 "id2label": {i: str(l) for i, l in enumerate(self.label_list)},
                 "label2id": {str(l): i for i, l in enumerate(self.label_list)}}
@@ -138,7 +214,8 @@ class SeqClsTask(Task):
         texts = [batch[k] for k in self.text_keys]
         padding = "max_length" if self.data_args.pad_to_max_length else False
         features = self.tokenizer(*texts, truncation=True, max_length=self.max_seq_length, padding=padding)
-        if "label" in batch:
+        # An unlabelled test file loaded with labelled splits gets a `label` column of None.
+        if "label" in batch and not any(label is None for label in batch["label"]):
             if self.kind == "single_label":
                 index = {str(l): i for i, l in enumerate(self.label_list)}
                 features["labels"] = [index[str(l)] for l in batch["label"]]
@@ -167,6 +244,8 @@ class SeqClsTask(Task):
             return {}
         predictions = [r["prediction"] for r in records]
         labels = [r["label"] for r in records]
+        if self.glue_task:
+            return glue.glue_metrics(self.glue_task, predictions, labels)
         metric = self.task_args.metric_name
         if metric == "hoc":
             return classification.hoc_prf1(predictions, labels, [r["id"] for r in records])
@@ -177,6 +256,19 @@ class SeqClsTask(Task):
         if self.kind == "regression":
             return {"mse": float(np.mean((np.asarray(predictions) - np.asarray(labels)) ** 2))}
         return classification.accuracy([str(p) for p in predictions], [str(l) for l in labels])
+
+    def extra_outputs(self, prefix: str, suffix: str, records: list[dict]) -> dict[str, str]:
+        """The GLUE server's submission file of a test set: `index<TAB>prediction` per line."""
+        if prefix != "predict" or not self.glue_task:
+            return {}
+        name = glue.SUBMISSION_NAMES[self.glue_task]
+        if self.glue_task == "mnli":
+            name += "-mm" if suffix else "-m"
+        return {f"{name}.tsv": glue.submission_tsv(self.glue_task, records)}
+
+
+# The dev score a GLUE sweep and --metric_for_best_model use by default.
+GLUE_MAIN_METRIC = {"mrpc": "combined_score", "qqp": "combined_score", "stsb": "combined_score"}
 
 
 if __name__ == "__main__":
