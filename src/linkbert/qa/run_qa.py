@@ -50,6 +50,9 @@ class QAArguments:
     do_not_use_token_type_ids: bool = field(default=False, metadata={"help": "Drop token_type_ids (original flag)."})
     version_2_with_negative: bool = field(default=False, metadata={"help": "SQuAD v2: not supported (an error)."})
     null_score_diff_threshold: float = field(default=0.0, metadata={"help": "SQuAD v2 only; accepted, unused."})
+    train_fraction: float = field(
+        default=1.0, metadata={"help": "Few-shot: train on this fraction of the training questions, a subsample "
+                                       "drawn with --seed before windowing (the paper's few-shot MRQA: 0.1)."})
     dataset_name: Optional[str] = field(default=None, metadata={"help": "Not supported: give --train_file etc."})
     dataset_config_name: Optional[str] = field(default=None, metadata={"help": "Not supported."})
 
@@ -102,6 +105,9 @@ class QATask(Task):
         if a.dynamic_padding and self.data_args.pad_to_max_length:
             raise UserError("conflicting_flags", "--dynamic_padding and --pad_to_max_length together: QA pads to "
                             "--max_seq_length unless --dynamic_padding is given; choose one")
+        if not 0 < a.train_fraction <= 1:
+            raise UserError("bad_flag_value", f"--train_fraction {a.train_fraction}: must be in (0, 1] (0.1 trains "
+                            "on a tenth of the questions)")
         for flag, low in (("doc_stride", 0), ("n_best_size", 1), ("max_answer_length", 1)):
             if getattr(a, flag) < low:
                 raise UserError("bad_flag_value", f"--{flag} {getattr(a, flag)}: must be at least {low}")
@@ -162,6 +168,16 @@ class QATask(Task):
                 logger.info("%s: %d answer(s) whose text differs from the context at answer_start (kept: MRQA "
                             "answer texts are normalised); %d duplicate question id(s) (each question is "
                             "answered and scored on its own)", split, mismatches, duplicates)
+
+    def training_examples(self, examples):
+        """--train_fraction: a seeded subsample of the questions, in file order."""
+        fraction = self.task_args.train_fraction
+        if fraction == 1:
+            return examples
+        chosen = fraction_subsample(len(examples), fraction, self.training_args.seed)
+        logger.info("--train_fraction %g: training on %d of %d questions (seed %d)", fraction, len(chosen),
+                    len(examples), self.training_args.seed)
+        return examples.select(chosen)
 
     # -- features ---------------------------------------------------------------------------
     def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
@@ -264,6 +280,16 @@ class QATask(Task):
         ids = Counter(r["id"] for r in records)
         duplicates = sum(n - 1 for n in ids.values() if n > 1)
         return {"duplicate_ids": duplicates} if duplicates else {}
+
+
+def fraction_subsample(n: int, fraction: float, seed: int) -> list[int]:
+    """Indices of round(fraction * n) questions (at least one) drawn without replacement with
+    `random.Random(seed)`, sorted: the same questions for the same seed and file, whatever the
+    model or tokenizer."""
+    import random
+
+    k = max(1, min(n, round(fraction * n)))
+    return sorted(random.Random(seed).sample(range(n), k))
 
 
 def windows_from_features(features) -> Windows:
