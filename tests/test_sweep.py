@@ -1,0 +1,66 @@
+"""GLUE sweeps: the grid as runs, local resumable running, selection by dev score."""
+
+import json
+
+import pytest
+
+from conftest import run_task
+from linkbert import sweep
+from linkbert.metrics import glue
+from linkbert.seqcls.run_seqcls import SeqClsTask
+from test_glue import glue_data, glue_model, read_jsonl  # noqa: F401  (module fixtures)
+
+
+def test_the_grid_and_its_commands(tmp_path):
+    runs = sweep.glue_runs("mnli", "michiyasunaga/LinkBERT-base", tmp_path / "data", tmp_path / "out")
+    assert len(runs) == 5 * 3 * 3
+    assert {r.config["learning_rate"] for r in runs} == {5e-6, 1e-5, 2e-5, 3e-5, 5e-5}
+    assert len({r.output_dir for r in runs}) == 45 and runs[0].name == "lr5e-06_bs16_ep3"
+    argv = runs[0].argv
+    assert argv[argv.index("--max_seq_length") + 1] == "128" and "--validation_mismatched_file" in argv
+    assert "--do_predict" not in argv  # no test.json in the data folder
+    assert argv[-2:] == ["--output_dir", str(tmp_path / "out" / "lr5e-06_bs16_ep3")]
+    assert sweep.main(["--task_name", "rte", "--model_name_or_path", "m", "--data_dir", str(tmp_path),
+                       "--output_dir", str(tmp_path / "o"), "--epochs", "3", "--dry_run", "--", "--fp16"]) == 0
+
+
+def write_eval(run, **scores):
+    run.output_dir.mkdir(parents=True)
+    (run.output_dir / "eval_results.json").write_text(json.dumps({f"eval_{k}": v for k, v in scores.items()}))
+
+
+def test_pick_best_uses_the_glue_task_score(tmp_path):
+    runs = sweep.glue_runs("mnli", "m", tmp_path, tmp_path / "sweep", {"learning_rate": (1e-5, 2e-5, 3e-5),
+                           "per_device_train_batch_size": (32,), "num_train_epochs": (3,)})
+    write_eval(runs[0], accuracy=0.80, accuracy_mm=0.90)  # mean 0.85
+    write_eval(runs[1], accuracy=0.86, accuracy_mm=0.82)  # mean 0.84: best matched, not best mean
+    results = sweep.pick_best("mnli", runs, tmp_path / "sweep")
+    assert results["best"]["name"] == runs[0].name and results["best"]["dev_score"] == pytest.approx(0.85)
+    assert results["missing"] == [runs[2].name]
+    assert json.loads((tmp_path / "sweep" / "sweep_results.json").read_text()) == json.loads(json.dumps(results))
+
+
+def test_two_config_sweep_on_the_tiny_model(glue_data, glue_model, tmp_path):  # noqa: F811
+    grid = {"learning_rate": (1e-4, 5e-2), "per_device_train_batch_size": (4,), "num_train_epochs": (1,)}
+    runs = sweep.glue_runs("mrpc", glue_model, glue_data / "mrpc", tmp_path / "sweep", grid,
+                           ["--max_steps", "2", "--disable_tqdm"])
+    ran = []
+    runner = lambda run: ran.append(run.name) or run_task(SeqClsTask, run.argv) and 0  # noqa: E731
+    assert sweep.run_locally(runs, runner) == {r.name: 0 for r in runs}
+    assert ran == [r.name for r in runs]
+    results = sweep.pick_best("mrpc", runs, tmp_path / "sweep")
+    recomputed = {}
+    for run in runs:
+        records = read_jsonl(run.output_dir / "eval_predictions.jsonl")
+        scores = glue.glue_metrics("mrpc", [r["prediction"] for r in records], [r["label"] for r in records])
+        recomputed[run.name] = (scores["f1"] + scores["accuracy"]) / 2
+    best = max(recomputed, key=recomputed.get)  # the first of equal scores, as pick_best
+    assert results["best"]["name"] == best
+    assert {e["name"]: e["dev_score"] for e in results["configurations"]} == pytest.approx(recomputed)
+    assert (tmp_path / "sweep" / "MRPC.tsv").read_text() == (runs[[r.name for r in runs].index(best)].output_dir
+                                                            / "MRPC.tsv").read_text()
+    # Resumable: finished configurations are skipped; an unfinished one runs again.
+    (runs[1].output_dir / "eval_results.json").unlink()
+    ran.clear()
+    sweep.run_locally(runs, runner)
+    assert ran == [runs[1].name]
