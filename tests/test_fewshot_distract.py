@@ -114,3 +114,31 @@ def test_bad_input_is_one_line_and_writes_nothing(content, message, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{src}:1: {message}") and "\n" not in err
     assert not dst.exists()
+
+
+@pytest.mark.parametrize("model", ["base", "large"])
+def test_extra_mrqa_run_scripts(model):
+    from test_run_scripts import REFERENCE, dry_run, split_command
+
+    full = {}
+    for cmd in dry_run(f"run_examples_mrqa_linkbert-{model}.sh"):
+        _, flags = split_command(cmd)
+        full[flags["--train_file"].split("/")[2]] = flags
+    assert REFERENCE[f"run_examples_mrqa_linkbert-{model}.sh"]  # the full runs are checked there
+    outs = set()
+    for cmd in dry_run(f"run_examples_mrqa_extra_linkbert-{model}.sh"):
+        module, flags = split_command(cmd)
+        assert module == "linkbert.qa.run_qa"
+        out = flags.pop("--output_dir")
+        outs.add(out.split("/")[1])
+        source = "squad_hf" if "distract" in out else flags["--train_file"].split("/")[2]
+        expected = dict(full[source])
+        expected.pop("--output_dir")
+        if "fewshot" in out:  # the full run's flags plus --train_fraction 0.1
+            assert flags.pop("--train_fraction") == "0.1"
+        else:
+            for flag in ("--train_file", "--validation_file", "--test_file"):
+                expected[flag] = expected[flag].replace("squad_hf", "squad_distract_hf")
+        assert flags == expected, out
+    assert outs == {"hotpot_hf_fewshot10", "triviaqa_hf_fewshot10", "naturalqa_hf_fewshot10", "squad_hf_fewshot10",
+                    "squad_distract_hf"}

@@ -18,7 +18,7 @@ def test_the_grid_and_its_commands(tmp_path):
     assert len({r.output_dir for r in runs}) == 45 and runs[0].name == "lr5e-06_bs16_ep3"
     argv = runs[0].argv
     assert argv[argv.index("--max_seq_length") + 1] == "128" and "--validation_mismatched_file" in argv
-    assert "--do_predict" not in argv  # no test.json in the data folder
+    assert "--do_predict" in argv and "--test_mismatched_file" in argv
     assert argv[-2:] == ["--output_dir", str(tmp_path / "out" / "lr5e-06_bs16_ep3")]
     assert sweep.main(["--task_name", "rte", "--model_name_or_path", "m", "--data_dir", str(tmp_path),
                        "--output_dir", str(tmp_path / "o"), "--epochs", "3", "--dry_run", "--", "--fp16"]) == 0
@@ -64,3 +64,25 @@ def test_two_config_sweep_on_the_tiny_model(glue_data, glue_model, tmp_path):  #
     ran.clear()
     sweep.run_locally(runs, runner)
     assert ran == [runs[1].name]
+
+
+@pytest.mark.parametrize("model", ["base", "large"])
+def test_glue_run_scripts_sweep_every_task(model):
+    from linkbert.core.args import parse_args
+    from linkbert.seqcls.run_seqcls import SeqClsArguments
+    from test_run_scripts import dry_run, split_command
+
+    commands = dry_run(f"run_examples_glue_linkbert-{model}.sh")
+    assert len(commands) == 8 * 45
+    tasks = set()
+    for cmd in commands:
+        module, flags = split_command(cmd)
+        task = flags["--task_name"]
+        tasks.add(task)
+        assert module == "linkbert.seqcls.run_seqcls" and flags["--max_seq_length"] == "128"
+        assert flags["--train_file"] == f"data/seqcls/glue/{task}/train.json" and flags["--fp16"] is True
+        assert flags["--output_dir"].startswith(f"runs/glue/{task}/LinkBERT-{model}/lr")
+        assert flags["--model_name_or_path"] == f"michiyasunaga/LinkBERT-{model}"
+    assert tasks == set(glue.TASKS)
+    parse_args(SeqClsArguments, cmd[4:])  # the flags parse (the last one: RTE)
+    assert len(dry_run(f"run_examples_glue_linkbert-{model}.sh", "rte", "stsb")) == 90

@@ -71,21 +71,18 @@ def config_name(config: dict) -> str:
 def glue_runs(task: str, model: str, data_dir: str | Path, output_dir: str | Path,
               grid: Optional[dict[str, Sequence]] = None, extra_flags: Sequence[str] = ()) -> list[SweepRun]:
     """Every configuration of `grid` (default `GRID`) for one GLUE task, in grid order. Data:
-    `data_dir/{train,dev,test}.json` as scripts/preprocess_glue.py writes them (the test set is
-    predicted when present)."""
+    `data_dir/{train,dev,test}.json` as scripts/preprocess_glue.py writes them (MNLI also
+    dev_mismatched.json and test_mismatched.json); every run trains, scores dev, predicts test."""
     if task not in glue.TASKS:
         raise UserError("bad_flag_value", f"--task_name {task!r}: choose one of {', '.join(glue.TASKS)}")
     grid = grid or GRID
     data, out = Path(data_dir), Path(output_dir)
-    files = ["--train_file", data / "train.json", "--validation_file", data / "dev.json"]
-    actions = ["--do_train", "--do_eval"]
-    if (data / "test.json").is_file():
-        files += ["--test_file", data / "test.json"]
-        actions.append("--do_predict")
+    files = ["--train_file", data / "train.json", "--validation_file", data / "dev.json", "--test_file",
+             data / "test.json"]
     if task == "mnli":
-        files += ["--validation_mismatched_file", data / "dev_mismatched.json"]
-        if (data / "test.json").is_file():
-            files += ["--test_mismatched_file", data / "test_mismatched.json"]
+        files += ["--validation_mismatched_file", data / "dev_mismatched.json",
+                  "--test_mismatched_file", data / "test_mismatched.json"]
+    actions = ["--do_train", "--do_eval", "--do_predict"]
     runs = []
     for values in itertools.product(*(grid[k] for k in GRID)):
         config = dict(zip(GRID, values))
@@ -192,11 +189,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         task = args.task_name.lower().replace("-", "")
         if args.dry_run:
             for run in runs:
-                print(shlex.join(run.command("python3")))
+                print(shlex.join(run.command()))
             return 0
-        if not (args.data_dir / "train.json").is_file():
-            raise UserError("missing_file", f"--data_dir {args.data_dir} has no train.json; convert GLUE with "
-                            "scripts/preprocess_glue.py", path=args.data_dir / "train.json")
+        for flag, value in zip(runs[0].argv, runs[0].argv[1:]):  # one message, not one failed run each
+            if flag.endswith("_file") and not Path(value).is_file():
+                raise UserError("missing_file", f"{flag} {value} does not exist; convert GLUE with "
+                                "scripts/preprocess_glue.py", path=args.data_dir)
         failed = 0 if args.pick_best else sum(1 for code in run_locally(runs).values() if code)
         results = pick_best(task, runs, args.output_dir)
     except UserError as e:
