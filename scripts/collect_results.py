@@ -15,6 +15,14 @@ In the table: a task with no run says "missing" (never 0); several seeds give me
 (n); "stale" marks a result older than its run's log.txt (the folder was rerun since, or is being
 rerun); "partial" marks runs with --max_steps or --max_*_samples (SMOKE=1). The BLURB score is
 the mean over six task types of the mean within each type, shown only when all 13 tasks are there.
+
+GLUE comes from each task's sweep (`RUNS/glue/<task>/<model>/sweep_results.json`, written by
+`linkbert.sweep`): the dev score of the configuration the sweep chose (GLUE test labels are not
+public; the paper does not say which split it reports). A task's score is the mean of its GLUE
+metrics (MRPC, QQP: F1 and accuracy; STS-B: Pearson and Spearman; MNLI: matched and mismatched
+accuracy; CoLA: Matthews correlation; SST-2, QNLI, RTE: accuracy), and the GLUE average is the
+plain mean over the eight tasks (WNLI left out, as the paper does). Few-shot MRQA and SQuAD with
+distracting documents are test F1 like the MRQA table (folders `<task>_fewshot10`, `squad_distract_hf`).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ class Task:
     metric: str    # result key without its predict_/test_ prefix
     percent: bool  # the result files already hold percent (QA); otherwise fractions
     group: str = ""  # BLURB task type
+    sweep: bool = False  # GLUE: the chosen configuration's dev score from sweep_results.json
 
 
 MRQA = [Task(f, l, "f1", True) for f, l in [
@@ -60,6 +69,13 @@ BLURB = [
     Task("pubmedqa_hf", "PubMedQA", "accuracy", False, "question answering"),
     Task("bioasq_hf", "BioASQ", "accuracy", False, "question answering"),
 ]
+FEW_SHOT = [Task(f"{f}_fewshot10", l, "f1", True) for f, l in [
+    ("hotpot_hf", "HotpotQA"), ("triviaqa_hf", "TriviaQA"), ("naturalqa_hf", "NaturalQ"), ("squad_hf", "SQuAD")]]
+DISTRACT = [Task("squad_distract_hf", "SQuAD + 1-2 distracting docs", "f1", True)]
+GLUE = [Task(f"glue/{f}", l, m, False, sweep=True) for f, l, m in [
+    ("cola", "CoLA", "matthews_correlation"), ("sst2", "SST-2", "accuracy"), ("mrpc", "MRPC", "f1_accuracy"),
+    ("qqp", "QQP", "f1_accuracy"), ("stsb", "STS-B", "pearson_spearmanr"), ("mnli", "MNLI-m/mm", "accuracy_m_mm"),
+    ("qnli", "QNLI", "accuracy"), ("rte", "RTE", "accuracy")]]
 MEDQA = [Task("medqa_usmle_hf", "MedQA-USMLE", "accuracy", False)]
 MMLU = [Task("mmlu_professional_medicine_eval", "MMLU prof. medicine", "accuracy", False)]
 SECTIONS: list[tuple[str, list[Task]]] = [
@@ -67,17 +83,27 @@ SECTIONS: list[tuple[str, list[Task]]] = [
     ("BLURB (test)", BLURB),
     ("MedQA-USMLE (accuracy, test)", MEDQA),
     ("MMLU professional medicine (accuracy, test)", MMLU),
+    ("GLUE (dev, the configuration each sweep chose)", GLUE),
+    ("Few-shot MRQA (F1, 10% of the training questions, in-house test split)", FEW_SHOT),
+    ("SQuAD with distracting documents (F1, in-house test split)", DISTRACT),
 ]
+# Sections this project adds to the release's tables: shown for every model the paper reports there.
+EXTRA_SECTIONS = {title for title, tasks in SECTIONS if tasks in (GLUE, FEW_SHOT, DISTRACT)}
 METRIC_NAMES = {"f1": "F1", "macro_f1": "macro F1", "F1": "micro F1", "pearsonr": "Pearson",
-                "accuracy": "accuracy"}
-MRQA_AVERAGE, BLURB_SCORE = "Avg.", "BLURB score"
+                "accuracy": "accuracy", "matthews_correlation": "Matthews corr.",
+                "f1_accuracy": "mean of F1, accuracy", "pearson_spearmanr": "mean of Pearson, Spearman",
+                "accuracy_m_mm": "mean of m, mm accuracy"}
+MRQA_AVERAGE, BLURB_SCORE, GLUE_AVERAGE = "Avg.", "BLURB score", "GLUE average"
+# The aggregate row of a section, by the first word of its title.
+AGGREGATES = {"MRQA": MRQA_AVERAGE, "BLURB": BLURB_SCORE, "GLUE": GLUE_AVERAGE}
 
 # The paper's numbers (shared/reference/paper_results.md), as printed there.
 PAPER: dict[str, dict[str, str]] = {
     "LinkBERT-base": dict(zip([t.folder for t in MRQA], "78.2 73.9 76.8 78.3 69.3 90.1".split()),
-                          **{MRQA_AVERAGE: "77.8"}),
+                          **dict(zip([t.folder for t in FEW_SHOT], "70.5 66.0 70.2 82.8".split())),
+                          **{MRQA_AVERAGE: "77.8", GLUE_AVERAGE: "79.6", "squad_distract_hf": "89.6"}),
     "LinkBERT-large": dict(zip([t.folder for t in MRQA], "80.8 78.2 80.5 81.0 72.6 92.7".split()),
-                           **{MRQA_AVERAGE: "81.0"}),
+                           **{MRQA_AVERAGE: "81.0", GLUE_AVERAGE: "81.1"}),
     "PubMedBERT-base": dict(zip([t.folder for t in BLURB],
                                 "93.33 85.62 87.82 84.52 80.06 73.38 77.24 82.36 82.34 92.30 82.32 55.84 87.56"
                                 .split()), **{BLURB_SCORE: "81.10", "medqa_usmle_hf": "38.1"}),
@@ -116,8 +142,30 @@ def _read_json(path: Path) -> Optional[dict]:
         return None
 
 
+def _partial(args: dict) -> bool:
+    return (args.get("max_steps") or -1) > 0 or any(
+        args.get(f"max_{s}_samples") is not None for s in ("train", "eval", "predict"))
+
+
+def read_sweep(folder: Path) -> Optional[Run]:
+    """GLUE: the dev score (percent) of the configuration a sweep chose."""
+    results = _read_json(folder / "sweep_results.json")
+    if results is None:
+        return Run(folder, None, None, notes=["no sweep_results.json yet"]) if folder.is_dir() else None
+    best, missing = results.get("best"), results.get("missing") or []
+    notes = [f"{len(missing)} of {len(results.get('configurations', []))} configurations missing"] if missing else []
+    if not best:
+        return Run(folder, None, None, notes=notes or ["no configuration has dev results"])
+    args = _read_json(Path(best["output_dir"]) / "run_args.json") or {}
+    if _partial(args):
+        notes.append("partial")
+    return Run(folder, float(best["dev_score"]) * 100, args.get("seed"), "sweep_results.json", notes)
+
+
 def read_run(folder: Path, task: Task) -> Optional[Run]:
     """The test score of one run folder, or None if the folder holds neither results nor a log."""
+    if task.sweep:
+        return read_sweep(folder)
     args = _read_json(folder / "run_args.json") or {}
     match = re.fullmatch(r"seed(\d+)", folder.name)
     seed = args.get("seed", int(match.group(1)) if match else None)
@@ -134,8 +182,7 @@ def read_run(folder: Path, task: Task) -> Optional[Run]:
                 run = Run(folder, value, seed, name)
                 if log.exists() and log.stat().st_mtime > (folder / name).stat().st_mtime + STALE_AFTER_S:
                     run.notes.append("stale")
-                if (args.get("max_steps") or -1) > 0 or any(
-                        args.get(f"max_{s}_samples") is not None for s in ("train", "eval", "predict")):
+                if _partial(args):
                     run.notes.append("partial")
                 return run
     if log.exists() or any(folder.glob("*_results.json")):
@@ -152,6 +199,11 @@ def collect(runs_dir: Path) -> dict[str, dict[str, list[Run]]]:
             if not task_dir.is_dir():
                 continue
             for model_dir in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+                if task.sweep:  # the subfolders are the sweep's configurations
+                    run = read_run(model_dir, task)
+                    if run is not None:
+                        found.setdefault(model_dir.name, {})[task.folder] = [run]
+                    continue
                 folders = [model_dir] + sorted((p for p in model_dir.iterdir()
                                                 if p.is_dir() and re.fullmatch(r"seed\d+", p.name)),
                                                key=lambda p: int(p.name[4:]))
@@ -231,7 +283,10 @@ def build_report(runs_dir: Path) -> tuple[str, list[dict]]:
     chart_rows: list[dict] = []
     details: list[str] = []
     for title, tasks in SECTIONS:
-        models = sorted({m for m, per_task in found.items() if any(t.folder in per_task for t in tasks)},
+        # A model with runs here, or with runs elsewhere and a paper number here (its rows say missing).
+        models = sorted({m for m, per_task in found.items() if any(t.folder in per_task for t in tasks)
+                         or (title in EXTRA_SECTIONS and any(key in PAPER.get(paper_model(m) or "", {}) for key in
+                                                             [t.folder for t in tasks] + [AGGREGATES.get(title.split()[0])]))},
                         key=_model_sort_key)
         lines += [f"## {title}", ""]
         if not models:
@@ -252,7 +307,7 @@ def build_report(runs_dir: Path) -> tuple[str, list[dict]]:
                     details.append(f"| `{run.folder.relative_to(runs_dir)}` | {run.seed if run.seed is not None else '?'}"
                                    f" | {value} | {run.source or '—'} | {', '.join(run.notes)} |")
             lines.append(row)
-        aggregate = {"MRQA": MRQA_AVERAGE, "BLURB": BLURB_SCORE}.get(title.split()[0])
+        aggregate = AGGREGATES.get(title.split()[0])
         if aggregate:
             row = f"| **{aggregate}** | |"
             for m in models:

@@ -141,3 +141,37 @@ def test_without_matplotlib_the_table_is_written_with_a_note(runs, monkeypatch):
     assert collect_results.main([str(runs)]) == 0
     assert "matplotlib is not installed" in (runs / "results.md").read_text()
     assert not (runs / "results.png").exists()
+
+
+def write_sweep(folder: Path, dev_score: float | None, missing: int = 0) -> None:
+    """A GLUE sweep folder as linkbert.sweep leaves it (the chosen run's folder holds run_args.json)."""
+    best_dir = folder / "lr2e-05_bs32_ep3"
+    best_dir.mkdir(parents=True)
+    (best_dir / "run_args.json").write_text(json.dumps({"seed": 42, "max_steps": -1}))
+    best = {"name": best_dir.name, "output_dir": str(best_dir), "dev_score": dev_score} if dev_score else None
+    (folder / "sweep_results.json").write_text(json.dumps({
+        "best": best, "missing": [f"c{i}" for i in range(missing)], "configurations": [{}] * 45}))
+
+
+def test_glue_few_shot_and_distracting_documents_sections(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs / "squad_hf" / "LinkBERT-base", "f1", 90.0)
+    glue_scores = {"cola": 0.60, "sst2": 0.93, "mrpc": 0.88, "qqp": 0.89, "stsb": 0.89, "mnli": 0.85, "qnli": 0.91}
+    for task, score in glue_scores.items():
+        write_sweep(runs / "glue" / task / "LinkBERT-base", score, missing=3 if task == "cola" else 0)
+    write_run(runs / "hotpot_hf_fewshot10" / "LinkBERT-base", "f1", 71.0)
+    report, _ = collect_results.build_report(runs)
+    assert table_row(report, "CoLA")[2:5] == ["60.00 (3 of 45 configurations missing)", "—", ""]
+    assert table_row(report, "MRPC")[1:3] == ["mean of F1, accuracy", "88.00"]
+    assert table_row(report, "RTE")[2] == "missing"
+    assert table_row(report, "**GLUE average**")[2:4] == ["missing (needs all 8 tasks; 1 missing)", "79.6"]
+    few_shot = report.split("## Few-shot MRQA")[1].split("## ")[0]
+    assert table_row(few_shot, "HotpotQA")[2:5] == ["71.00", "70.5", "+0.50"]
+    assert table_row(few_shot, "TriviaQA")[2:4] == ["missing", "66.0"]
+    assert table_row(report, "SQuAD + 1-2 distracting docs")[2:4] == ["missing", "89.6"]
+    # All eight: the plain mean of the task scores.
+    write_sweep(runs / "glue" / "rte" / "LinkBERT-base", 0.70)
+    report, _ = collect_results.build_report(runs)
+    expected = sum(list(glue_scores.values()) + [0.70]) / 8 * 100
+    assert table_row(report, "**GLUE average**")[2:5] == [f"{expected:.2f} (3 of 45 configurations missing)", "79.6",
+                                                          f"{expected - 79.6:+.2f}"]
