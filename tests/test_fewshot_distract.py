@@ -5,8 +5,8 @@ import random
 import sys
 
 import pytest
-
 from conftest import REPO, SAMPLES, run_task
+
 from linkbert.core.errors import UserError
 from linkbert.qa.run_qa import QATask, fraction_subsample
 

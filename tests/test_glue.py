@@ -2,21 +2,20 @@
 --task_name (train, dev, test) -> metrics recomputed from the prediction files, submission files."""
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_task
 from glue_samples import write_glue_raw
+
 from linkbert.core.errors import UserError
 from linkbert.metrics import glue
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
 sys.path.insert(0, str(REPO / "scripts"))
 import preprocess_glue  # noqa: E402
-from preprocess_common import DataError, run_cli  # noqa: E402
+from preprocess_common import run_cli  # noqa: E402
 
 EXPECTED_KEYS = {"cola": {"matthews_correlation"}, "sst2": {"accuracy"}, "qnli": {"accuracy"}, "rte": {"accuracy"},
                  "mnli": {"accuracy", "accuracy_mm"}, "mrpc": {"f1", "accuracy", "combined_score"},
@@ -200,4 +199,3 @@ def test_sample_generator_is_self_contained(tmp_path):
     second = write_glue_raw(tmp_path / "b")
     for path in first.rglob("*.tsv"):
         assert path.read_bytes() == (second / path.relative_to(first)).read_bytes()
-    shutil.rmtree(first)

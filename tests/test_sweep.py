@@ -3,12 +3,12 @@
 import json
 
 import pytest
-
 from conftest import run_task
+from test_glue import glue_data, glue_model, read_jsonl  # noqa: F401  (module fixtures)
+
 from linkbert import sweep
 from linkbert.metrics import glue
 from linkbert.seqcls.run_seqcls import SeqClsTask
-from test_glue import glue_data, glue_model, read_jsonl  # noqa: F401  (module fixtures)
 
 
 def test_the_grid_and_its_commands(tmp_path):
@@ -68,9 +68,10 @@ def test_two_config_sweep_on_the_tiny_model(glue_data, glue_model, tmp_path):  #
 
 @pytest.mark.parametrize("model", ["base", "large"])
 def test_glue_run_scripts_sweep_every_task(model):
+    from test_run_scripts import dry_run, split_command
+
     from linkbert.core.args import parse_args
     from linkbert.seqcls.run_seqcls import SeqClsArguments
-    from test_run_scripts import dry_run, split_command
 
     commands = dry_run(f"run_examples_glue_linkbert-{model}.sh")
     assert len(commands) == 8 * 45

@@ -112,7 +112,7 @@ def is_finished(run: SweepRun) -> bool:
 def subprocess_runner(run: SweepRun) -> int:
     run.output_dir.mkdir(parents=True, exist_ok=True)
     with open(run.output_dir / "log.txt", "a", encoding="utf-8") as log:
-        return subprocess.run(run.command(), stdout=log, stderr=subprocess.STDOUT).returncode
+        return subprocess.run(run.command(), stdout=log, stderr=subprocess.STDOUT, check=False).returncode
 
 
 def run_locally(runs: Sequence[SweepRun], runner: Callable[[SweepRun], int] = subprocess_runner) -> dict[str, int]:
