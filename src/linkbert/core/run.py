@@ -151,7 +151,8 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                                            **as_dict(model_args, data_args, args, task_args)})
         write_json(out / "env.json", environment({"train": data_args.train_file,
                                                   "validation": data_args.validation_file,
-                                                  "test": data_args.test_file}))
+                                                  "test": data_args.test_file,
+                                                  **{e.name: e.path for e in task.extra_splits()}}))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in datasets_}
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
