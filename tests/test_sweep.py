@@ -64,6 +64,9 @@ def test_two_config_sweep_on_the_tiny_model(glue_data, glue_model, tmp_path):  #
     ran.clear()
     sweep.run_locally(runs, runner)
     assert ran == [runs[1].name]
+    changed = sweep.glue_runs("mrpc", glue_model, glue_data / "mrpc", tmp_path / "sweep", grid,
+                              ["--max_steps", "3", "--disable_tqdm"])
+    assert not any(sweep.is_finished(run) for run in changed)  # other flags: not the same runs
 
 
 @pytest.mark.parametrize("model", ["base", "large"])

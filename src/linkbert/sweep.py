@@ -12,13 +12,14 @@ The LinkBERT paper fine-tunes GLUE with max_seq_length 128 and a grid over learn
 `--learning_rates`, `--batch_sizes`, `--epochs` narrow it (the large tasks are costly).
 
 Each configuration is one `linkbert.seqcls.run_seqcls` run into `<output_dir>/lr<LR>_bs<B>_ep<E>/`
-(log in its log.txt). Runs go one after another; a configuration whose results are complete is
-skipped, so a rerun after a crash continues where the sweep stopped. Then `pick_best` scores
-each configuration on dev with `linkbert.metrics.glue.task_score` (a task's metrics averaged,
-MNLI matched and mismatched averaged) and writes `<output_dir>/sweep_results.json` with every
-configuration's score and the chosen one (ties: the first in grid order), and copies the chosen
-run's GLUE submission files beside it. A cluster launcher takes the runs from `glue_runs` (an
-output folder and argv each) and calls `pick_best` when they are done.
+(log in its log.txt). Runs go one after another; a configuration whose results are complete (and
+whose run_args.json holds the same arguments) is skipped, so a rerun after a crash continues where
+the sweep stopped. Then `pick_best` scores each configuration on dev with
+`linkbert.metrics.glue.task_score` (a task's metrics averaged, MNLI matched and mismatched
+averaged), writes `<output_dir>/sweep_results.json` with every configuration's score and the chosen
+one (ties: the first in grid order), and copies the chosen run's GLUE submission files beside it.
+Parallel runs and clusters are a launcher's job: it takes the runs from `glue_runs` (an output
+folder and argv each) and calls `pick_best` once they are done.
 """
 
 from __future__ import annotations
@@ -104,9 +105,11 @@ def _read(path: Path) -> Optional[dict]:
 
 
 def is_finished(run: SweepRun) -> bool:
-    """Its dev results (and test results, if it predicts) are written: a run writes them last."""
+    """Its dev results (and test results, if it predicts) are written (a run writes them last), by
+    a run with the same arguments (run_args.json; changed flags mean a new run)."""
     needed = ["eval_results.json"] + (["predict_results.json"] if "--do_predict" in run.argv else [])
-    return all(_read(run.output_dir / name) is not None for name in needed)
+    recorded = (_read(run.output_dir / "run_args.json") or {}).get("argv") or []
+    return recorded[-len(run.argv):] == run.argv and all(_read(run.output_dir / name) is not None for name in needed)
 
 
 def subprocess_runner(run: SweepRun) -> int:
