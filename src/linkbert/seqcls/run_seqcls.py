@@ -140,7 +140,7 @@ class SeqClsTask(Task):
         task = self.glue_task
         if task == "stsb":
             low, high = glue.STSB_RANGE
-            if isinstance(label, str) or not low <= label <= high:
+            if not isinstance(label, (int, float)) or not low <= label <= high:
                 raise RecordError("label_not_in_task", f"STS-B label {label!r}: a similarity score from {low:g} "
                                   f"to {high:g} is expected")
         elif str(label) not in glue.LABELS[task]:
@@ -152,10 +152,10 @@ class SeqClsTask(Task):
         reference = splits.get("train")
         if reference is None:
             return  # prediction-only: the label space comes from the model's config
-        kinds = {label_kind(l) for l in reference}
         if self.glue_task:  # the task fixes the label space (a small train file may miss a class)
             self.kind = "regression" if self.glue_task == "stsb" else "single_label"
             return
+        kinds = {label_kind(l) for l in reference}
         if "regression" in kinds and kinds <= {"regression", "single_label"} and \
                 all(isinstance(l, (int, float)) for l in reference):
             kinds = {"regression"}  # BIOSSES scores such as 4 and 2.5 are all regression targets
