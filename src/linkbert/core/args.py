@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, fields
 from typing import Optional
 
 from .errors import UserError
+from .optim import OPTIMIZERS
 
 STRATEGIES = ("no", "steps", "epoch")
+ATTENTION = ("sdpa", "eager")
 
 
 @dataclass
@@ -29,6 +31,14 @@ class ModelArguments:
     use_auth_token: bool = field(default=False, metadata={"help": "Use the token of `hf auth login`."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped with a hub model. Off unless asked for."})
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "sdpa (fast) | eager (the original's attention: nn.Dropout on the "
+                                           "attention probabilities; for exact parity)."})
+
+    def __post_init__(self) -> None:
+        if self.attn_implementation not in ATTENTION:
+            raise UserError("bad_flag_value", f"--attn_implementation {self.attn_implementation!r}: choose "
+                            f"{' or '.join(ATTENTION)}")
 
 
 @dataclass
@@ -71,6 +81,9 @@ class TrainingArguments:
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
     adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    optim: str = field(
+        default="adamw_hf", metadata={"help": "adamw_hf (transformers 4.9.1's AdamW, as the paper) | adamw_torch "
+                                               "| adamw_torch_fused (torch.optim.AdamW)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (fractions allowed)."})
     max_steps: int = field(default=-1, metadata={"help": "Updates to run; > 0 overrides --num_train_epochs."})
@@ -121,6 +134,8 @@ class TrainingArguments:
                 raise UserError("bad_flag_value", f"--{name} {getattr(self, name)!r}: choose one of {', '.join(STRATEGIES)}")
         if self.eval_steps is None:
             self.eval_steps = self.logging_steps
+        if self.optim not in OPTIMIZERS:
+            raise UserError("bad_flag_value", f"--optim {self.optim!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.fp16 and self.bf16:
             raise UserError("conflicting_flags", "--fp16 and --bf16 together: choose one precision")
         if self.report_to not in ("none", "wandb", "tensorboard"):

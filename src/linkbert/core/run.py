@@ -18,8 +18,10 @@ import torch
 from .args import as_dict, parse_args
 from .data import load_splits
 from .distributed import DistState
-from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
+from .checkpoint import STATE_FILE, check_checkpoint, sorted_checkpoints
+from .engine import Engine, TrainingInterrupted
 from .errors import UserError
+from .report import Reporter
 from .results import environment, save_metrics, write_json, write_jsonl
 from .task import Task
 
@@ -86,7 +88,7 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState):
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
         model = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
-                                                 **common)
+                                                 attn_implementation=m.attn_implementation, **common)
     except OSError as e:
         offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
             if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
@@ -136,6 +138,9 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                         "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
                         "maintained path) or --sharded_ddp simple")
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
+    if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     dist = DistState(args)
     # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
     resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
@@ -153,8 +158,9 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
-    engine = Engine(model, task, args, dist)
-    dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
+    reporter = Reporter.create(args.report_to, args.output_dir, args.run_name, args.logging_dir,
+                               as_dict(model_args, data_args, args, task_args)) if dist.is_main else None
+    engine = Engine(model, task, args, dist, reporter)
     all_metrics: dict = {}
     try:
         if args.do_train:
@@ -166,7 +172,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                                    output_dir=str(out))
             engine.save_model(out, task.tokenizer)
             if dist.is_main:
-                write_json(out / "trainer_state.json", engine.state.to_json())
+                write_json(out / STATE_FILE, engine.state.to_json())
                 save_metrics(out, "train", metrics)
             all_metrics.update(metrics)
         for split, prefix in (("validation", "eval"), ("test", "predict")):
@@ -179,5 +185,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                 logger.info("%s metrics: %s", prefix, metrics)
             all_metrics.update(metrics)
     finally:
+        if reporter is not None:
+            reporter.close()
         dist.close()
     return all_metrics
