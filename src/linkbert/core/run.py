@@ -106,12 +106,21 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState):
     return model
 
 
+SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}
+
+
 def build_features(task: Task, split: str, examples, training: bool):
     d = task.data_args
-    return examples.map(
+    features = examples.map(
         lambda batch: task.encode(batch, training=training), batched=True,
         remove_columns=examples.column_names, num_proc=d.preprocessing_num_workers,
         load_from_cache_file=not d.overwrite_cache, desc=f"{task.name}: tokenising {split}")
+    limit = getattr(d, SAMPLE_LIMITS[split])
+    if task.sample_limit_cuts_features and limit is not None and len(features) > limit:
+        # As the original QA script: --max_*_samples also cuts the windows (examples whose
+        # windows are cut off are answered "empty").
+        features = features.select(range(limit))
+    return features
 
 
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:

@@ -42,6 +42,9 @@ class Task:
     #: The original evaluated QA under fp16 autocast (its features carry no labels) and every
     #: labelled task in float32; `True` keeps the autocast at evaluation.
     eval_under_autocast: bool = False
+    #: --max_{train,eval,predict}_samples also cut the features to that many (the original QA
+    #: script did, after one example became several windows).
+    sample_limit_cuts_features: bool = False
     #: The score --metric_for_best_model and the results table use by default.
     main_metric: str = "accuracy"
 
