@@ -60,7 +60,7 @@ def build_tiny_model(
     vocab = build_vocab(texts, lowercase=lowercase)
     vocab_file = out / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    # transformers 5 ignores `vocab_file=` (traps.md): pass the path as `vocab`.
+    # transformers 5 ignores `vocab_file=` (every word becomes [UNK]): pass the path as `vocab`.
     tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=lowercase)
     tokenizer.model_max_length = max_position_embeddings
     tokenizer.save_pretrained(out)
