@@ -34,6 +34,13 @@ def build(name: str, model: torch.nn.Module, device: torch.device) -> torch.opti
     return cls(groups, lr=2e-5, betas=(0.9, 0.999), eps=1e-8, **extra)
 
 
+def clock(device: torch.device, threads: int | None) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        return time.perf_counter()
+    return time.process_time() if threads == 1 else time.perf_counter()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -54,17 +61,11 @@ def main() -> None:
         p.grad = torch.randn_like(p) * 1e-3
     optimizers = {name: build(name, model, device) for name in OPTIMIZERS}
 
-    def clock() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-            return time.perf_counter()
-        return time.process_time() if opts.threads == 1 else time.perf_counter()
-
     def timed(name: str) -> float:
-        start = clock()
+        start = clock(device, opts.threads)
         for _ in range(steps):
             optimizers[name].step()
-        return clock() - start
+        return clock(device, opts.threads) - start
 
     for name in OPTIMIZERS:  # warm-up: state allocated, kernels compiled
         timed(name)

@@ -17,6 +17,15 @@ from .optim import OPTIMIZERS
 
 STRATEGIES = ("no", "steps", "epoch")
 ATTENTION = ("sdpa", "eager")
+# TrainingArguments flags with a fixed set of values ("" = not given).
+CHOICES = {
+    "eval_strategy": STRATEGIES,
+    "save_strategy": STRATEGIES,
+    "optim": OPTIMIZERS,
+    "report_to": ("none", "wandb", "tensorboard"),
+    "sharded_ddp": ("", "simple", "zero_dp_2", "zero_dp_3", "offload"),
+    "fsdp": ("", "full_shard", "shard_grad_op"),
+}
 
 
 @dataclass
@@ -72,7 +81,8 @@ class TrainingArguments:
     evaluation_strategy: Optional[str] = field(
         default=None, metadata={"help": "no | steps | epoch (alias of --eval_strategy)."})
     eval_strategy: Optional[str] = field(default=None, metadata={"help": "no | steps | epoch."})
-    eval_steps: Optional[int] = field(default=None, metadata={"help": "Updates between evaluations (default logging_steps)."})
+    eval_steps: Optional[int] = field(
+        default=None, metadata={"help": "Updates between evaluations (default logging_steps)."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch per device."})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Evaluation batch per device."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per update."})
@@ -129,26 +139,22 @@ class TrainingArguments:
                             f"--eval_strategy {self.eval_strategy} disagree; give one of them")
         self.eval_strategy = self.eval_strategy or self.evaluation_strategy or "no"
         self.evaluation_strategy = self.eval_strategy
-        for name in ("eval_strategy", "save_strategy"):
-            if getattr(self, name) not in STRATEGIES:
-                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)!r}: choose one of {', '.join(STRATEGIES)}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                allowed = ", ".join(c for c in choices if c)
+                raise UserError("bad_flag_value", f"--{name} {value!r}: choose one of {allowed}")
         if self.eval_steps is None:
             self.eval_steps = self.logging_steps
-        if self.optim not in OPTIMIZERS:
-            raise UserError("bad_flag_value", f"--optim {self.optim!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.fp16 and self.bf16:
             raise UserError("conflicting_flags", "--fp16 and --bf16 together: choose one precision")
-        if self.report_to not in ("none", "wandb", "tensorboard"):
-            raise UserError("bad_flag_value", f"--report_to {self.report_to!r}: choose none, wandb or tensorboard")
-        if self.sharded_ddp and self.sharded_ddp not in ("simple", "zero_dp_2", "zero_dp_3", "offload"):
-            raise UserError("bad_flag_value", f"--sharded_ddp {self.sharded_ddp!r}: choose simple, zero_dp_2, "
-                            "zero_dp_3 or offload")
-        if self.fsdp and self.fsdp not in ("full_shard", "shard_grad_op"):
-            raise UserError("bad_flag_value", f"--fsdp {self.fsdp!r}: choose full_shard or shard_grad_op")
         if self.sharded_ddp and self.fsdp:
             raise UserError("conflicting_flags", "--sharded_ddp and --fsdp together: choose one sharding")
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise UserError("conflicting_flags", "--load_best_model_at_end needs --evaluation_strategy steps or epoch")
+        self._check_counts()
+
+    def _check_counts(self) -> None:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise UserError("bad_flag_value", f"--{name} must be at least 1")

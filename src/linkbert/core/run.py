@@ -135,21 +135,26 @@ def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) 
     return metrics, records
 
 
-def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
-    from transformers import set_seed
-
-    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
-    task = task_cls(model_args, data_args, args, task_args)
+def check_setup(args) -> None:
+    """What the flags ask of this machine, before any work; TF32 as asked."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
     if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and (args.use_cpu or not torch.cuda.is_available()):
         raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
                         "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
                         "maintained path) or --sharded_ddp simple")
-    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+
+
+def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
+    from transformers import set_seed
+
+    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
+    task = task_cls(model_args, data_args, args, task_args)
+    check_setup(args)
+    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     dist = DistState(args)
     # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
     resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)

@@ -51,7 +51,7 @@ class Task:
     def __init__(self, model_args, data_args, training_args, task_args) -> None:
         self.model_args, self.data_args = model_args, data_args
         self.training_args, self.task_args = training_args, task_args
-        self.tokenizer = None  # set by the core once loaded
+        self.tokenizer: Any = None  # set by the core once loaded (a transformers fast tokenizer)
         self.max_seq_length: int = 0  # set by the core (flag, default, clamped to the model)
 
     # -- data -------------------------------------------------------------------------------
