@@ -53,7 +53,7 @@ def build_tiny_model(
 ) -> Path:
     """Write a randomly initialised tiny BERT and its tokenizer to `out_dir`; return the path."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

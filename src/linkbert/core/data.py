@@ -77,7 +77,7 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
         task.check_splits(kept)
     except RecordError as e:  # e.line counts records; name the file's line
         line = lines[e.split][e.line - 1] if e.split in lines and e.line else e.line
-        raise UserError(e.kind, e.message, path=paths.get(e.split), line=line) from None
+        raise UserError(e.kind, e.message, path=paths.get(e.split or ""), line=line) from None
 
     loaded = datasets.load_dataset(
         "json", data_files={split: str(paths[split]) for split in splits},

@@ -365,7 +365,7 @@ class Engine:
         step = state.global_step
         if step == 1 and args.logging_first_step or step % args.logging_steps == 0:
             self._log_loss()
-        if args.eval_strategy == "steps" and step % args.eval_steps == 0:
+        if args.eval_strategy == "steps" and step % (args.eval_steps or args.logging_steps) == 0:
             self._evaluate_during_training()
         saved = None
         if args.save_strategy == "steps" and step % args.save_steps == 0 and self.output_dir:

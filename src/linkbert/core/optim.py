@@ -46,7 +46,7 @@ class AdamWHF(torch.optim.AdamW):
             group.setdefault("hf_step", 0)
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure=None):
         originals = []
         for group in self.param_groups:
             originals.append((group["lr"], group["weight_decay"], group["eps"]))

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -127,7 +127,7 @@ def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) 
     start = time.time()
     outputs = engine.predict(features)
     records = task.prediction_records(outputs, examples, features)
-    metrics = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
+    metrics: dict[str, Any] = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
     runtime = time.time() - start
     metrics.update({f"{prefix}_{k}": v for k, v in task.summary(records).items()})
     metrics.update({f"{prefix}_samples": len(examples), f"{prefix}_runtime": round(runtime, 4),

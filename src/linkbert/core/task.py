@@ -36,7 +36,7 @@ class Task:
     #: The transformers Auto class of the model head.
     model_class: Any = None
     #: Dataclass of the task's own flags, parsed together with the shared ones.
-    arguments: type = None
+    arguments: Any = None
     #: max_seq_length when the flag is not given (the original scripts' defaults).
     default_max_seq_length: Optional[int] = None
     #: The original evaluated QA under fp16 autocast (its features carry no labels) and every
