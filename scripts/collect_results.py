@@ -97,7 +97,7 @@ MRQA_AVERAGE, BLURB_SCORE, GLUE_AVERAGE = "Avg.", "BLURB score", "GLUE average"
 # The aggregate row of a section, by the first word of its title.
 AGGREGATES = {"MRQA": MRQA_AVERAGE, "BLURB": BLURB_SCORE, "GLUE": GLUE_AVERAGE}
 
-# The paper's numbers (shared/reference/paper_results.md), as printed there.
+# The paper's numbers (Yasunaga et al., ACL 2022, Tables 1-3), as printed there.
 PAPER: dict[str, dict[str, str]] = {
     "LinkBERT-base": dict(zip([t.folder for t in MRQA], "78.2 73.9 76.8 78.3 69.3 90.1".split()),
                           **dict(zip([t.folder for t in FEW_SHOT], "70.5 66.0 70.2 82.8".split())),
@@ -272,6 +272,16 @@ def _model_sort_key(model: str) -> tuple:
     return (MODEL_ORDER.index(name) if name in MODEL_ORDER else len(MODEL_ORDER), model)
 
 
+def _in_section(model: str, per_task: dict, title: str, tasks: list[Task]) -> bool:
+    """A model has rows in a section if it has runs there or, in the sections this project adds,
+    runs elsewhere and a paper number there (its rows then say missing)."""
+    if any(t.folder in per_task for t in tasks):
+        return True
+    paper = PAPER.get(paper_model(model) or "", {})
+    keys = [t.folder for t in tasks] + [AGGREGATES.get(title.split()[0])]
+    return title in EXTRA_SECTIONS and any(key in paper for key in keys)
+
+
 def build_report(runs_dir: Path) -> tuple[str, list[dict]]:
     """The Markdown report, and the rows the chart draws."""
     found = collect(runs_dir)
@@ -283,11 +293,7 @@ def build_report(runs_dir: Path) -> tuple[str, list[dict]]:
     chart_rows: list[dict] = []
     details: list[str] = []
     for title, tasks in SECTIONS:
-        # A model with runs here, or with runs elsewhere and a paper number here (its rows say missing).
-        models = sorted({m for m, per_task in found.items() if any(t.folder in per_task for t in tasks)
-                         or (title in EXTRA_SECTIONS and any(key in PAPER.get(paper_model(m) or "", {}) for key in
-                                                             [t.folder for t in tasks] + [AGGREGATES.get(title.split()[0])]))},
-                        key=_model_sort_key)
+        models = sorted((m for m in found if _in_section(m, found[m], title, tasks)), key=_model_sort_key)
         lines += [f"## {title}", ""]
         if not models:
             lines += ["No runs found.", ""]

@@ -70,8 +70,9 @@ def task_name(name: str) -> str:
     """cola, sst2, ... from an official (CoLA, SST-2, STS-B) or lower-case name."""
     key = name.lower().replace("-", "")
     if key not in SPECS:
-        raise DataError("--tasks", None, f"unknown task {name!r}", f"choose from {', '.join(s.folder for s in SPECS.values())} "
-                        "(WNLI is left out, as in the paper)")
+        folders = ", ".join(spec.folder for spec in SPECS.values())
+        raise DataError("--tasks", None, f"unknown task {name!r}",
+                        f"choose from {folders} (WNLI is left out, as in the paper)")
     return key
 
 

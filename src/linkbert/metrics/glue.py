@@ -72,14 +72,14 @@ def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
 
 def _ranks(values: Sequence[float]) -> np.ndarray:
     """1-based ranks, ties getting the mean of the ranks they span (as scipy's `rankdata`)."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
+    array = np.asarray(values, dtype=np.float64)
+    order = np.argsort(array, kind="stable")
+    ranks = np.empty(len(array), dtype=np.float64)
+    sorted_values = array[order]
     start = 0
-    while start < len(values):
+    while start < len(array):
         end = start
-        while end + 1 < len(values) and sorted_values[end + 1] == sorted_values[start]:
+        while end + 1 < len(array) and sorted_values[end + 1] == sorted_values[start]:
             end += 1
         ranks[order[start:end + 1]] = (start + end) / 2 + 1
         start = end + 1
