@@ -8,11 +8,14 @@ file itself (Arrow, cached), and `map` caches the tokenised features.
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import UserError
+from .results import file_sha256
 from .task import RecordError, Task
 
 SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
@@ -76,9 +79,14 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
         line = lines[e.split][e.line - 1] if e.split in lines and e.line else e.line
         raise UserError(e.kind, e.message, path=paths.get(e.split), line=line) from None
 
+    # Paths are literal (`datasets` would read `d[1]` as a glob), and the cache is keyed on what
+    # the files hold (`datasets` keys it on path and mtime, so a rewritten file could be stale).
+    task.data_sha256 = {split: file_sha256(paths[split]) for split in splits}
+    content_key = hashlib.sha256(" ".join(task.data_sha256[s] for s in splits).encode()).hexdigest()[:16]
     loaded = datasets.load_dataset(
-        "json", data_files={split: str(paths[split]) for split in splits},
-        cache_dir=task.model_args.cache_dir)
+        "json", name=f"sha256-{content_key}", data_files={split: glob.escape(str(paths[split])) for split in splits},
+        cache_dir=task.model_args.cache_dir,
+        download_mode="force_redownload" if data_args.overwrite_cache else None)
     out = {}
     for split in splits:
         ds = loaded[split]

@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from .args import TrainingArguments
 from .distributed import DistState
 from .errors import UserError
 from .results import read_json, write_json
+from .rundir import is_disk_full, is_own_checkpoint, write_identity
 from .task import MODEL_INPUTS, Task
 
 logger = logging.getLogger("linkbert")
@@ -46,29 +48,38 @@ MAX_CONSECUTIVE_SKIPS = 25
 
 
 class TrainingInterrupted(Exception):
-    """SIGTERM/SIGINT arrived: the current update was finished and a checkpoint written."""
+    """SIGTERM/SIGINT arrived: the current update was finished and a checkpoint written (or, on a
+    second signal or outside training, the run stopped at once keeping what was written)."""
 
-    def __init__(self, signal_name: str, step: int, checkpoint: Optional[Path]) -> None:
+    def __init__(self, signal_name: str, step: int, checkpoint: Optional[Path], message: str = "") -> None:
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
         where = f"checkpoint {checkpoint} written" if checkpoint else "no output folder to checkpoint into"
-        super().__init__(f"{signal_name} received: stopped after update {step}, {where}. Run the same command "
-                         "again (without --overwrite_output_dir, or with --resume_from_checkpoint) to continue.")
+        super().__init__(message or f"{signal_name} received: stopped after update {step}, {where}. Run the same "
+                         "command again (without --overwrite_output_dir, or with --resume_from_checkpoint) to continue.")
 
 
 class StopOnSignal:
     """While training, SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) only set a flag: the
-    loop finishes its current update, writes a checkpoint and stops. A second signal stops at once."""
+    loop finishes its current update, writes a checkpoint and stops. A second signal stops at once
+    (the checkpoints already written are kept). Outside training (`outside_training`: loading,
+    evaluation, prediction) a signal stops at once with the same kind of message."""
 
-    def __init__(self) -> None:
+    def __init__(self, outside_training: bool = False) -> None:
         self.received: bool = False
         self.name = ""
+        self.outside_training = outside_training
         self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.received:  # asked twice: do not wait any longer
+        name = signal.Signals(signum).name
+        if self.received or self.outside_training:  # asked twice, or nothing to finish: stop now
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            raise KeyboardInterrupt
-        self.received, self.name = True, signal.Signals(signum).name
+            when = "outside training (loading, evaluation or prediction)" if self.outside_training and \
+                not self.received else "a second time"
+            raise TrainingInterrupted(name, -1, None, f"{name} received {when}: stopped at once; what was already "
+                                      "written (checkpoints, the trained model, results) is kept. Run the same "
+                                      "command again to continue: a finished training is not repeated.")
+        self.received, self.name = True, name
         logger.warning("%s received: finishing the current update, then writing a checkpoint and stopping "
                        "(send it again to stop at once)", self.name)
 
@@ -171,6 +182,7 @@ class Engine:
         pad_multiple = 8 if args.mixed_precision else None
         self.collate = _ModelInputCollator(task.collator(pad_multiple))
         self._length_cache: dict = {}
+        self.run_identity: Optional[dict] = None  # written into every checkpoint (see rundir.py)
 
     # -- helpers ----------------------------------------------------------------------------
     def autocast(self, enabled: bool = True):
@@ -482,23 +494,35 @@ class Engine:
         save never leaves a half checkpoint that looks like the last one."""
         dist = self.dist
         final = Path(output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-        tmp = Path(output_dir) / f".tmp-{CHECKPOINT_PREFIX}{self.state.global_step}"
         optim_state = dist.optimizer_state(optimizer)
         pending = self._pending_gradients()
-        if dist.is_main:
+        # A fresh temporary folder (never an existing one, which could be a planted link).
+        tmp = Path(dist.broadcast_object(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=output_dir)
+                                         if dist.is_main else None))
+        try:
+            self.save_model(tmp, self.task.tokenizer)
+            if dist.is_main:
+                torch.save(optim_state, tmp / "optimizer.pt")
+                torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+                torch.save(scaler.state_dict(), tmp / "scaler.pt")
+                torch.save(_rng_state(), tmp / "rng_state.pt")
+                if pending:  # left-over micro-batches whose gradients carry into the next update
+                    torch.save(pending, tmp / "pending_grads.pt")
+                write_json(tmp / STATE_FILE, self.state.to_json())
+                write_identity(tmp, self.run_identity)
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+        except OSError as e:
             shutil.rmtree(tmp, ignore_errors=True)
-        self.save_model(tmp, self.task.tokenizer)
+            if not is_disk_full(e):
+                raise
+            last = sorted_checkpoints(output_dir)
+            need = sum(p.numel() * 4 * 3 for p in self.model.parameters()) >> 20  # weights + two Adam moments
+            raise UserError("disk_full", f"no space left to write {final.name} (about {need} MiB needed); the "
+                            "temporary folder was removed. Free space and rerun the same command: it resumes from "
+                            f"{last[-1].name if last else 'the start (no checkpoint yet)'}", path=output_dir) from None
         if dist.is_main:
-            torch.save(optim_state, tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            torch.save(scaler.state_dict(), tmp / "scaler.pt")
-            torch.save(_rng_state(), tmp / "rng_state.pt")
-            if pending:  # left-over micro-batches whose gradients carry into the next update
-                torch.save(pending, tmp / "pending_grads.pt")
-            write_json(tmp / STATE_FILE, self.state.to_json())
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
             self._rotate_checkpoints(output_dir)
         dist.barrier()
         logger.info("Saved checkpoint %s", final)
@@ -523,7 +547,8 @@ class Engine:
         limit = self.args.save_total_limit
         if not limit or limit <= 0:
             return
-        checkpoints = sorted_checkpoints(output_dir)
+        # Only this run's checkpoints: another run's are not ours to delete.
+        checkpoints = [c for c in sorted_checkpoints(output_dir) if is_own_checkpoint(c, self.run_identity)]
         keep = set(checkpoints[-limit:])
         if self.state.best_checkpoint:
             keep.add(Path(self.state.best_checkpoint))

@@ -18,30 +18,51 @@ import torch
 from .args import as_dict, parse_args
 from .data import load_splits
 from .distributed import DistState
-from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
+from .engine import Engine, StopOnSignal, TrainingInterrupted, TrainState, check_checkpoint, sorted_checkpoints
 from .errors import UserError
-from .results import environment, save_metrics, write_json, write_jsonl
+from .results import environment, read_json, save_metrics, write_json, write_jsonl
+from .rundir import (KEPT_IN_PLACE, RunLock, check_results_not_replaced, check_resume, check_weights,
+                     finished_training, is_disk_full, phase, provenance_names, remove_stale_temporaries,
+                     result_names, run_identity, set_aside, write_identity)
 from .task import Task
 
 logger = logging.getLogger("linkbert")
 
-# Files a run script or the user may leave in a fresh output folder.
-IGNORED_IN_OUTPUT_DIR = {"log.txt"}
 
 
 def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO, stream=sys.stdout)
+    # Under torchrun every rank meets the same error: rank 0 alone says it, every rank exits 2.
+    speaks = os.environ.get("RANK", "0") == "0"
     try:
-        run(task_cls, argv)
+        with StopOnSignal(outside_training=True):  # SIGTERM in evaluation: a message, not a kill
+            run(task_cls, argv)
     except UserError as e:
-        logger.error("%s", e)
-        print(e, file=sys.stderr)
+        if speaks:
+            logger.error("%s", e)
+            print(e, file=sys.stderr)
         sys.exit(2)
     except TrainingInterrupted as e:
         logger.error("%s", e)
         print(e, file=sys.stderr)
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
+
+
+def on_main(dist: DistState, decide):
+    """Rank 0 decides (inspects the folder: the others would see its first files); every rank
+    gets its answer, or raises its UserError."""
+    if not dist.is_main:
+        outcome = dist.broadcast_object(None)
+    else:
+        try:
+            outcome = ("ok", decide())
+        except UserError as e:
+            outcome = ("error", e)
+        outcome = dist.broadcast_object(outcome)
+    if outcome[0] == "error":
+        raise outcome[1]
+    return outcome[1]
 
 
 def check_output_dir(args) -> Optional[str]:
@@ -51,7 +72,7 @@ def check_output_dir(args) -> Optional[str]:
     out = Path(args.output_dir)
     resume = args.resume_from_checkpoint
     if args.do_train and out.is_dir() and not args.overwrite_output_dir and not resume:
-        contents = [p for p in out.iterdir() if p.name not in IGNORED_IN_OUTPUT_DIR]
+        contents = [p for p in out.iterdir() if p.name not in KEPT_IN_PLACE]
         checkpoints = sorted_checkpoints(out)
         if checkpoints:
             resume = str(checkpoints[-1])
@@ -70,6 +91,7 @@ def check_output_dir(args) -> Optional[str]:
                         "--output_dir", path=out) from None
     if resume and args.do_train:
         check_checkpoint(resume)
+    check_results_not_replaced(out, args)
     return resume
 
 
@@ -125,8 +147,6 @@ def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) 
 
 
 def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
-    from transformers import set_seed
-
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
     if not (args.do_train or args.do_eval or args.do_predict):
@@ -135,49 +155,100 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
         raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
                         "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
                         "maintained path) or --sharded_ddp simple")
-    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     dist = DistState(args)
-    # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
-    resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
+    lock = RunLock(args.output_dir)  # held by rank 0 for the run's whole life
+    try:
+        return _run(task, dist, lock, argv, (model_args, data_args, args, task_args))
+    finally:
+        lock.release()
+        dist.close()
+
+
+def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], all_args: tuple) -> dict:
+    from transformers import set_seed
+
+    model_args, data_args, args, task_args = all_args
+    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
+    resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
     datasets_, kept = load_splits(task, splits)
 
     set_seed(args.seed)
     model = load_model(task, kept.get("train"), dist)
+    arguments = as_dict(model_args, data_args, args, task_args)
+    identity = run_identity(task, arguments, model, dist.world_size, task.data_sha256.get("train"))
     out = Path(args.output_dir)
-    if dist.is_main:
-        write_json(out / "run_args.json", {"argv": sys.argv if argv is None else argv,
-                                           **as_dict(model_args, data_args, args, task_args)})
-        write_json(out / "env.json", environment({"train": data_args.train_file,
-                                                  "validation": data_args.validation_file,
-                                                  "test": data_args.test_file}))
+    # A rerun of a finished training evaluates its model; it does not train again.
+    finished = args.do_train and not args.overwrite_output_dir and not args.resume_from_checkpoint \
+        and finished_training(out, identity)
+    if finished:
+        logger.info("%s holds this run's finished training: its model is evaluated, not trained again", out)
+        dist.load_model_state(model, check_weights(out / "model.safetensors", model, lambda what: UserError(
+            "bad_checkpoint", f"{what}; rerun with --overwrite_output_dir to train afresh", path=out)))
+    elif resume and args.do_train:  # checked whole before anything is written
+        check_resume(resume, identity, model, set(TrainState.__dataclass_fields__))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
+    # Every check has passed: only now is the folder touched.
+    if dist.is_main:
+        start_writing(out, args, resume, {"argv": sys.argv if argv is None else argv, "phase": phase(args),
+                                          **arguments},
+                      environment({"train": data_args.train_file, "validation": data_args.validation_file,
+                                   "test": data_args.test_file}, task.data_sha256))
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     engine = Engine(model, task, args, dist)
-    dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
+    engine.run_identity = identity
+    dist.setup_reporting(args, arguments)
     all_metrics: dict = {}
-    try:
-        if args.do_train:
-            evaluate = None
-            if args.do_eval and args.eval_strategy != "no":
-                evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"],
-                                                  "eval")[0]
-            metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
-                                   output_dir=str(out))
-            engine.save_model(out, task.tokenizer)
-            if dist.is_main:
-                write_json(out / "trainer_state.json", engine.state.to_json())
-                save_metrics(out, "train", metrics)
-            all_metrics.update(metrics)
-        for split, prefix in (("validation", "eval"), ("test", "predict")):
-            if split not in splits:
-                continue
-            metrics, records = evaluate_split(task, engine, datasets_[split], features[split], prefix)
-            if dist.is_main:
-                write_jsonl(out / f"{prefix}_predictions.jsonl", records)
-                save_metrics(out, prefix, metrics)
-                logger.info("%s metrics: %s", prefix, metrics)
-            all_metrics.update(metrics)
-    finally:
-        dist.close()
+    if args.do_train and finished:
+        all_metrics.update(read_json(out / "train_results.json"))
+    elif args.do_train:
+        evaluate = None
+        if args.do_eval and args.eval_strategy != "no":
+            evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"],
+                                              "eval")[0]
+        metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
+                               output_dir=str(out))
+        save_final_model(engine, out, task)
+        if dist.is_main:
+            write_json(out / "trainer_state.json", engine.state.to_json())
+            save_metrics(out, "train", metrics)
+            write_identity(out, identity)  # last: marks the training finished
+        all_metrics.update(metrics)
+    for split, prefix in (("validation", "eval"), ("test", "predict")):
+        if split not in splits:
+            continue
+        metrics, records = evaluate_split(task, engine, datasets_[split], features[split], prefix)
+        if dist.is_main:
+            write_jsonl(out / f"{prefix}_predictions.jsonl", records)
+            save_metrics(out, prefix, metrics)
+            logger.info("%s metrics: %s", prefix, metrics)
+        all_metrics.update(metrics)
     return all_metrics
+
+
+def start_writing(out: Path, args, resume: Optional[str], run_args: dict, env: dict) -> None:
+    """The first writes of a run: set the previous run's files aside (--overwrite_output_dir),
+    then the provenance of this phase."""
+    run_args_name, env_name = provenance_names(out, args)
+    if args.overwrite_output_dir:
+        if args.do_train:
+            keep = {Path(resume).resolve()} if resume else set()
+            set_aside(out, [p.name for p in out.iterdir() if p.resolve() not in keep])
+        else:
+            set_aside(out, [*result_names(args), run_args_name, env_name])
+    remove_stale_temporaries(out)
+    write_json(out / run_args_name, run_args)
+    write_json(out / env_name, env)
+
+
+def save_final_model(engine: Engine, out: Path, task: Task) -> None:
+    try:
+        engine.save_model(out, task.tokenizer)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        last = sorted_checkpoints(out)
+        raise UserError("disk_full", f"no space left to save the final model (about "
+                        f"{sum(p.numel() * 4 for p in engine.model.parameters()) >> 20} MiB needed); free space and "
+                        f"rerun the same command: it resumes from {last[-1] if last else 'the start (no checkpoint yet)'}",
+                        path=out) from None
