@@ -8,8 +8,11 @@ dataclass of their own flags (e.g. `--metric_name`, `--doc_stride`).
 
 from __future__ import annotations
 
+import json
+import math
 import sys
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Optional
 
 from .errors import UserError
@@ -48,6 +51,18 @@ class DataArguments:
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N training examples."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N dev examples."})
     max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N test examples."})
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise UserError("bad_flag_value", f"--max_seq_length {self.max_seq_length}: give a positive length "
+                            "(or leave it out for the task's default)")
+        if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
+            raise UserError("bad_flag_value", f"--preprocessing_num_workers {self.preprocessing_num_workers}: give "
+                            "at least 1 (or leave it out for one process)")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)}: give at least 1 "
+                                "(or leave it out for every example)")
 
 
 @dataclass
@@ -107,6 +122,9 @@ class TrainingArguments:
     sharded_ddp: str = field(default="", metadata={"help": "fairscale: simple | zero_dp_2 | zero_dp_3 | offload."})
     fsdp: str = field(default="", metadata={"help": "PyTorch FSDP: full_shard | shard_grad_op."})
     local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; torchrun uses LOCAL_RANK."})
+    allow_untrained_head: bool = field(
+        default=False, metadata={"help": "Allow evaluating/predicting (without --do_train) with a task head that "
+                                          "the model folder does not hold (newly initialised: chance-level scores)."})
 
     def __post_init__(self) -> None:
         if self.no_cuda:
@@ -134,9 +152,45 @@ class TrainingArguments:
             raise UserError("conflicting_flags", "--sharded_ddp and --fsdp together: choose one sharding")
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise UserError("conflicting_flags", "--load_best_model_at_end needs --evaluation_strategy steps or epoch")
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "save_steps", "eval_steps"):
             if getattr(self, name) < 1:
-                raise UserError("bad_flag_value", f"--{name} must be at least 1")
+                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)}: must be at least 1")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Values outside their range fail here, before any work, not hours into training.
+        `not (low <= x ...)` is written so that NaN fails too."""
+        from transformers.trainer_utils import SchedulerType
+
+        def bad(flag: str, value, allowed: str) -> UserError:
+            return UserError("bad_flag_value", f"--{flag} {value}: {allowed}")
+
+        if not (0 < self.learning_rate < math.inf):
+            raise bad("learning_rate", self.learning_rate, "give a positive, finite learning rate")
+        if not (0 <= self.seed < 2**32):
+            raise bad("seed", self.seed, "give a seed in 0..2^32-1")
+        if not (0 <= self.warmup_ratio <= 1):
+            raise bad("warmup_ratio", self.warmup_ratio, "give a fraction in [0, 1]")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not (0 <= getattr(self, name) < 1):
+                raise bad(name, getattr(self, name), "give a value in [0, 1)")
+        if not (0 < self.adam_epsilon < math.inf):
+            raise bad("adam_epsilon", self.adam_epsilon, "give a positive value")
+        for name in ("weight_decay", "max_grad_norm"):
+            if not (0 <= getattr(self, name) < math.inf):
+                raise bad(name, getattr(self, name), "give a value of 0 or more")
+        for name in ("warmup_steps", "dataloader_num_workers"):
+            if getattr(self, name) < 0:
+                raise bad(name, getattr(self, name), "give 0 or more")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise bad("save_total_limit", self.save_total_limit, "give at least 1 (or leave it out to keep all)")
+        if self.do_train and self.max_steps <= 0 and not (0 < self.num_train_epochs < math.inf):
+            raise bad("num_train_epochs", self.num_train_epochs, "training needs a positive number of epochs "
+                      "(or --max_steps)")
+        schedulers = [s.value for s in SchedulerType if s.value != "reduce_lr_on_plateau"]
+        if self.lr_scheduler_type not in schedulers:
+            raise bad("lr_scheduler_type", self.lr_scheduler_type, f"choose one of {', '.join(schedulers)}")
 
     @property
     def mixed_precision(self) -> Optional[str]:
@@ -151,14 +205,59 @@ def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
     # No abbreviations: `--learning_rat` must be an error, not silently --learning_rate.
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, task_arguments), allow_abbrev=False)
     if len(argv) == 1 and argv[0].endswith(".json"):
+        classes = (ModelArguments, DataArguments, TrainingArguments, task_arguments)
+        values = read_args_file(argv[0], classes)
         try:
-            return parser.parse_json_file(json_file=argv[0])
+            return parser.parse_dict(values)
         except ValueError as e:  # keys no argument has
             raise UserError("unknown_flag", f"{e}; see --help for the accepted arguments", path=argv[0]) from None
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise UserError("unknown_flag", f"unknown flag(s) {' '.join(unknown)}; see --help for the accepted flags")
     return tuple(parsed)
+
+
+def _accepts(kind, value) -> bool:
+    """Whether a JSON value fits a field's type as a flag would: no "false" for a bool."""
+    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_accepts(k, value) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    return True
+
+
+def read_args_file(path: str, classes: tuple) -> dict:
+    """A .json arguments file, its values type-checked against the arguments' fields."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise UserError("bad_args_file", "does not exist; give the path of a .json arguments file", path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError("bad_args_file", f"cannot be read as JSON ({e})", path=path) from None
+    if not isinstance(values, dict):
+        raise UserError("bad_args_file", f"holds a JSON {type(values).__name__}, not an object of arguments", path=path)
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if f.name not in values:
+                if f.default is MISSING and f.default_factory is MISSING:
+                    raise UserError("bad_args_file", f"has no {f.name!r}, which every run needs", path=path)
+                continue
+            value = values[f.name]
+            if not _accepts(hints[f.name], value):
+                raise UserError("bad_args_file", f"{f.name!r} is {json.dumps(value)} ({type(value).__name__}); "
+                                f"it must be a {getattr(hints[f.name], '__name__', str(hints[f.name]))}, as "
+                                "JSON true/false for a bool", path=path)
+    return values
 
 
 def as_dict(*dataclasses_) -> dict:

@@ -107,13 +107,19 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState):
         task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **common)
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
-        model = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
-                                                 **common)
+        model, loading = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
+                                                          output_loading_info=True, **common)
     except OSError as e:
         offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
             if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
                         f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}") from None
+    untrained = loading.get("missing_keys") or []
+    if untrained and not task.training_args.do_train and not task.training_args.allow_untrained_head:
+        raise UserError("untrained_head", f"--model_name_or_path {m.model_name_or_path} has no trained weights for "
+                        f"{', '.join(sorted(untrained)[:3])}{' ...' if len(untrained) > 3 else ''}: without --do_train "
+                        "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
+                        "this is intended")
     if not getattr(task.tokenizer, "is_fast", False):
         raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
                         f"{m.tokenizer_name or m.model_name_or_path} has none")

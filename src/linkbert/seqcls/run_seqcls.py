@@ -13,6 +13,8 @@ The label type decides the problem, as upstream: a string label is single-label 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -77,6 +79,12 @@ class SeqClsTask(Task):
         kind = label_kind(label)
         if kind == "unknown" or (kind == "multi_label" and not all(v in (0, 1) for v in label)):
             raise RecordError("wrong_type", f"'label' must be a string, a number or a list of 0/1, found {label!r}")
+        if isinstance(label, float) and not math.isfinite(label) or \
+                isinstance(label, int) and not isinstance(label, bool) and abs(label) >= 2**63:
+            raise RecordError("wrong_type", f"'label' {label!r} is not a finite number of a usable size")
+        if self.task_args.metric_name == "hoc" and not isinstance(record.get("id"), str):
+            # HoC is scored per document (the id before its last `_`): without ids all would be one
+            raise RecordError("missing_field", "no string 'id' field; --metric_name hoc scores per document id")
         return label
 
     def check_splits(self, splits: dict[str, list]) -> None:
@@ -92,7 +100,17 @@ class SeqClsTask(Task):
             raise RecordError("mixed_label_types", f"labels of different kinds ({', '.join(sorted(kinds))}); "
                               "one task has one kind of label", line=line, split="train")
         self.kind = kinds.pop()
+        metric, fits = self.task_args.metric_name, {"hoc": "multi_label", "pearsonr": "regression"}
+        if metric in fits and fits[metric] != self.kind:
+            raise UserError("bad_flag_value", f"--metric_name {metric} needs {fits[metric].replace('_', '-')} "
+                            f"labels, but the training labels are {self.kind.replace('_', '-')}; choose a metric "
+                            "that fits the data")
         if self.kind == "single_label":
+            types = {type(l) for l in reference}
+            if len(types) > 1:  # "0" and 0 would be two labels that print alike
+                line = next(i for i, l in enumerate(reference, 1) if type(l) is not type(reference[0]))
+                raise RecordError("mixed_label_types", f"labels are both strings and integers (e.g. "
+                                  f"{reference[0]!r} and {reference[line - 1]!r}); use one kind", line=line, split="train")
             known = set(reference)
             for split, labels in splits.items():
                 for i, label in enumerate(labels, 1):
