@@ -95,6 +95,22 @@ def check_output_dir(args) -> Optional[str]:
     return resume
 
 
+def stay_offline(model_args, args) -> None:
+    """Nothing leaves the machine unless the user names a hub model (or asks for wandb): with
+    local model folders, `datasets` and the hub client are put offline (they would otherwise
+    send requests, e.g. a download count, even for local files)."""
+    names = [n for n in (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) if n]
+    if args.report_to == "wandb" or not all(Path(n).is_dir() for n in names):
+        return
+    import datasets
+    import huggingface_hub
+
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    for module in (huggingface_hub.constants, sys.modules[huggingface_hub.is_offline_mode.__module__], datasets.config):
+        module.HF_HUB_OFFLINE = True
+    datasets.config.HF_DATASETS_OFFLINE = True
+
+
 def load_model(task: Task, train_kept: Optional[list], dist: DistState):
     """Tokenizer, config (label space from the task) and model, in float32."""
     from transformers import AutoConfig, AutoTokenizer
@@ -161,6 +177,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
         raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
                         "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
                         "maintained path) or --sharded_ddp simple")
+    stay_offline(model_args, args)
     dist = DistState(args)
     lock = RunLock(args.output_dir)  # held by rank 0 for the run's whole life
     try:
