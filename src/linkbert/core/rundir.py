@@ -76,6 +76,13 @@ class RunLock:
         self.held = False
 
     def acquire(self) -> "RunLock":
+        try:
+            return self._acquire()
+        except OSError as e:
+            raise UserError("output_dir_not_writable", f"cannot be created or written ({e.strerror}); choose "
+                            "another --output_dir", path=self.path.parent) from None
+
+    def _acquire(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
