@@ -138,3 +138,21 @@ def test_command_line_runs_from_any_directory(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stderr.count("\n") == 1 and "nowhere/dev/professional_medicine_dev.csv: file not found" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- whole inputs only
+
+def test_an_empty_or_partial_input_never_replaces_a_good_output(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    shutil.copytree(SAMPLES / "medqa", raw)
+    out = tmp_path / "out"
+    medqa.main(["--custom_data", "--raw_dir", str(raw), "--out_dir", str(out)])
+    good = {p.name: p.read_bytes() for p in (out / "mc" / "medqa_usmle_hf").iterdir()}
+    (raw / "phrases_no_exclude_dev.jsonl").write_text("")
+    assert "no records" in one_line_error(medqa.main, ["--custom_data", "--raw_dir", str(raw), "--out_dir",
+                                                       str(out)], capsys)
+    # the samples are not the official sizes: without --custom_data that is an error, not a warning
+    shutil.copy(SAMPLES / "medqa" / "phrases_no_exclude_dev.jsonl", raw)
+    msg = one_line_error(medqa.main, ["--raw_dir", str(raw), "--out_dir", str(out)], capsys)
+    assert "official split has 10178" in msg and "--custom_data" in msg
+    assert {p.name: p.read_bytes() for p in (out / "mc" / "medqa_usmle_hf").iterdir()} == good
