@@ -361,7 +361,8 @@ def test_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_folde
         main(SeqClsTask, train_argv(model, out))
     assert exit_info.value.code == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert line.startswith("error [disk_full]") and str(out) in line and "MiB" in line
+    kind = "disk_full"
+    assert line.startswith(f"error [{kind}]") and str(out) in line and "MiB" in line
     assert not list(out.glob(".tmp-*")) and not list(out.glob("checkpoint-*"))
 
 

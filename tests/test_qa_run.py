@@ -164,6 +164,14 @@ def test_bad_input_names_file_and_line(tmp_path, words_model, change, kind, word
     assert f"{dev}:2: " in str(info.value) and words in str(info.value)
 
 
+def test_ids_of_mixed_types_are_refused(tmp_path, words_model):
+    dev = write_lines(tmp_path / "dev.json", [GOOD, dict(GOOD, id=7)])
+    with pytest.raises(UserError) as info:
+        run_task(QATask, ["--model_name_or_path", words_model, "--validation_file", dev, "--do_eval",
+                          "--output_dir", tmp_path / "out"])
+    assert info.value.kind == "wrong_type" and f"{dev}:2: " in str(info.value) and "7" in str(info.value)
+
+
 def test_unsupported_flags(tmp_path, words_model):
     for flags in (["--version_2_with_negative"], ["--dataset_name", "squad"], ["--n_best_size", "0"],
                   ["--dynamic_padding", "--pad_to_max_length"]):
