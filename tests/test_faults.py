@@ -466,3 +466,15 @@ def test_mixed_string_and_integer_labels_are_refused(model, tmp_path, capsys):
     (data / "train.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert ":2:" in refused("mixed_label_types", train_argv(model, tmp_path / "out", data=data), capsys,
                             tmp_path / "out")
+
+
+@pytest.mark.parametrize("line, words", [
+    (b'{"sentence": "caf\xe9", "label": "0"}', "not UTF-8"),
+    (b'{"sentence": "a \\ud800 b", "label": "0"}', "surrogate"),
+])
+def test_undecodable_text_is_one_line_naming_the_line(line, words, model, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.json").write_bytes(b'{"sentence": "aspirin binds", "label": "0"}\n' + line + b"\n")
+    msg = refused("bad_json", train_argv(model, tmp_path / "out", data=data), capsys, tmp_path / "out")
+    assert f"{data / 'train.json'}:2:" in msg and words in msg

@@ -11,12 +11,27 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import UserError
 from .results import file_sha256
 from .task import RecordError, Task
+
+# A \uD800-\uDFFF escape: the cheap test before the exact one.
+LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(line: str) -> bool:
+    try:
+        json.dumps(json.loads(line), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except ValueError:
+        return False  # not JSON: reported as such next
+    return False
+
 
 SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
 
@@ -36,12 +51,20 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
     """Check every record of a JSON Lines file; return what the task keeps of each record
     (and append each record's line number to `line_numbers`, blank lines being skipped)."""
     kept: list[Any] = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # bytes, so a non-UTF-8 line is named by its number
+        for line_no, raw in enumerate(f, start=1):
             if limit is not None and len(kept) >= limit:
                 break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError("bad_json", f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                "save the file as UTF-8", path=path, line=line_no) from None
             if not line.strip():
                 continue
+            if LONE_SURROGATE.search(line) and _has_lone_surrogate(line):
+                raise UserError("bad_json", "a \\u escape of a lone UTF-16 surrogate, which is no character; "
+                                "fix the text", path=path, line=line_no)
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
