@@ -9,7 +9,6 @@ file itself (Arrow, cached), and `map` caches the tokenised features.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -102,14 +101,14 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
         line = lines[e.split][e.line - 1] if e.split in lines and e.line else e.line
         raise UserError(e.kind, e.message, path=paths.get(e.split), line=line) from None
 
-    # Paths are literal (`datasets` would read `d[1]` as a glob), and the cache is keyed on what
-    # the files hold (`datasets` keys it on path and mtime, so a rewritten file could be stale).
+    # Paths are literal (`datasets` would read `d[1]` as a glob); the cache is keyed on what the
+    # file holds (`datasets` keys it on path and mtime, so a rewritten file could be stale); each
+    # file loads on its own (a test file without QA answers beside training files with them).
     task.data_sha256 = {split: file_sha256(paths[split]) for split in splits}
-    content_key = hashlib.sha256(" ".join(task.data_sha256[s] for s in splits).encode()).hexdigest()[:16]
-    loaded = datasets.load_dataset(
-        "json", name=f"sha256-{content_key}", data_files={split: glob.escape(str(paths[split])) for split in splits},
+    loaded = {split: datasets.load_dataset(
+        "json", name=f"sha256-{task.data_sha256[split][:16]}", data_files={split: glob.escape(str(paths[split]))},
         cache_dir=task.model_args.cache_dir,
-        download_mode="force_redownload" if data_args.overwrite_cache else None)
+        download_mode="force_redownload" if data_args.overwrite_cache else None)[split] for split in splits}
     out = {}
     for split in splits:
         ds = loaded[split]
