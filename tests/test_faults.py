@@ -344,26 +344,42 @@ def test_planted_temporary_checkpoint_link_is_not_followed(model, tmp_path):
 
 
 # -- faults ------------------------------------------------------------------------------------
-def test_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary_folder(model, tmp_path, capsys,
-                                                                                  monkeypatch):
+@pytest.mark.parametrize("when", ["checkpoint", "final save"])
+def test_full_disk_is_one_line_and_leaves_a_resumable_folder(when, model, tmp_path, capsys, monkeypatch):
     import torch
 
-    real_save = torch.save
+    out = tmp_path / "out"
+    real_save, real_save_model = torch.save, engine_module.Engine.save_model
 
-    def full(obj, f, *a, **k):
+    def full_at_checkpoint(obj, f, *a, **k):
         if str(f).endswith("optimizer.pt"):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *a, **k)
 
-    monkeypatch.setattr(torch, "save", full)
-    out = tmp_path / "out"
-    with pytest.raises(SystemExit) as exit_info:
-        main(SeqClsTask, train_argv(model, out))
+    def full_at_final_save(self, path, *a, **k):
+        if Path(path) == out:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save_model(self, path, *a, **k)
+
+    with monkeypatch.context() as m:
+        if when == "checkpoint":
+            m.setattr(torch, "save", full_at_checkpoint)
+        else:
+            m.setattr(engine_module.Engine, "save_model", full_at_final_save)
+        with pytest.raises(SystemExit) as exit_info:
+            main(SeqClsTask, train_argv(model, out))
     assert exit_info.value.code == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
     kind = "disk_full"
-    assert line.startswith(f"error [{kind}]") and str(out) in line and "MiB" in line
-    assert not list(out.glob(".tmp-*")) and not list(out.glob("checkpoint-*"))
+    assert line.startswith(f"error [{kind}]") and str(out) in line and "MiB" in line and "Traceback" not in err
+    assert not list(out.glob(".tmp-*"))
+    if when == "checkpoint":
+        assert not list(out.glob("checkpoint-*"))
+    else:  # the training is not lost: the same command resumes from the last checkpoint
+        assert "checkpoint-4" in line and not (out / "train_results.json").exists()
+        run_task(SeqClsTask, train_argv(model, out))
+        assert (out / "train_results.json").exists() and (out / "model.safetensors").exists()
 
 
 def test_second_sigterm_stops_at_once_with_exit_143(model, tmp_path, capsys, monkeypatch):

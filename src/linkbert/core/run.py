@@ -21,7 +21,7 @@ from .distributed import DistState
 from .engine import Engine, StopOnSignal, TrainingInterrupted, TrainState, check_checkpoint, sorted_checkpoints
 from .errors import UserError
 from .results import environment, read_json, save_metrics, write_json, write_jsonl
-from .rundir import (KEPT_IN_PLACE, RunLock, check_results_not_replaced, check_resume, check_weights,
+from .rundir import (IDENTITY_FILE, KEPT_IN_PLACE, RunLock, check_results_not_replaced, check_resume, check_weights,
                      finished_training, is_disk_full, phase, provenance_names, remove_stale_temporaries,
                      result_names, run_identity, set_aside, write_identity)
 from .task import Task
@@ -78,7 +78,7 @@ def check_output_dir(args) -> Optional[str]:
             resume = str(checkpoints[-1])
             logger.info("%s holds checkpoints and --overwrite_output_dir is not given: resuming from %s",
                         out, resume)
-        elif contents:
+        elif contents and not (out / IDENTITY_FILE).exists():  # a finished run (checked later) reruns
             raise UserError("output_dir_not_empty", "is not empty and holds no checkpoint; add "
                             "--overwrite_output_dir to write over it, or choose another --output_dir", path=out)
     try:
