@@ -494,3 +494,11 @@ def test_undecodable_text_is_one_line_naming_the_line(line, words, model, tmp_pa
     (data / "train.json").write_bytes(b'{"sentence": "aspirin binds", "label": "0"}\n' + line + b"\n")
     msg = refused("bad_json", train_argv(model, tmp_path / "out", data=data), capsys, tmp_path / "out")
     assert f"{data / 'train.json'}:2:" in msg and words in msg
+
+
+def test_text_that_tokenises_to_nothing_is_refused(model, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = [{"id": "a", "sentence": "aspirin binds", "label": "0"}, {"id": "b", "sentence": "\u200b\u200b", "label": "0"}]
+    (data / "train.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert "'b'" in refused("empty_input", train_argv(model, tmp_path / "out", data=data), capsys, tmp_path / "out")

@@ -156,6 +156,12 @@ class SeqClsTask(Task):
         texts = [batch[k] for k in self.text_keys]
         padding = "max_length" if self.data_args.pad_to_max_length else False
         features = self.tokenizer(*texts, truncation=True, max_length=self.max_seq_length, padding=padding)
+        special = set(self.tokenizer.all_special_ids)
+        for i, ids in enumerate(features["input_ids"]):
+            if all(t in special for t in ids):  # e.g. only characters the tokenizer drops
+                name = batch["id"][i] if "id" in batch else f"number {i + 1} of its batch"
+                raise UserError("empty_input", f"the text of example {name!r} ({texts[0][i][:40]!r}) tokenises to "
+                                "nothing; fix or drop it")
         if "label" in batch:
             if self.kind == "single_label":
                 index = {str(l): i for i, l in enumerate(self.label_list)}
