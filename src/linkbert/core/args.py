@@ -160,37 +160,32 @@ class TrainingArguments:
 
     def _check_numbers(self) -> None:
         """Values outside their range fail here, before any work, not hours into training.
-        `not (low <= x ...)` is written so that NaN fails too."""
+        Each test is written so that NaN fails it too."""
         from transformers.trainer_utils import SchedulerType
 
-        def bad(flag: str, value, allowed: str) -> UserError:
-            return UserError("bad_flag_value", f"--{flag} {value}: {allowed}")
-
-        if not (0 < self.learning_rate < math.inf):
-            raise bad("learning_rate", self.learning_rate, "give a positive, finite learning rate")
-        if not (0 <= self.seed < 2**32):
-            raise bad("seed", self.seed, "give a seed in 0..2^32-1")
-        if not (0 <= self.warmup_ratio <= 1):
-            raise bad("warmup_ratio", self.warmup_ratio, "give a fraction in [0, 1]")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not (0 <= getattr(self, name) < 1):
-                raise bad(name, getattr(self, name), "give a value in [0, 1)")
-        if not (0 < self.adam_epsilon < math.inf):
-            raise bad("adam_epsilon", self.adam_epsilon, "give a positive value")
-        for name in ("weight_decay", "max_grad_norm"):
-            if not (0 <= getattr(self, name) < math.inf):
-                raise bad(name, getattr(self, name), "give a value of 0 or more")
-        for name in ("warmup_steps", "dataloader_num_workers"):
-            if getattr(self, name) < 0:
-                raise bad(name, getattr(self, name), "give 0 or more")
-        if self.save_total_limit is not None and self.save_total_limit < 1:
-            raise bad("save_total_limit", self.save_total_limit, "give at least 1 (or leave it out to keep all)")
-        if self.do_train and self.max_steps <= 0 and not (0 < self.num_train_epochs < math.inf):
-            raise bad("num_train_epochs", self.num_train_epochs, "training needs a positive number of epochs "
-                      "(or --max_steps)")
+        finite = lambda x: x < math.inf
+        ranges = [  # flag, test, what to give
+            ("learning_rate", lambda x: 0 < x and finite(x), "give a positive, finite learning rate"),
+            ("seed", lambda x: 0 <= x < 2**32, "give a seed in 0..2^32-1"),
+            ("warmup_ratio", lambda x: 0 <= x <= 1, "give a fraction in [0, 1]"),
+            ("adam_beta1", lambda x: 0 <= x < 1, "give a value in [0, 1)"),
+            ("adam_beta2", lambda x: 0 <= x < 1, "give a value in [0, 1)"),
+            ("adam_epsilon", lambda x: 0 < x and finite(x), "give a positive value"),
+            ("weight_decay", lambda x: 0 <= x and finite(x), "give a value of 0 or more"),
+            ("max_grad_norm", lambda x: 0 <= x and finite(x), "give a value of 0 or more"),
+            ("warmup_steps", lambda x: x >= 0, "give 0 or more"),
+            ("dataloader_num_workers", lambda x: x >= 0, "give 0 or more"),
+            ("save_total_limit", lambda x: x is None or x >= 1, "give at least 1 (or leave it out to keep all)"),
+            ("num_train_epochs", lambda x: not self.do_train or self.max_steps > 0 or 0 < x and finite(x),
+             "training needs a positive number of epochs (or --max_steps)"),
+        ]
+        for flag, ok, allowed in ranges:
+            if not ok(getattr(self, flag)):
+                raise UserError("bad_flag_value", f"--{flag} {getattr(self, flag)}: {allowed}")
         schedulers = [s.value for s in SchedulerType if s.value != "reduce_lr_on_plateau"]
         if self.lr_scheduler_type not in schedulers:
-            raise bad("lr_scheduler_type", self.lr_scheduler_type, f"choose one of {', '.join(schedulers)}")
+            raise UserError("bad_flag_value", f"--lr_scheduler_type {self.lr_scheduler_type}: choose one of "
+                            f"{', '.join(schedulers)}")
 
     @property
     def mixed_precision(self) -> Optional[str]:

@@ -22,6 +22,19 @@ from .task import RecordError, Task
 LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
+def _decode(raw: bytes, path: Path, line_no: int) -> str:
+    """A line as text; a non-UTF-8 byte or a lone surrogate is an error naming the line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError("bad_json", f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                        "save the file as UTF-8", path=path, line=line_no) from None
+    if LONE_SURROGATE.search(line) and _has_lone_surrogate(line):
+        raise UserError("bad_json", "a \\u escape of a lone UTF-16 surrogate, which is no character; fix the text",
+                        path=path, line=line_no)
+    return line
+
+
 def _has_lone_surrogate(line: str) -> bool:
     try:
         json.dumps(json.loads(line), ensure_ascii=False).encode("utf-8")
@@ -54,16 +67,9 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
         for line_no, raw in enumerate(f, start=1):
             if limit is not None and len(kept) >= limit:
                 break
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError("bad_json", f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                                "save the file as UTF-8", path=path, line=line_no) from None
+            line = _decode(raw, path, line_no)
             if not line.strip():
                 continue
-            if LONE_SURROGATE.search(line) and _has_lone_surrogate(line):
-                raise UserError("bad_json", "a \\u escape of a lone UTF-16 surrogate, which is no character; "
-                                "fix the text", path=path, line=line_no)
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:

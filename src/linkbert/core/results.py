@@ -109,7 +109,8 @@ def environment(data_files: dict[str, str | None], hashes: dict[str, str] | None
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
         "gpus": torch.cuda.device_count() if cuda else 0,
         "git_commit": commit,
-        "data_files": {split: {"path": str(p), "sha256": (hashes or {}).get(split) or file_sha256(p)} for split, p in data_files.items()
+        "data_files": {split: {"path": str(p), "sha256": (hashes or {}).get(split) or file_sha256(p)}
+                       for split, p in data_files.items()
                        if p and Path(p).is_file()},
         "argv": sys.argv,
     }

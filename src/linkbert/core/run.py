@@ -222,21 +222,9 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
     engine.run_identity = identity
     dist.setup_reporting(args, arguments)
     all_metrics: dict = {}
-    if args.do_train and finished:
-        all_metrics.update(read_json(out / "train_results.json"))
-    elif args.do_train:
-        evaluate = None
-        if args.do_eval and args.eval_strategy != "no":
-            evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"],
-                                              "eval")[0]
-        metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
-                               output_dir=str(out))
-        save_final_model(engine, out, task)
-        if dist.is_main:
-            write_json(out / "trainer_state.json", engine.state.to_json())
-            save_metrics(out, "train", metrics)
-            write_identity(out, identity)  # last: marks the training finished
-        all_metrics.update(metrics)
+    if args.do_train:
+        all_metrics.update(read_json(out / "train_results.json") if finished else
+                           train_and_save(task, engine, datasets_, features, resume, identity))
     for split, prefix in (("validation", "eval"), ("test", "predict")):
         if split not in splits:
             continue
@@ -247,6 +235,22 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
             logger.info("%s metrics: %s", prefix, metrics)
         all_metrics.update(metrics)
     return all_metrics
+
+
+def train_and_save(task: Task, engine: Engine, datasets_: dict, features: dict, resume: Optional[str],
+                   identity: dict) -> dict:
+    args, dist, out = task.training_args, engine.dist, Path(task.training_args.output_dir)
+    evaluate = None
+    if args.do_eval and args.eval_strategy != "no":
+        evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"], "eval")[0]
+    metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
+                           output_dir=str(out))
+    save_final_model(engine, out, task)
+    if dist.is_main:
+        write_json(out / "trainer_state.json", engine.state.to_json())
+        save_metrics(out, "train", metrics)
+        write_identity(out, identity)  # last: marks the training finished
+    return metrics
 
 
 def start_writing(out: Path, args, resume: Optional[str], run_args: dict, env: dict) -> None:

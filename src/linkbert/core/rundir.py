@@ -205,7 +205,7 @@ def run_identity(task, arguments: dict, model, world_size: int, train_sha256: Op
 def identity_difference(expected: dict, found: dict) -> Optional[str]:
     """The first difference between two identities, in words; None if they are the same."""
     expected, found = json.loads(json.dumps(expected, default=str)), json.loads(json.dumps(found, default=str))
-    for key in expected.keys() | found.keys():
+    for key in [*expected, *(k for k in found if k not in expected)]:  # task and labels first
         a, b = expected.get(key), found.get(key)
         if a == b:
             continue
@@ -239,8 +239,6 @@ def is_own_checkpoint(folder: str | Path, identity: Optional[dict]) -> bool:
 def check_resume(folder: str | Path, identity: dict, model, state_fields: set[str]) -> None:
     """Everything a resume will load, checked before anything is written: the run identity
     first, then each file whole and of the right shape. Any problem is one `bad_checkpoint` line."""
-    import torch
-
     folder = Path(folder)
 
     def bad(what: str) -> UserError:
@@ -254,16 +252,7 @@ def check_resume(folder: str | Path, identity: dict, model, state_fields: set[st
     if difference:
         raise bad(f"belongs to another run ({difference})")
     check_weights(folder / "model.safetensors", model, bad)
-    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pt", "scaler.pt", "pending_grads.pt"):
-        path = folder / name
-        if name in ("scaler.pt", "pending_grads.pt") and not path.exists():
-            continue
-        try:
-            value = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as e:  # truncated, empty, a blocked pickle: torch raises many kinds
-            raise bad(f"{name} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'empty'})") from None
-        if not isinstance(value, dict):
-            raise bad(f"{name} holds a {type(value).__name__}, not a state dictionary")
+    _check_state_files(folder, bad)
     try:
         state = json.loads((folder / "trainer_state.json").read_text())
     except (OSError, ValueError) as e:
@@ -273,6 +262,23 @@ def check_resume(folder: str | Path, identity: dict, model, state_fields: set[st
     unknown = sorted(state.keys() - state_fields)
     if unknown:
         raise bad(f"trainer_state.json has unknown key(s) {', '.join(unknown)}")
+
+
+def _check_state_files(folder: Path, bad) -> None:
+    """Each torch file of a checkpoint loads (weights only) and holds a dictionary."""
+    import torch
+
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pt", "scaler.pt", "pending_grads.pt"):
+        path = folder / name
+        if name in ("scaler.pt", "pending_grads.pt") and not path.exists():
+            continue
+        try:
+            value = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 (truncated, empty, a blocked pickle: torch raises many kinds)
+            detail = str(e).splitlines()[0][:120] if str(e) else "empty"
+            raise bad(f"{name} cannot be loaded ({type(e).__name__}: {detail})") from None
+        if not isinstance(value, dict):
+            raise bad(f"{name} holds a {type(value).__name__}, not a state dictionary")
 
 
 def check_weights(path: Path, model, bad) -> dict:

@@ -45,6 +45,14 @@ def label_kind(label: Any) -> str:
     return "unknown"
 
 
+def _check_one_label_type(labels: list) -> None:
+    """"0" and 0 would be two labels that print alike."""
+    line = next((i for i, l in enumerate(labels, 1) if type(l) is not type(labels[0])), None)
+    if line:
+        raise RecordError("mixed_label_types", f"labels are both strings and integers (e.g. {labels[0]!r} and "
+                          f"{labels[line - 1]!r}); use one kind", line=line, split="train")
+
+
 class SeqClsTask(Task):
     name = "seqcls"
     model_class = AutoModelForSequenceClassification
@@ -100,17 +108,9 @@ class SeqClsTask(Task):
             raise RecordError("mixed_label_types", f"labels of different kinds ({', '.join(sorted(kinds))}); "
                               "one task has one kind of label", line=line, split="train")
         self.kind = kinds.pop()
-        metric, fits = self.task_args.metric_name, {"hoc": "multi_label", "pearsonr": "regression"}
-        if metric in fits and fits[metric] != self.kind:
-            raise UserError("bad_flag_value", f"--metric_name {metric} needs {fits[metric].replace('_', '-')} "
-                            f"labels, but the training labels are {self.kind.replace('_', '-')}; choose a metric "
-                            "that fits the data")
+        self._check_metric_fits()
         if self.kind == "single_label":
-            types = {type(l) for l in reference}
-            if len(types) > 1:  # "0" and 0 would be two labels that print alike
-                line = next(i for i, l in enumerate(reference, 1) if type(l) is not type(reference[0]))
-                raise RecordError("mixed_label_types", f"labels are both strings and integers (e.g. "
-                                  f"{reference[0]!r} and {reference[line - 1]!r}); use one kind", line=line, split="train")
+            _check_one_label_type(reference)
             known = set(reference)
             for split, labels in splits.items():
                 for i, label in enumerate(labels, 1):
@@ -124,6 +124,13 @@ class SeqClsTask(Task):
                     if len(label) != width:
                         raise RecordError("wrong_type", f"label list of length {len(label)}, the first training "
                                           f"label has {width}", line=i, split=split)
+
+    def _check_metric_fits(self) -> None:
+        metric, fits = self.task_args.metric_name, {"hoc": "multi_label", "pearsonr": "regression"}
+        if metric in fits and fits[metric] != self.kind:
+            raise UserError("bad_flag_value", f"--metric_name {metric} needs {fits[metric].replace('_', '-')} "
+                            f"labels, but the training labels are {self.kind.replace('_', '-')}; choose a metric "
+                            "that fits the data")
 
     def setup_labels(self, train_labels: Optional[list], config) -> dict:
         if train_labels is None:  # prediction-only run from a fine-tuned folder
