@@ -242,16 +242,16 @@ def read_args_file(path: str, classes: tuple) -> dict:
         raise UserError("bad_args_file", f"holds a JSON {type(values).__name__}, not an object of arguments", path=path)
     for cls in classes:
         hints = typing.get_type_hints(cls)
-        for f in fields(cls):
-            if f.name not in values:
-                if f.default is MISSING and f.default_factory is MISSING:
-                    raise UserError("bad_args_file", f"has no {f.name!r}, which every run needs", path=path)
+        for arg in fields(cls):
+            if arg.name not in values:
+                if arg.default is MISSING and arg.default_factory is MISSING:
+                    raise UserError("bad_args_file", f"has no {arg.name!r}, which every run needs", path=path)
                 continue
-            value = values[f.name]
-            if not _accepts(hints[f.name], value):
-                raise UserError("bad_args_file", f"{f.name!r} is {json.dumps(value)} ({type(value).__name__}); "
-                                f"it must be a {getattr(hints[f.name], '__name__', str(hints[f.name]))}, as "
-                                "JSON true/false for a bool", path=path)
+            value, kind = values[arg.name], hints[arg.name]
+            if not _accepts(kind, value):
+                raise UserError("bad_args_file", f"{arg.name!r} is {json.dumps(value)} ({type(value).__name__}); "
+                                f"it must be a {getattr(kind, '__name__', str(kind))}, as JSON true/false for "
+                                "a bool", path=path)
     return values
 
 

@@ -106,9 +106,8 @@ def stay_offline(model_args, args) -> None:
     import huggingface_hub
 
     os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
-    for module in (huggingface_hub.constants, sys.modules[huggingface_hub.is_offline_mode.__module__], datasets.config):
-        module.HF_HUB_OFFLINE = True
-    datasets.config.HF_DATASETS_OFFLINE = True
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # read at each request (is_offline_mode)
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
 
 
 def load_model(task: Task, train_kept: Optional[list], dist: DistState):
