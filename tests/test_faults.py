@@ -147,8 +147,11 @@ def test_checkpoint_of_another_run_is_refused_naming_the_difference(model, train
 def test_overwrite_sets_the_previous_run_aside_and_rotation_keeps_the_new_run(model, trained):
     out = trained
     old = snapshot(out)
+    (out / "seed1").mkdir()  # a run of its own inside this folder (the run scripts' SEEDS=...) stays
+    (out / "seed1" / "run_args.json").write_text("{}")
     run_task(SeqClsTask, train_argv(model, out, "--max_steps", "2", "--save_steps", "1", "--save_total_limit", "1",
                                     "--overwrite_output_dir"))
+    assert (out / "seed1" / "run_args.json").read_text() == "{}"
     assert not (out / "predict_results.json").exists() and not (out / "predict_predictions.jsonl").exists()
     assert not any(k.startswith("predict_") for k in json.loads((out / "all_results.json").read_text()))
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]

@@ -162,6 +162,11 @@ def check_results_not_replaced(output_dir: str | Path, args) -> None:
                         "or choose another --output_dir", path=output_dir)
 
 
+def _is_nested_run(path: Path) -> bool:
+    """A folder of its own run inside this one (e.g. the run scripts' seed<N>/): not ours to move."""
+    return path.is_dir() and not path.is_symlink() and any((path / n).exists() for n in ("run_args.json", LOCK_FILE))
+
+
 def set_aside(output_dir: str | Path, names: Optional[list[str]] = None) -> Optional[Path]:
     """Move the previous run's files (all of them, or `names`) into previous_runs/<UTC time>/.
     Returns that folder, or None if there was nothing to move."""
@@ -169,7 +174,8 @@ def set_aside(output_dir: str | Path, names: Optional[list[str]] = None) -> Opti
     if not out.is_dir():
         return None
     entries = [out / n for n in names] if names is not None else list(out.iterdir())
-    entries = [p for p in entries if (p.exists() or p.is_symlink()) and p.name not in KEPT_IN_PLACE]
+    entries = [p for p in entries if (p.exists() or p.is_symlink()) and p.name not in KEPT_IN_PLACE
+               and not _is_nested_run(p)]
     if not entries:
         return None
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
