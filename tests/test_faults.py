@@ -77,7 +77,7 @@ def snapshot(folder: Path) -> dict:
 
 def refused(kind: str, argv: list, capsys, folder: Path) -> str:
     """The run ends in one `error [kind]` line, exit 2, no traceback, the folder unchanged."""
-    before = snapshot(folder)
+    before, existed = snapshot(folder), folder.exists()
     with pytest.raises(SystemExit) as exit_info:
         main(SeqClsTask, [str(a) for a in argv])
     assert exit_info.value.code == 2
@@ -86,6 +86,7 @@ def refused(kind: str, argv: list, capsys, folder: Path) -> str:
     assert len(lines) == 1 and lines[0].startswith(f"error [{kind}]"), err[-2000:]
     assert "Traceback" not in err
     assert snapshot(folder) == before, "the output folder changed"
+    assert folder.exists() == existed, "a folder was left behind"
     return lines[0]
 
 
@@ -188,6 +189,7 @@ def test_prediction_only_run_keeps_the_training_record(trained, capsys):
 # -- 4. one folder, one run at a time -----------------------------------------------------------
 def test_second_run_into_a_locked_folder_is_refused_and_a_stale_lock_taken_over(model, tmp_path, capsys):
     out = tmp_path / "out"
+    out.mkdir()
     with RunLock(out):  # a live run (this process) holds the folder
         msg = refused("output_dir_locked", train_argv(model, out), capsys, out)
         assert f"process {os.getpid()} on {socket.gethostname()}" in msg

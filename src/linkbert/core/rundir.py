@@ -73,7 +73,7 @@ class RunLock:
 
     def __init__(self, folder: str | Path) -> None:
         self.path = Path(folder) / LOCK_FILE
-        self.held = False
+        self.held = self.created = False
 
     def acquire(self) -> "RunLock":
         try:
@@ -83,6 +83,7 @@ class RunLock:
                             "another --output_dir", path=self.path.parent) from None
 
     def _acquire(self) -> "RunLock":
+        self.created = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -117,6 +118,11 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+            if self.created:  # a run that wrote nothing leaves no folder behind
+                try:
+                    self.path.parent.rmdir()
+                except OSError:
+                    pass
 
     def __enter__(self) -> "RunLock":
         return self.acquire()
