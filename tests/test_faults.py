@@ -506,3 +506,18 @@ def test_text_that_tokenises_to_nothing_is_refused(model, tmp_path, capsys):
     rows = [{"id": "a", "sentence": "aspirin binds", "label": "0"}, {"id": "b", "sentence": "\u200b\u200b", "label": "0"}]
     (data / "train.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert "'b'" in refused("empty_input", train_argv(model, tmp_path / "out", data=data), capsys, tmp_path / "out")
+
+
+def test_under_torchrun_rank_0_alone_says_the_error_and_every_rank_exits_2(model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")  # a folder that is not empty: rank 0 decides, rank 1 follows
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "linkbert.seqcls.run_seqcls", *train_argv(model, out)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    errors = [l for l in done.stderr.splitlines() if l.startswith("error [")]
+    assert len(errors) == 1 and errors[0].startswith("error [output_dir_not_empty]"), done.stderr[-3000:]
+    assert done.stderr.count("exitcode  : 2") == 2, done.stderr[-3000:]  # torchrun's summary of both ranks
+    assert "UserError" not in done.stderr, "a rank printed a traceback"
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
