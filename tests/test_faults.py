@@ -167,8 +167,10 @@ def test_rotation_deletes_only_the_current_runs_checkpoints(model, trained_once,
         preempt_after_first_checkpoint(m)
         with pytest.raises(engine_module.TrainingInterrupted):
             run_task(SeqClsTask, train_argv(model, out, *limit))
+    stopped_at = max(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))  # the interrupted run's last
+    assert stopped_at.name in ("checkpoint-1", "checkpoint-2")
     shutil.copytree(trained_once / "checkpoint-4", out / "checkpoint-4")  # another run's, with a higher step
-    run_task(SeqClsTask, train_argv(model, out, *limit, "--resume_from_checkpoint", out / "checkpoint-2"))
+    run_task(SeqClsTask, train_argv(model, out, *limit, "--resume_from_checkpoint", stopped_at))
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3", "checkpoint-4"]
 
 

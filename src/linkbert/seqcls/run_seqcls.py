@@ -109,6 +109,10 @@ class SeqClsTask(Task):
                               "one task has one kind of label", line=line, split="train")
         self.kind = kinds.pop()
         self._check_metric_fits()
+        self._check_label_values(splits, reference)
+
+    def _check_label_values(self, splits: dict[str, list], reference: list) -> None:
+        """Classification: every label known from training; multi-label: lists of one width."""
         if self.kind == "single_label":
             _check_one_label_type(reference)
             known = set(reference)
