@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import padding_free
 from .args import TrainingArguments
 from .distributed import DistState
 from .errors import UserError
@@ -168,8 +169,12 @@ class Engine:
         self.model = model.to(self.device)
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision)
-        pad_multiple = 8 if args.mixed_precision else None
-        self.collate = _ModelInputCollator(task.collator(pad_multiple))
+        pad_multiple = 8 if args.mixed_precision and not args.padding_free else None
+        collate = task.collator(pad_multiple)
+        if args.padding_free:  # the model computes on real tokens only; batches arrive packed
+            padding_free.enable(self.model)
+            collate = padding_free.PackingCollator(collate)
+        self.collate = _ModelInputCollator(collate)
         self._length_cache: dict = {}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -178,7 +183,8 @@ class Engine:
                               enabled=enabled and self.autocast_dtype is not None)
 
     def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        # Packed batches also carry host values (padding_free.HOST_KEYS), which stay here.
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _loader(self, features, batches: list[list[int]]) -> DataLoader:
         inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
