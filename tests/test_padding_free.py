@@ -107,3 +107,68 @@ def test_forward_and_gradients_equal_the_padded_hf_forward(name, tiny_model, tmp
         torch.testing.assert_close(grads[n], ref_grads[n], atol=ATOL, rtol=0, msg=n)
     if name == "qa":  # padding positions never win an answer
         assert torch.isneginf(out.start_logits[~mask]).all()
+
+
+@pytest.mark.parametrize("name", ["chemprot", "ner", "mc"])
+def test_training_run_ends_with_the_same_weights_and_predictions(name, tiny_model, tmp_path):
+    """A few updates (dropout off) with and without --padding_free: the same weights within
+    float32 rounding, the same prediction files, and ordinary save_pretrained folders."""
+    task_cls, folder, flags = CASES[name]
+    # adam_epsilon 1e-6 as the original MedQA/BLURB scripts: AdamW turns float noise in a
+    # gradient that is exactly zero in theory (MC's classifier bias: a softmax over choices
+    # ignores a shift) into steps of up to lr x noise / eps; with eps 1e-8 that alone is 2.7e-4.
+    common = ["--model_name_or_path", tiny_model(ALL_FILES, dropout=0.0), "--train_file", folder / "train.json",
+              "--validation_file", folder / "dev.json", "--do_train", "--do_eval", "--max_steps", "4",
+              "--per_device_train_batch_size", "4", "--learning_rate", "5e-4", "--adam_epsilon", "1e-6",
+              "--save_strategy", "no", "--disable_tqdm", *flags]
+    runs = {}
+    for variant, extra in (("padded", []), ("padding_free", ["--padding_free"])):
+        runs[variant] = tmp_path / variant
+        run_task(task_cls, [*common, *extra, "--output_dir", runs[variant]])
+    got, want = (load_file(runs[v] / "model.safetensors") for v in ("padding_free", "padded"))
+    start = {f"bert.{k}": v for k, v in load_file(f"{common[1]}/model.safetensors").items()}  # a BertModel
+    assert got.keys() == want.keys()
+    assert max((want[k] - start[k]).abs().max() for k in start if k in want) > 1e-3, \
+        "the run must change the weights, or the comparison says nothing"
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=ATOL, rtol=0, msg=k)
+    assert (runs["padding_free"] / "eval_predictions.jsonl").read_text() == \
+        (runs["padded"] / "eval_predictions.jsonl").read_text()
+    config = json.loads((runs["padding_free"] / "config.json").read_text())
+    assert config["architectures"] == [type_name(task_cls)] and padding_free.ATTENTION_NAME not in json.dumps(config)
+
+
+def type_name(task_cls) -> str:
+    return {SeqClsTask: "BertForSequenceClassification", NerTask: "BertForTokenClassification",
+            MultipleChoiceTask: "BertForMultipleChoice"}[task_cls]
+
+
+def test_other_architectures_are_refused_in_one_line():
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=16)
+    with pytest.raises(UserError) as caught:
+        padding_free.enable(RobertaForSequenceClassification(config))
+    assert caught.value.kind == "unsupported_setup" and "RobertaForSequenceClassification" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cuda_attention_path_computes_what_the_cpu_path_computes():
+    """The nested-tensor SDPA used on CUDA, run here on the CPU, against the per-sequence loop,
+    and both keep sequences apart."""
+    torch.manual_seed(0)
+    lengths = [7, 1, 12, 4]
+    q, k, v = (torch.randn(2, sum(lengths), 8) for _ in range(3))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    loop = padding_free._per_sequence_attention(q, k, v, lengths, 0.0, None)
+    nested = padding_free._nested_attention(q, k, v, cu, max(lengths), 0.0, None)
+    torch.testing.assert_close(nested, loop, atol=1e-6, rtol=0)
+    # Sequences stay apart: changing the last sequence's keys leaves the others' outputs alone.
+    k2 = k.clone()
+    k2[:, -lengths[-1]:] += 1.0
+    for attend in (lambda kk: padding_free._per_sequence_attention(q, kk, v, lengths, 0.0, None),
+                   lambda kk: padding_free._nested_attention(q, kk, v, cu, max(lengths), 0.0, None)):
+        a, b = attend(k), attend(k2)
+        torch.testing.assert_close(a[:, :-lengths[-1]], b[:, :-lengths[-1]], atol=0, rtol=0)
+        assert not torch.equal(a[:, -lengths[-1]:], b[:, -lengths[-1]:])

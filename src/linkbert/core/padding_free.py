@@ -116,8 +116,8 @@ def _nested_attention(q, k, v, cu_seqlens: torch.Tensor, max_seqlen: int, dropou
     host: no synchronisation)."""
     offsets = cu_seqlens.to(torch.int64)
 
-    def nested(x):  # [heads, T, d] -> [S, heads, j, d]
-        return torch.nested.nested_tensor_from_jagged(x.transpose(0, 1), offsets=offsets,
+    def nested(x):  # [heads, T, d] -> [S, heads, j, d] (no copy: HF's projections are [T, heads, d] in memory)
+        return torch.nested.nested_tensor_from_jagged(x.transpose(0, 1).contiguous(), offsets=offsets,
                                                       max_seqlen=max_seqlen).transpose(1, 2)
 
     out = torch.nn.functional.scaled_dot_product_attention(nested(q), nested(k), nested(v), dropout_p=dropout,
