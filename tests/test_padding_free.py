@@ -14,16 +14,16 @@ import json
 
 import pytest
 import torch
+from conftest import SAMPLES, run_task
 from safetensors.torch import load_file
 
-from conftest import SAMPLES, run_task
 from linkbert.core import padding_free
 from linkbert.core.args import parse_args
 from linkbert.core.data import load_splits
+from linkbert.core.distributed import DistState
 from linkbert.core.engine import _ModelInputCollator
 from linkbert.core.errors import UserError
 from linkbert.core.run import build_features, load_model
-from linkbert.core.distributed import DistState
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
 from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
@@ -75,7 +75,7 @@ def real_token_outputs(name: str, out, mask: torch.Tensor) -> list[torch.Tensor]
 @pytest.mark.parametrize("name", list(CASES))
 def test_forward_and_gradients_equal_the_padded_hf_forward(name, tiny_model, tmp_path):
     model_dir = tiny_model(ALL_FILES, dropout=0.0)
-    task, model, batch = task_and_batch(name, model_dir, tmp_path)
+    _, model, batch = task_and_batch(name, model_dir, tmp_path)
     mask = batch["attention_mask"].bool()
     lengths = mask.reshape(-1, mask.shape[-1]).sum(1)
     assert lengths.min() < mask.shape[-1], "the batch must hold padding, or the comparison says nothing"
