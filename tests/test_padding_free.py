@@ -162,13 +162,13 @@ def test_the_cuda_attention_path_computes_what_the_cpu_path_computes():
     q, k, v = (torch.randn(2, sum(lengths), 8) for _ in range(3))
     cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
     loop = padding_free._per_sequence_attention(q, k, v, lengths, 0.0, None)
-    nested = padding_free._nested_attention(q, k, v, cu, max(lengths), 0.0, None)
+    nested = padding_free._nested_attention(q, k, v, cu, lengths, 0.0, None)
     torch.testing.assert_close(nested, loop, atol=1e-6, rtol=0)
     # Sequences stay apart: changing the last sequence's keys leaves the others' outputs alone.
     k2 = k.clone()
     k2[:, -lengths[-1]:] += 1.0
     for attend in (lambda kk: padding_free._per_sequence_attention(q, kk, v, lengths, 0.0, None),
-                   lambda kk: padding_free._nested_attention(q, kk, v, cu, max(lengths), 0.0, None)):
+                   lambda kk: padding_free._nested_attention(q, kk, v, cu, lengths, 0.0, None)):
         a, b = attend(k), attend(k2)
         torch.testing.assert_close(a[:, :-lengths[-1]], b[:, :-lengths[-1]], atol=0, rtol=0)
         assert not torch.equal(a[:, -lengths[-1]:], b[:, -lengths[-1]:])

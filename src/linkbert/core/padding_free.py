@@ -96,7 +96,7 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                                       **kwargs)
     q, k, v = query[0], key[0], value[0]  # [heads, T, head_dim]
     if q.is_cuda:
-        out = _nested_attention(q, k, v, cu_seqlens, max(seq_lengths), dropout, scaling)
+        out = _nested_attention(q, k, v, cu_seqlens, seq_lengths, dropout, scaling)
     else:
         out = _per_sequence_attention(q, k, v, seq_lengths, dropout, scaling)
     return out.transpose(0, 1).unsqueeze(0), None  # [1, T, heads, head_dim]
@@ -109,16 +109,17 @@ def _per_sequence_attention(q, k, v, seq_lengths: list[int], dropout: float, sca
     return torch.cat(parts, dim=1)
 
 
-def _nested_attention(q, k, v, cu_seqlens: torch.Tensor, max_seqlen: int, dropout: float,
+def _nested_attention(q, k, v, cu_seqlens: torch.Tensor, seq_lengths: list[int], dropout: float,
                       scaling: Optional[float]):
     """SDPA over a jagged nested tensor: torch's variable-length flash / memory-efficient
-    kernels on CUDA (the lengths come from `cu_seqlens` on the device, `max_seqlen` from the
-    host: no synchronisation)."""
+    kernels on CUDA (the offsets are `cu_seqlens` on the device, the extreme lengths come from
+    the host: no synchronisation)."""
     offsets = cu_seqlens.to(torch.int64)
 
     def nested(x):  # [heads, T, d] -> [S, heads, j, d] (no copy: HF's projections are [T, heads, d] in memory)
         return torch.nested.nested_tensor_from_jagged(x.transpose(0, 1).contiguous(), offsets=offsets,
-                                                      max_seqlen=max_seqlen).transpose(1, 2)
+                                                      max_seqlen=max(seq_lengths),
+                                                      min_seqlen=min(seq_lengths)).transpose(1, 2)
 
     out = torch.nn.functional.scaled_dot_product_attention(nested(q), nested(k), nested(v), dropout_p=dropout,
                                                            scale=scaling)
