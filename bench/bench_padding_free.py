@@ -94,6 +94,56 @@ def bench_evaluation(shape: common.Shape, setups: dict, repeats: int) -> tuple:
              f"difference| padding-free vs defaults {gap:.1e}."])
 
 
+def bench_attention(repeats: int) -> None:
+    """The CPU choice of `padding_free`: attention over the packed sequences of one RE batch
+    (MiniLM's 12 heads x 32), forward + backward, by three correct means: SDPA per sequence (what
+    the module does on CPU), re-padding for attention only (one masked SDPA), and SDPA on a
+    jagged nested tensor (what it does on CUDA)."""
+    import torch
+
+    from linkbert.core import padding_free
+
+    shape = common.SHAPES["re"]
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(shape.median_tokens), shape.sigma, shape.train_batch), 8,
+                      shape.max_seq_length).astype(int).tolist()
+    heads, dim, total, longest = 12, 32, sum(lengths), max(lengths)
+    cu = torch.tensor([0, *np.cumsum(lengths).tolist()])
+    mask = torch.arange(longest)[None] < torch.tensor(lengths)[:, None]
+    index = mask.flatten().nonzero().squeeze(1)
+
+    def repadded(q, k, v, p):
+        def pad(x):  # [heads, T, d] -> [B, heads, L, d]
+            out = x.new_zeros(len(lengths) * longest, heads, dim).index_copy(0, index, x.transpose(0, 1))
+            return out.view(len(lengths), longest, heads, dim).transpose(1, 2)
+        out = torch.nn.functional.scaled_dot_product_attention(pad(q), pad(k), pad(v), attn_mask=mask[:, None, None],
+                                                               dropout_p=p)
+        return out.transpose(1, 2).reshape(-1, heads, dim).index_select(0, index).transpose(0, 1)
+
+    means = {"SDPA per sequence (CPU path)": lambda q, k, v, p: padding_free._per_sequence_attention(
+                 q, k, v, lengths, p, None),
+             "re-padded, one masked SDPA": repadded,
+             "nested tensor SDPA (CUDA path)": lambda q, k, v, p: padding_free._nested_attention(
+                 q, k, v, cu, lengths, p, None)}
+    qkv = [torch.randn(heads, total, dim, requires_grad=True) for _ in range(3)]
+    rows = []
+    for dropout in (0.0, 0.1):
+        def step(f):
+            def run():
+                for _ in range(10):
+                    f(*qkv, dropout).sum().backward()
+            return run
+        times = common.interleaved({name: step(f) for name, f in means.items()}, repeats + 1)
+        cpu = {name: t.cpu[1:] for name, t in times.items()}  # the first repeat warms up
+        first = cpu[next(iter(means))]
+        rows += [[name, f"{dropout}", f"{1000 * common.statistics.median(c) / 10:.1f}",
+                  f"{common.median_ratio(c, first):.2f}x"] for name, c in cpu.items()]
+    common.print_table("CPU attention over one packed RE batch (forward + backward)",
+                       ["means", "dropout", "ms per call, CPU time", "time / per-sequence time"], rows,
+                       [f"{len(lengths)} sequences, {total} tokens (longest {longest}), {heads} heads x {dim}; "
+                        f"{repeats} alternating repeats of 10 calls after one warm-up; {common.machine()}."])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
@@ -107,6 +157,7 @@ def main() -> None:
                                      n_dev=16 if opts.quick else EVAL_EXAMPLES[s.key]) for s in shapes}
     model_dir = common.model_path(opts.quick, list(data.values()))
     print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    bench_attention(opts.repeats)
     results = {s.key: bench_shape(s, model_dir, data[s.key], steps[s.key], opts.repeats) for s in shapes}
 
     clock = common.primary_clock()
