@@ -19,8 +19,9 @@ padded reference (the tests compare the two). `enable(model)` only sets this ins
 Attention per sequence: on CUDA, SDPA over a jagged nested tensor (torch's variable-length
 kernels; attention dropout included); on CPU, SDPA on each sequence in turn, which measured
 1.9-3.4x faster than re-padding for attention only and 3.9-4.4x faster than the nested tensor
-on an RE batch with MiniLM's heads (`bench/bench_padding_free.py`, bench/README.md). Position ids are each token's position in its padded
-row, as the HF forward numbers them, so the outputs equal the padded forward's on real tokens.
+on an RE batch with MiniLM's heads (`bench/bench_padding_free.py`, bench/README.md). Position
+ids are each token's position in its padded row, as the HF forward numbers them, so the outputs
+equal the padded forward's on real tokens.
 
 What differs from a padded run: the QA span loss and answer search see no padding positions
 (padding logits are -inf), as with no padding at all; dropout masks differ, as with any change
