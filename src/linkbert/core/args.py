@@ -135,6 +135,9 @@ class TrainingArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per DataLoader."})
     group_by_length: bool = field(
         default=False, metadata={"help": "Training batches of similar length (seeded); faster, changes the order."})
+    padding_free: bool = field(
+        default=False, metadata={"help": "BERT only: compute on real tokens only (no padding), attention per "
+                                          "sequence. Same results within float rounding (QA: no padding logits)."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     report_to: str = field(default="none", metadata={"help": "none | wandb | tensorboard (nothing leaves the "

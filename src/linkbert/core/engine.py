@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import padding_free
 from .args import TrainingArguments
 from .checkpoint import (CHECKPOINT_PREFIX, TrainState, check_checkpoint, load_training_files,
                          rotate_checkpoints, save_checkpoint, set_rng_state, sorted_checkpoints, temporary_folder)
@@ -174,7 +175,11 @@ class Engine:
         self.model = model.to(self.device)
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision or "")
-        self.collate = _ModelInputCollator(task.collator(8 if args.mixed_precision else None))
+        collate = task.collator(8 if args.mixed_precision and not args.padding_free else None)
+        if args.padding_free:  # the model computes on real tokens only; batches arrive packed
+            padding_free.enable(self.model)
+            collate = padding_free.PackingCollator(collate)
+        self.collate = _ModelInputCollator(collate)
         self._length_cache: dict = {}
         self.run_identity: Optional[dict] = None  # written into every checkpoint (see rundir.py)
 
@@ -182,6 +187,10 @@ class Engine:
     def autocast(self, enabled: bool = True):
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=enabled and self.autocast_dtype is not None)
+
+    def _to_device(self, batch: dict) -> dict:
+        # Packed batches also carry host values (padding_free.HOST_KEYS), which stay here.
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _loader(self, features, batches: list[list[int]]) -> DataLoader:
         inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
@@ -297,7 +306,7 @@ class Engine:
             update = is_update_step(step, len(batches), self.plan.accumulation)
             with self.dist.no_sync(self.train_model, enabled=not update):
                 with self.autocast():
-                    loss = self.train_model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()}).loss
+                    loss = self.train_model(**self._to_device(batch)).loss
                 loss = loss / self.plan.accumulation
                 self.scaler.scale(loss).backward()
             self.micro_loss += loss.detach()
@@ -473,7 +482,7 @@ class Engine:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             for ids, batch in zip(batches, tqdm(self._loader(features, batches), desc="predict", leave=False,
                                                 disable=self.args.disable_tqdm or not self.dist.is_main)):
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+                batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
                 with self.autocast(enabled=self.task.eval_under_autocast):
                     out = self.task.output_tensor(model(**batch))
                 rows = (out.float() if out.dtype == torch.bfloat16 else out).cpu().numpy()
