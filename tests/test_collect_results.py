@@ -175,3 +175,13 @@ def test_glue_few_shot_and_distracting_documents_sections(tmp_path):
     expected = sum(list(glue_scores.values()) + [0.70]) / 8 * 100
     assert table_row(report, "**GLUE average**")[2:5] == [f"{expected:.2f} (3 of 45 configurations missing)", "79.6",
                                                           f"{expected - 79.6:+.2f}"]
+
+
+def test_an_unreadable_predict_results_is_never_replaced_by_all_results(tmp_path):
+    folder = tmp_path / "run"
+    write_run(folder, "accuracy", 0.60)
+    (folder / "all_results.json").write_text(json.dumps({"predict_accuracy": 0.99}))  # an older score
+    (folder / "predict_results.json").write_text('{"predict_accuracy": 0.6')  # cut off mid-write
+    task = next(t for _, tasks in collect_results.SECTIONS for t in tasks if t.folder == "pubmedqa_hf")
+    run = collect_results.read_run(folder, task)
+    assert run.value is None and "unreadable" in " ".join(run.notes)
