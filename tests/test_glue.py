@@ -30,7 +30,7 @@ def read_jsonl(path: Path) -> list[dict]:
 def glue_data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("glue")
     raw = write_glue_raw(root / "glue_data")
-    preprocess_glue.main(["--raw_dir", str(raw), "--out_dir", str(root / "data")])
+    preprocess_glue.main(["--raw_dir", str(raw), "--out_dir", str(root / "data"), "--custom_data"])
     return root / "data" / "seqcls" / "glue"
 
 
@@ -58,7 +58,7 @@ def test_preprocessing_reads_the_official_formats(glue_data, capsys):
 
 def test_qqp_malformed_rows_are_counted(tmp_path, capsys):
     raw = write_glue_raw(tmp_path / "raw")
-    preprocess_glue.main(["--raw_dir", str(raw), "--out_dir", str(tmp_path / "out"), "--tasks", "QQP"])
+    preprocess_glue.main(["--raw_dir", str(raw), "--out_dir", str(tmp_path / "out"), "--tasks", "QQP", "--custom_data"])
     assert "QQP/train.tsv: 2 malformed row(s) skipped" in capsys.readouterr().out
 
 
@@ -88,9 +88,17 @@ def test_bad_raw_data_is_one_line_and_writes_nothing(case, tmp_path, capsys):
         expected = "--tasks: unknown task 'WNLI'"
     # RTE last: a bad later task must not leave the earlier ones written either
     order = ["CoLA", tasks] if case != "task" else [tasks]
-    code = run_cli(preprocess_glue.main, ["--raw_dir", str(raw), "--out_dir", str(tmp_path / "out"), "--tasks", *order])
+    code = run_cli(preprocess_glue.main, ["--raw_dir", str(raw), "--out_dir", str(tmp_path / "out"), "--custom_data",
+                                          "--tasks", *order])
     err = capsys.readouterr().err.strip()
     assert code == 1 and err.startswith(expected) and "\n" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_of_another_size_needs_custom_data(tmp_path, capsys):
+    raw = write_glue_raw(tmp_path / "raw")
+    code = run_cli(preprocess_glue.main, ["--raw_dir", str(raw), "--out_dir", str(tmp_path / "out"), "--tasks", "RTE"])
+    assert code == 1 and "train records: 16, but the official split has 2490" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

@@ -139,18 +139,22 @@ class SeqClsTask(Task):
         if not expected:
             return None
         label = record["label"]
-        kind = label_kind(label)
-        if kind == "unknown" or (kind == "multi_label" and not all(v in (0, 1) for v in label)):
-            raise RecordError("wrong_type", f"'label' must be a string, a number or a list of 0/1, found {label!r}")
-        if isinstance(label, float) and not math.isfinite(label) or \
-                isinstance(label, int) and not isinstance(label, bool) and abs(label) >= 2**63:
-            raise RecordError("wrong_type", f"'label' {label!r} is not a finite number of a usable size")
+        self._check_label(label)
         if self.task_args.metric_name == "hoc" and not isinstance(record.get("id"), str):
             # HoC is scored per document (the id before its last `_`): without ids all would be one
             raise RecordError("missing_field", "no string 'id' field; --metric_name hoc scores per document id")
         if self.glue_task:
             self._check_glue_label(label)
         return label
+
+    @staticmethod
+    def _check_label(label: Any) -> None:
+        kind = label_kind(label)
+        if kind == "unknown" or (kind == "multi_label" and not all(v in (0, 1) for v in label)):
+            raise RecordError("wrong_type", f"'label' must be a string, a number or a list of 0/1, found {label!r}")
+        if isinstance(label, float) and not math.isfinite(label) or \
+                isinstance(label, int) and not isinstance(label, bool) and abs(label) >= 2**63:
+            raise RecordError("wrong_type", f"'label' {label!r} is not a finite number of a usable size")
 
     def _check_glue_label(self, label: Any) -> None:
         task = self.glue_task
