@@ -96,3 +96,29 @@ def test_matches_the_original_release(task, tmp_path):
     assert math.isclose(metrics["train_loss"], oracle["train_loss"], rel_tol=1e-6)
     keys = list(oracle["predictions"][0])
     assert [comparable(task, r, keys) for r in records] == oracle["predictions"]
+
+
+def test_the_oracle_metrics_are_the_projects():
+    """oracle_run.py swaps the original's network-bound `load_metric` for local code: that code
+    computes what our metrics compute (which tests/test_tokcls_metrics.py and test_qa_metric.py
+    check against hand-computed values)."""
+    from linkbert.metrics.ner import seqeval_report
+    from linkbert.metrics.squad import squad_v1
+
+    spec = importlib.util.spec_from_file_location("oracle_run", REPO / "scripts" / "parity" / "oracle_run.py")
+    oracle_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(oracle_run)
+
+    golds = [["B-Disease", "I-Disease", "O", "B-Gene"], ["O", "B-Disease", "O", "O"], ["O", "O", "O", "O"]]
+    predicted = [["B-Disease", "I-Disease", "O", "O"], ["I-Disease", "B-Disease", "O", "B-Gene"], ["O"] * 4]
+    assert oracle_run.load_metric("seqeval").compute(predictions=predicted, references=golds) \
+        == seqeval_report(predicted, golds)
+
+    answers = [["the Denver Broncos", "Broncos"], ["Santa Clara, California"], ["1990"]]
+    texts = ["Denver Broncos", "Levi's Stadium in Santa Clara", "the year 1991"]
+    original = oracle_run.load_metric("squad").compute(
+        predictions=[{"id": str(i), "prediction_text": t} for i, t in enumerate(texts)],
+        references=[{"id": str(i), "answers": {"text": a, "answer_start": [0] * len(a)}}
+                    for i, a in enumerate(answers)])
+    assert original == pytest.approx(squad_v1(texts, answers))
+    assert 0 < original["f1"] < 100 and original["exact_match"] == pytest.approx(100 / 3)
