@@ -186,7 +186,7 @@ def run_oracle(task: str, args: argparse.Namespace, work: Path, fixtures: Path) 
     if done.returncode != 0:
         sys.exit(f"[{task}] the original script failed (exit {done.returncode}); see {log}")
 
-    final = load_file_any(output / "pytorch_model.bin")
+    final = torch.load(output / "pytorch_model.bin", map_location="cpu", weights_only=True)
     # The trained parameters (not buffers; token classification and QA heads have no pooler).
     kept = {k: final[k].float().contiguous() for k in weights if k in final}
     save_file(kept, str(fixtures / task / "final.safetensors"))
@@ -208,10 +208,6 @@ def run_oracle(task: str, args: argparse.Namespace, work: Path, fixtures: Path) 
     (fixtures / task / "oracle.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"[{task}] {state['global_step']} updates, train_loss {train['train_loss']:.6f}, "
           f"largest weight change {record['max_abs_update']:.3e}", flush=True)
-
-
-def load_file_any(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def copy_samples(task: str, fixtures: Path) -> None:
