@@ -26,7 +26,7 @@ from .task import Task
 logger = logging.getLogger("linkbert")
 
 # Files a run script or the user may leave in a fresh output folder.
-IGNORED_IN_OUTPUT_DIR = {"log.txt"}
+IGNORED_IN_OUTPUT_DIR = {"log.txt", "launch.json"}  # launch.json: the launcher's record (linkbert.launch)
 
 
 def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO, Optional
 
@@ -55,7 +56,7 @@ class RunProcess:
         previous = read_state(run.output_dir)
         attempts = previous.get("attempts", 0) + 1 if previous.get("argv") == run.argv else 1
         write_state(run.output_dir, label=run.label, argv=run.argv, state="running", exit_code=None,
-                    backend=backend, job_id=job_id, attempts=attempts,
+                    backend=backend, job_id=job_id, attempts=attempts, started=time.time(), ended=None,
                     resumed_from=str(resumed) if resumed else None)
         self.log: IO[bytes] = open(Path(run.output_dir) / LOG_FILE, "ab" if append else "wb")
         if resumed:
@@ -83,7 +84,7 @@ class RunProcess:
         code = self.process.wait()
         self.log.close()
         state = "done" if code == 0 else "interrupted" if code in INTERRUPTED else "failed"
-        write_state(self.run.output_dir, state=state, exit_code=code)
+        write_state(self.run.output_dir, state=state, exit_code=code, ended=time.time())
         self.returncode = code
         self.ended.set()
 
