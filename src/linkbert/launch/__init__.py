@@ -13,7 +13,7 @@ From Python: `launch(runs, backend="slurm", slurm=SlurmOptions(...))` with a lis
 from __future__ import annotations
 
 import shlex
-from typing import Callable, Optional
+from typing import Callable
 
 from .local import NOT_RUN, run_parallel, run_sequential
 from .plan import Run
@@ -36,8 +36,8 @@ def dry_run_lines(runs: list[Run]) -> list[str]:
     return lines
 
 
-def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gpus: Optional[list[str]] = None,
-           slurm: Optional[SlurmOptions] = None, say: Callable[[str], None] = print) -> int:
+def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gpus: list[str] | None = None,
+           slurm: SlurmOptions | None = None, say: Callable[[str], None] = print) -> int:
     """Runs (local) or submits (slurm) the runs, skipping those already done with the same command
     (and, on SLURM, those still in the queue). Returns 0, or 1 if a local run failed.
     `gpus`: run locally one per GPU at a time; None: one after another."""

@@ -16,12 +16,20 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 from ..core.errors import UserError
 from . import launch
 from .local import gpu_list
-from .plan import Block, Run, Switches, data_files, display_path, parse_blocks, runs_from_blocks
+from .plan import (
+    Block,
+    Run,
+    Switches,
+    data_files,
+    display_path,
+    parse_blocks,
+    runs_from_blocks,
+)
 from .slurm import SlurmOptions
 from .state import status_lines
 
@@ -140,7 +148,7 @@ def script_main(argv: list[str], env: dict) -> int:
     return code
 
 
-def fetch_hint(repo: Path, data_dir: Optional[str]) -> str:
+def fetch_hint(repo: Path, data_dir: str | None) -> str:
     """How to get the data, as a command that works from the current folder."""
     fetch = f"bash {display_path(repo / 'scripts' / 'download_data.sh')}"
     samples = (repo / "data" / "samples").resolve()
@@ -193,7 +201,7 @@ def status_main(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     commands = {"script": lambda a: script_main(a, dict(os.environ)), "plan": lambda a: plan_main(a, dict(os.environ)),
                 "status": status_main}

@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 from ..core.errors import UserError
 from .plan import Run
@@ -19,13 +19,13 @@ from .process import RunProcess
 NOT_RUN = "not run"  # result of a run whose prerequisite failed
 
 
-def gpu_list(env: Optional[dict] = None) -> list[str]:
+def gpu_list(env: dict | None = None) -> list[str]:
     """GPUS, else CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists."""
     env = os.environ if env is None else env
     gpus = env.get("GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
     if not gpus.strip() and shutil.which("nvidia-smi"):
         listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         gpus = listed.stdout if listed.returncode == 0 else ""
     return gpus.replace(",", " ").split()
 
@@ -34,7 +34,7 @@ def _stamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _blocked(run: Run, results: dict[str, object]) -> Optional[str]:
+def _blocked(run: Run, results: dict[str, object]) -> str | None:
     """The prerequisite that failed, if any (with after_any, none blocks)."""
     if run.after_any:
         return None
@@ -67,7 +67,7 @@ def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
     free = list(gpus)
     pending = list(runs)
     running: dict[str, tuple[RunProcess, str]] = {}
-    ended: "queue.Queue[str]" = queue.Queue()
+    ended: queue.Queue[str] = queue.Queue()
     try:
         while pending or running:
             for run in list(pending):
@@ -104,5 +104,5 @@ def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
         raise
 
 
-def _notify_when_ended(process: RunProcess, folder: str, ended: "queue.Queue[str]") -> None:
+def _notify_when_ended(process: RunProcess, folder: str, ended: queue.Queue[str]) -> None:
     threading.Thread(target=lambda: (process.wait(), ended.put(folder)), daemon=True).start()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from ..core.errors import UserError
 
@@ -54,7 +53,7 @@ class Switches:
     smoke_flags: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_env(cls, env: Optional[dict] = None) -> "Switches":
+    def from_env(cls, env: dict | None = None) -> Switches:
         env = os.environ if env is None else env
         return cls(smoke=env.get("SMOKE", "0") == "1", resumable=env.get("RESUMABLE", "0") == "1",
                    seeds=env.get("SEEDS", "").split(),
@@ -111,7 +110,7 @@ def parse_blocks(tokens: list[str]) -> list[Block]:
     return blocks
 
 
-def adjust_flags(flags: list[str], seed: Optional[str], switches: Switches) -> list[str]:
+def adjust_flags(flags: list[str], seed: str | None, switches: Switches) -> list[str]:
     """The block's flags after the switches, each change documented in the module docstring."""
     training = "--do_train" in flags
     resumable = switches.resumable and training
@@ -141,8 +140,8 @@ def runs_from_blocks(blocks: list[Block], *, python: str, model: str, model_path
     """One run per block and seed. A block after `wait_for_tasks_above` needs every run above it;
     one with `from_run=TASK` loads (and so needs) that task's run with the same model and seed."""
     runs: list[Run] = []
-    by_task_seed: dict[tuple[str, Optional[str]], Run] = {}
-    seeds: list[Optional[str]] = list(switches.seeds) or [None]
+    by_task_seed: dict[tuple[str, str | None], Run] = {}
+    seeds: list[str | None] = list(switches.seeds) or [None]
     for block in blocks:
         module = MODULES[block.kind]
         files = [f"{data_dir}/{block.data}/{split}.json" for split in block.splits]
@@ -175,7 +174,7 @@ def data_files(runs: list[Run]) -> list[str]:
     return list(seen)
 
 
-def display_path(path: Path, cwd: Optional[Path] = None) -> str:
+def display_path(path: Path, cwd: Path | None = None) -> str:
     """A path as the user should type it from where they stand: relative when it lies below the
     current folder, absolute otherwise."""
     cwd = (cwd or Path.cwd()).resolve()

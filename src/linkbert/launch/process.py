@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Optional
+from typing import IO
 
 from .plan import Run
 from .state import LOG_FILE, last_checkpoint, read_state, write_state
@@ -25,7 +25,7 @@ from .state import LOG_FILE, last_checkpoint, read_state, write_state
 INTERRUPTED = {143, 130, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL}
 
 
-def attempt_argv(run: Run) -> tuple[list[str], Optional[Path]]:
+def attempt_argv(run: Run) -> tuple[list[str], Path | None]:
     """The command for the next attempt, and the checkpoint it resumes from (if any)."""
     previous = read_state(run.output_dir)
     checkpoint = last_checkpoint(run.output_dir)
@@ -36,6 +36,8 @@ def attempt_argv(run: Run) -> tuple[list[str], Optional[Path]]:
 
 
 def _ignore_preemption_signal() -> None:
+    # Used on SLURM only, where the job process starts its one run before any other thread
+    # exists (preexec_fn is unsafe only with threads).
     # SLURM sends its advance warning (USR2) to every process of the job; the launcher's job
     # process handles it by stopping the run with SIGTERM. In the run itself USR2 would kill at once.
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
@@ -45,9 +47,8 @@ class RunProcess:
     """Starts the run's command; `wait()` returns its exit status once it ended and its state is
     written. `stop()` asks it to checkpoint and stop (SIGTERM)."""
 
-    def __init__(self, run: Run, *, echo: bool, env: Optional[dict] = None, own_group: bool = False,
-                 job_id: Optional[str] = None, backend: str = "local") -> None:
-        # (On SLURM one run per job process, started before any other thread: preexec_fn is safe.)
+    def __init__(self, run: Run, *, echo: bool, env: dict | None = None, own_group: bool = False,
+                 job_id: str | None = None, backend: str = "local") -> None:
         self.run, self.own_group = run, own_group
         argv, resumed = attempt_argv(run)
         # The log holds the run its folder holds: a fresh start overwrites it, a resumed run
@@ -58,14 +59,15 @@ class RunProcess:
         write_state(run.output_dir, label=run.label, argv=run.argv, state="running", exit_code=None,
                     backend=backend, job_id=job_id, attempts=attempts, started=time.time(), ended=None,
                     resumed_from=str(resumed) if resumed else None)
-        self.log: IO[bytes] = open(Path(run.output_dir) / LOG_FILE, "ab" if append else "wb")
+        # Closed by the reaping thread once the run ended.
+        self.log: IO[bytes] = open(Path(run.output_dir) / LOG_FILE, "ab" if append else "wb")  # noqa: SIM115
         if resumed:
             self.log.write(f"=== launcher: resuming from {resumed}\n".encode())
             self.log.flush()
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE if echo else self.log,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=own_group,
-                                        preexec_fn=_ignore_preemption_signal if backend == "slurm" else None)
-        self.returncode: Optional[int] = None
+                                        preexec_fn=_ignore_preemption_signal if backend == "slurm" else None)  # noqa: PLW1509
+        self.returncode: int | None = None
         self.ended = threading.Event()
         # A thread copies the output and reaps the process, so the main thread only waits on an
         # event (and a signal handler there may call stop() and wait too).
@@ -88,7 +90,7 @@ class RunProcess:
         self.returncode = code
         self.ended.set()
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[int]:
+    def wait(self, timeout: float | None = None) -> int | None:
         self.ended.wait(timeout)
         return self.returncode
 

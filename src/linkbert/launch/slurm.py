@@ -17,7 +17,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from ..core.errors import UserError
 from .plan import Run
@@ -27,13 +27,13 @@ from .state import last_line, read_state, write_state
 
 @dataclass
 class SlurmOptions:
-    partition: Optional[str] = None
-    account: Optional[str] = None
-    qos: Optional[str] = None
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
     time: str = "24:00:00"
     gpus: int = 1
     cpus: int = 8
-    mem: Optional[str] = None
+    mem: str | None = None
     signal_lead: int = 300
     max_requeues: int = 10
     log_dir: str = "runs/.slurm"
@@ -63,7 +63,7 @@ class SlurmJob:
 
     def __init__(self, run: Run, cwd: str) -> None:
         self.run, self.cwd = run, cwd
-        self._process: Optional[RunProcess] = None
+        self._process: RunProcess | None = None
 
     def __getstate__(self) -> dict:
         return {"run": self.run, "cwd": self.cwd}
@@ -93,16 +93,16 @@ class SlurmJob:
         return submitit.helpers.DelayedSubmission(SlurmJob(self.run, self.cwd))
 
 
-def _executor(options: SlurmOptions, name: str, dependency: Optional[str]):
+def _executor(options: SlurmOptions, name: str, dependency: str | None):
     import submitit
 
     extra: dict[str, object] = {"requeue": True, "kill_on_invalid_dep": "yes"}
     for item in options.extra:
         key, sep, value = item.partition("=")
         extra[key.lstrip("-")] = value if sep else True
-    params: dict[str, object] = dict(time=minutes(options.time), cpus_per_task=options.cpus,
-                                     signal_delay_s=options.signal_lead, job_name=name,
-                                     stderr_to_stdout=True, additional_parameters=extra)
+    params: dict[str, object] = {"time": minutes(options.time), "cpus_per_task": options.cpus,
+                                     "signal_delay_s": options.signal_lead, "job_name": name,
+                                     "stderr_to_stdout": True, "additional_parameters": extra}
     for key in ("partition", "account", "qos", "mem"):
         if getattr(options, key):
             params[key] = getattr(options, key)
@@ -119,7 +119,7 @@ def _job_name(run: Run) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run.label).strip("_") or "linkbert"
 
 
-def _dependency(run: Run, jobs: dict[str, str]) -> Optional[str]:
+def _dependency(run: Run, jobs: dict[str, str]) -> str | None:
     needed = [jobs[d] for d in run.after if d in jobs]
     if not needed:
         return None

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
 
 STATE_FILE = "launch.json"
 LOG_FILE = "log.txt"
@@ -42,7 +41,7 @@ def write_state(output_dir: str | Path, **fields) -> dict:
     return state
 
 
-def last_checkpoint(output_dir: str | Path) -> Optional[Path]:
+def last_checkpoint(output_dir: str | Path) -> Path | None:
     """The newest complete checkpoint (the engine renames one into place only once written)."""
     folder = Path(output_dir)
     if not folder.is_dir():
@@ -66,14 +65,14 @@ def last_line(output_dir: str | Path) -> str:
     return lines[-1] if lines else ""
 
 
-def slurm_queue() -> Optional[dict[str, str]]:
+def slurm_queue() -> dict[str, str] | None:
     """{job id: state} of this user's jobs in the SLURM queue (array tasks one by one), or None
     where there is no `squeue` or it does not answer."""
     if shutil.which("squeue") is None:
         return None
     try:
         out = subprocess.run(["squeue", "--me", "--array", "--noheader", "--format=%i|%T"],
-                             capture_output=True, text=True, timeout=60)
+                             capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
@@ -81,7 +80,7 @@ def slurm_queue() -> Optional[dict[str, str]]:
     return dict(line.split("|", 1) for line in out.stdout.split() if "|" in line)
 
 
-def current_state(state: dict, queue: Optional[dict[str, str]]) -> tuple[str, str]:
+def current_state(state: dict, queue: dict[str, str] | None) -> tuple[str, str]:
     """(state, detail) of a run from its launch.json, checked against the SLURM queue: a run marked
     queued or running whose job is no longer there did not end on its own."""
     name = state.get("state", "unknown")
