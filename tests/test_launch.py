@@ -10,13 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
+from test_run_scripts import fake_setup, read_record, run_script, script_env
+
 from linkbert.launch import Run, launch
 from linkbert.launch.process import attempt_argv
 from linkbert.launch.slurm import minutes
 from linkbert.launch.state import write_state
-from test_run_scripts import fake_setup, read_record, run_script, script_env
 
 SCRIPT = "run_examples_blurb_biolinkbert-base.sh"
 
