@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,20 @@ def test_plan_file_errors_are_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2 and result.stderr.startswith("error [bad_flag_value]: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_status_checks_the_recorded_state_against_the_queue_and_the_process():
+    import socket
+
+    from linkbert.launch.state import current_state
+
+    queue = {"7": "PENDING", "8_1": "RUNNING"}
+    assert current_state({"state": "queued", "job_id": "7"}, queue) == ("queued", "job 7, pending")
+    assert current_state({"state": "interrupted", "job_id": "8_1", "attempts": 2}, queue) == \
+        ("running", "job 8_1, running, attempt 2")  # pre-empted, requeued, running again
+    name, detail = current_state({"state": "queued", "job_id": "9"}, queue)
+    assert name == "failed" and "left the queue before starting" in detail
+    assert current_state({"state": "done", "job_id": "9"}, queue) == ("done", "job 9")
+    dead = {"state": "running", "host": socket.gethostname(), "pid": 2 ** 22 + 12345}  # above pid_max
+    assert current_state(dead, None)[0] == "interrupted"
+    assert current_state({**dead, "pid": os.getpid()}, None)[0] == "running"

@@ -13,6 +13,7 @@ From Python: `launch(runs, backend="slurm", slurm=SlurmOptions(...))` with a lis
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from typing import Callable
 
 from .local import NOT_RUN, run_parallel, run_sequential
@@ -60,9 +61,9 @@ def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gp
             queued[run.output_dir] = previous["job_id"]
         else:
             todo.append(run)
-    known = {r.output_dir for r in todo} | set(done) | set(queued)
-    for run in todo:  # a prerequisite outside this launch (named tasks only) is not waited for
-        run.after = [d for d in run.after if d in known and d not in done]
+    # A prerequisite outside this launch (only some tasks named) or already done is not waited for.
+    known = {r.output_dir for r in todo} | set(queued)
+    todo = [replace(run, after=[d for d in run.after if d in known]) for run in todo]
 
     if backend == "slurm":
         submit(todo, slurm or SlurmOptions(), queued, dry_run=dry_run, say=say)

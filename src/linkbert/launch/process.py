@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,6 +68,7 @@ class RunProcess:
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE if echo else self.log,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=own_group,
                                         preexec_fn=_ignore_preemption_signal if backend == "slurm" else None)  # noqa: PLW1509
+        write_state(run.output_dir, pid=self.process.pid, host=socket.gethostname())
         self.returncode: int | None = None
         self.ended = threading.Event()
         # A thread copies the output and reaps the process, so the main thread only waits on an

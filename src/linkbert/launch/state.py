@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -86,17 +87,30 @@ def current_state(state: dict, queue: dict[str, str] | None) -> tuple[str, str]:
     name = state.get("state", "unknown")
     job = state.get("job_id")
     detail = f"job {job}" if job else ""
-    if name in ("queued", "running") and job and queue is not None:
-        if job in queue:
-            name = "running" if queue[job] in ("RUNNING", "COMPLETING") else "queued"
-            detail = f"job {job}, {queue[job].lower()}"
-        else:
-            how = "before starting (a run it needs failed, or it was cancelled)" if name == "queued" \
-                else "without finishing (cancelled, or its node failed)"
-            return "failed", f"job {job} left the queue {how}"
+    if job and queue is not None and job in queue and name != "done":  # e.g. interrupted, then requeued
+        name = "running" if queue[job] in ("RUNNING", "COMPLETING") else "queued"
+        detail = f"job {job}, {queue[job].lower()}"
+    elif name in ("queued", "running") and job and queue is not None:
+        how = "before starting (a run it needs failed, or it was cancelled)" if name == "queued" \
+            else "without finishing (cancelled, or its node failed)"
+        return "failed", f"job {job} left the queue {how}"
+    elif name == "running" and not job and state.get("host") == socket.gethostname() and not _alive(state.get("pid")):
+        return "interrupted", "its process is gone (the launcher was stopped, or the machine restarted)"
     if state.get("attempts", 0) > 1:
         detail = ", ".join(filter(None, [detail, f"attempt {state['attempts']}"]))
     return name, detail
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def status_lines(root: str | Path) -> list[tuple[str, str, str]]:
