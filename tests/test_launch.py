@@ -49,8 +49,10 @@ def test_a_stopped_run_resumes_from_its_checkpoint_a_changed_one_starts_over(tmp
     out = tmp_path / "run"
     run = Run(label="x", output_dir=str(out), argv=["python", "-m", "m", "--do_train", "--overwrite_output_dir"])
     assert attempt_argv(run) == (run.argv, None)
-    (out / "checkpoint-40").mkdir(parents=True)
-    (out / "checkpoint-120").mkdir()
+    for step in (40, 120):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (out / "checkpoint-200").mkdir()  # not a checkpoint: no trainer_state.json
     write_state(out, argv=run.argv, state="interrupted")
     argv, checkpoint = attempt_argv(run)
     assert checkpoint == out / "checkpoint-120" and argv == [*run.argv, "--resume_from_checkpoint", str(checkpoint)]

@@ -122,7 +122,10 @@ def scenarios(cluster, tiny_model, tmp_path_factory):
         {"label": "broken", "output_dir": str(out["broken"]),
          "argv": seqcls_command(tiny, out["broken"], "--learning_rat", "1e-3")},
         {"label": "after_broken", "output_dir": str(out["after_broken"]), "after": [str(out["broken"])],
-         "argv": seqcls_command(tiny, out["after_broken"], "--max_steps", "1")}]
+         "argv": seqcls_command(tiny, out["after_broken"], "--max_steps", "1")},
+        # A "pick the best" step reads whatever its runs left: it runs once they ended, however.
+        {"label": "pick", "output_dir": str(root / "fail" / "pick"), "after": [str(out["broken"])],
+         "after_any": True, "argv": ["bash", "-c", "echo picked"]}]
     launch_plan(cluster, root / "fail.json", out["fail_runs"])
     return out
 
@@ -207,6 +210,11 @@ def test_a_failed_run_and_the_run_that_needed_it_show_as_failed(cluster, scenari
     assert shown[str(broken)].startswith("failed") and "exit 2" in shown[str(broken)]
     assert "error [unknown_flag]" in shown[str(broken)] and "--learning_rat" in shown[str(broken)]
     assert shown[str(after)].startswith("failed") and "left the queue before starting" in shown[str(after)]
+    pick = broken.parent / "pick"
+    assert wait_ended(pick)["state"] == "done" and (pick / "log.txt").read_text() == "picked\n"
+    job = read_state(pick)["job_id"]
+    script = (broken.parent / ".slurm" / job / f"{job}_submission.sh").read_text()
+    assert f"#SBATCH --dependency=afterany:{state['job_id']}" in script
     # Launching again reruns the failed run (and queues the one that needs it behind it).
     again = launch_plan(cluster, scenarios["root"] / "fail_again.json", scenarios["fail_runs"])
     assert again.stdout.count("queued  ") == 2 and read_state(broken)["job_id"] != state["job_id"]

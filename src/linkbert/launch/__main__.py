@@ -187,6 +187,9 @@ def status_main(argv: list[str]) -> int:
                     description="The state of every launched run under a folder, with a failure's last line.")
     parser.add_argument("folder", nargs="?", default="runs")
     args = parser.parse_args(argv)
+    if not Path(args.folder).is_dir():
+        raise UserError("missing_file", "no such folder; give the OUT_DIR the runs were launched into (default runs/)",
+                        path=args.folder)
     rows = status_lines(args.folder)
     if not rows:
         print(f"no launched runs under {args.folder} (no launch.json below it)")

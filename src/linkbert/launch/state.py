@@ -20,7 +20,7 @@ from pathlib import Path
 
 STATE_FILE = "launch.json"
 LOG_FILE = "log.txt"
-CHECKPOINT_PREFIX = "checkpoint-"  # as the engine names them (linkbert.core.engine)
+CHECKPOINT_PREFIX = "checkpoint-"  # as the engine names them (without importing it, and torch)
 
 
 def read_state(output_dir: str | Path) -> dict:
@@ -48,7 +48,7 @@ def last_checkpoint(output_dir: str | Path) -> Path | None:
     if not folder.is_dir():
         return None
     steps = [(int(p.name[len(CHECKPOINT_PREFIX):]), p) for p in folder.glob(f"{CHECKPOINT_PREFIX}*")
-             if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit()]
+             if p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / "trainer_state.json").is_file()]
     return max(steps)[1] if steps else None
 
 
