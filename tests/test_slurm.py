@@ -110,7 +110,7 @@ def scenarios(cluster, tiny_model, tmp_path_factory):
     #    pre-empted in the middle. A model big enough that an update takes a few milliseconds.
     slow = str(build_tiny_model(root / "slow_model", texts_from_jsonl(texts), hidden_size=128, num_layers=4,
                                 num_heads=4))
-    flags = ["--max_steps", "60", "--logging_steps", "5", "--per_device_train_batch_size", "8",
+    flags = ["--max_steps", "100", "--logging_steps", "2", "--per_device_train_batch_size", "8",
              "--max_seq_length", "128", "--disable_tqdm", "--save_strategy", "no", "--overwrite_output_dir"]
     out["plain"], out["preempted"] = root / "pre" / "plain", root / "pre" / "preempted"
     launch_plan(cluster, root / "preemption.json", [
