@@ -10,6 +10,7 @@ earlier attempt of the same command left one.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -72,7 +73,7 @@ def slurm_queue() -> dict[str, str] | None:
     if shutil.which("squeue") is None:
         return None
     try:
-        out = subprocess.run(["squeue", "--me", "--array", "--noheader", "--format=%i|%T"],
+        out = subprocess.run(["squeue", f"--user={getpass.getuser()}", "--array", "--noheader", "--format=%i|%T"],
                              capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
