@@ -39,7 +39,7 @@ def test_relaunch_skips_done_runs_reruns_failed_ones_and_status_says_which(tmp_p
 
     again = run_script(SCRIPT, "HoC_hf", "GAD_hf", **env)  # HoC no longer fails
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "GAD_hf  (finished earlier with the same command; skipped)" in again.stdout
+    assert "GAD_hf  (finished earlier with the same command; skipped: delete" in again.stdout
     starts = [out for event, _, _, out in read_record(record) if event == "start"]
     assert starts.count(gad) == 1 and starts.count(hoc) == 2
     assert all(line.startswith("done") for line in status(tmp_path / "runs").values())

@@ -54,7 +54,8 @@ def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gp
         previous = read_state(run.output_dir)
         same = previous.get("argv") == run.argv
         if same and previous.get("state") == "done":
-            say(f"done    {run.label}  (finished earlier with the same command; skipped)")
+            say(f"done    {run.label}  (finished earlier with the same command; skipped: delete "
+                f"{run.output_dir}/launch.json to run it again)")
             done[run.output_dir] = 0
         elif same and queue is not None and previous.get("job_id") in queue and previous.get("state") != "failed":
             say(f"queued  {run.label}  job {previous['job_id']} is still in the queue; left alone")
