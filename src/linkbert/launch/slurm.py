@@ -130,6 +130,10 @@ def submit(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], *, dry_
            say: Callable[[str], None] = print) -> dict[str, str]:
     """Submits the runs (in order; `jobs` holds the job ids of runs already in the queue that
     some of them need) and returns {output folder: job id}. With dry_run, prints the job scripts."""
+    if options.signal_lead * 2 > minutes(options.time) * 60:
+        raise UserError("conflicting_flags", f"--signal-lead {options.signal_lead} s is not well under --time "
+                        f"{options.time}: each job would be warned (and requeued) soon after it starts; "
+                        "give a longer --time or a shorter --signal-lead")
     if dry_run:
         for run in runs:
             executor = _executor(options, _job_name(run), _dependency(run, {d: f"<job of {d}>" for d in run.after}))
