@@ -149,4 +149,4 @@ def test_status_checks_the_recorded_state_against_the_queue_and_the_process():
 def test_a_warning_lead_longer_than_half_the_time_limit_is_refused():
     result = run_script("run_examples_medqa_biolinkbert-base.sh", "--dry-run", "--backend", "slurm", "--time", "8")
     assert result.returncode == 2
-    assert result.stderr.startswith("error [conflicting_flags]: --signal-lead 300 s is not well under --time 8")
+    assert result.stderr.splitlines()[-1].startswith("error [conflicting_flags]: --signal-lead 300 s is not well under --time 8")
