@@ -219,3 +219,16 @@ def test_a_failed_run_and_the_run_that_needed_it_show_as_failed(cluster, scenari
     again = launch_plan(cluster, scenarios["root"] / "fail_again.json", scenarios["fail_runs"])
     assert again.stdout.count("queued  ") == 2 and read_state(broken)["job_id"] != state["job_id"]
     assert wait_ended(broken)["state"] == "failed"
+
+
+def test_a_job_sbatch_refuses_is_one_error_line_and_shows_as_not_submitted(cluster, scenarios, tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"runs": [{"label": "x", "output_dir": str(tmp_path / "x"), "argv": ["true"]}]}))
+    result = subprocess.run([sys.executable, "-m", "linkbert.launch", "plan", str(plan), *SLURM_FLAGS,
+                             "--partition", "no_such_partition"], env=cluster, capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("error [bad_flag_value]: sbatch refused the job (")
+    assert "Invalid partition" in result.stderr.splitlines()[-1]
+    assert read_state(tmp_path / "x")["state"] == "failed"
+    assert "not submitted: " in status(cluster, tmp_path)

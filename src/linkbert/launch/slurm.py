@@ -147,18 +147,28 @@ def submit(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], *, dry_
     jobs = dict(jobs)
     planned = {r.output_dir for r in runs}
     free = [r for r in runs if not any(d in jobs or d in planned for d in r.after)]
+    from submitit.core.utils import FailedJobError
+
     for run in runs:
         _mark_queued(run)
-    if free:
-        executor = _executor(options, "linkbert" if len(free) > 1 else _job_name(free[0]), None)
-        with executor.batch():  # one job array for the runs that wait for nothing
-            submitted = [executor.submit(SlurmJob(run, cwd)) for run in free]
-        for run, job in zip(free, submitted):
-            jobs[run.output_dir] = _record_job(run, job.job_id, say)
-    for run in runs:
-        if run not in free:
-            executor = _executor(options, _job_name(run), _dependency(run, jobs))
-            jobs[run.output_dir] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
+    try:
+        if free:
+            executor = _executor(options, "linkbert" if len(free) > 1 else _job_name(free[0]), None)
+            with executor.batch():  # one job array for the runs that wait for nothing
+                submitted = [executor.submit(SlurmJob(run, cwd)) for run in free]
+            for run, job in zip(free, submitted):
+                jobs[run.output_dir] = _record_job(run, job.job_id, say)
+        for run in runs:
+            if run not in free:
+                executor = _executor(options, _job_name(run), _dependency(run, jobs))
+                jobs[run.output_dir] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
+    except FailedJobError as e:
+        said = str(e).strip().splitlines()[-1] if str(e).strip() else "no reason given"
+        for run in runs:
+            if run.output_dir not in jobs:
+                write_state(run.output_dir, state="failed", error=f"not submitted: {said}")
+        raise UserError("bad_flag_value", f"sbatch refused the job ({said}); check --partition, --account, "
+                        f"--qos, --time and --sbatch. Submitted before that: {len(jobs)} job(s)") from None
     return jobs
 
 
@@ -166,7 +176,7 @@ def _mark_queued(run: Run) -> None:
     previous = read_state(run.output_dir)
     attempts = previous.get("attempts", 0) if previous.get("argv") == run.argv else 0
     write_state(run.output_dir, label=run.label, argv=run.argv, state="queued", job_id=None, backend="slurm",
-                exit_code=None, attempts=attempts)
+                exit_code=None, attempts=attempts, error=None)
 
 
 def _record_job(run: Run, job_id: str, say: Callable[[str], None]) -> str:

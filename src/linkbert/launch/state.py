@@ -126,7 +126,8 @@ def status_lines(root: str | Path) -> list[tuple[str, str, str]]:
         if name in ("failed", "interrupted"):
             code = state.get("exit_code")
             said = last_line(folder)
-            detail = "; ".join(filter(None, [detail, f"exit {code}" if code is not None else "", said]))
+            detail = "; ".join(filter(None, [detail, f"exit {code}" if code is not None else "",
+                                             state.get("error", ""), said]))
             if name == "interrupted" and last_checkpoint(folder):
                 detail += f" (resumes from {last_checkpoint(folder).name})"
         rows.append((name, str(folder), detail))
