@@ -221,7 +221,7 @@ def test_a_failed_run_and_the_run_that_needed_it_show_as_failed(cluster, scenari
     assert wait_ended(broken)["state"] == "failed"
 
 
-def test_a_job_sbatch_refuses_is_one_error_line_and_shows_as_not_submitted(cluster, scenarios, tmp_path):
+def test_a_job_sbatch_refuses_is_one_error_line_and_shows_as_not_submitted(cluster, tmp_path):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps({"runs": [{"label": "x", "output_dir": str(tmp_path / "x"), "argv": ["true"]}]}))
     result = subprocess.run([sys.executable, "-m", "linkbert.launch", "plan", str(plan), *SLURM_FLAGS,
