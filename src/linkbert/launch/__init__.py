@@ -49,7 +49,7 @@ def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gp
     done: dict[str, object] = {}   # runs that need nothing more: output folder -> exit status 0
     queued: dict[str, str] = {}    # runs still in the SLURM queue: output folder -> job id
     todo: list[Run] = []
-    queue = slurm_queue() if backend == "slurm" and not dry_run else None
+    queue = slurm_queue() if backend == "slurm" else None
     for run in runs:
         previous = read_state(run.output_dir)
         same = previous.get("argv") == run.argv
