@@ -18,13 +18,18 @@ mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
 if [[ $cmd == stop ]]; then
-  # Jobs still there are cancelled first, so no run outlives its cluster.
-  [[ -f $dir/slurm.conf ]] && SLURM_CONF=$dir/slurm.conf scancel --quiet --user="$(id -un)" 2> /dev/null || true
+  # Jobs still there are cancelled first and given time to end (their slurmstepd needs both
+  # daemons for that), so no run outlives its cluster.
+  if [[ -f $dir/slurm.conf && -f $dir/slurmctld.pid ]]; then
+    export SLURM_CONF=$dir/slurm.conf
+    scancel --quiet --user="$(id -un)" 2> /dev/null || true
+    for _ in $(seq 600); do [[ -z $(squeue -h -o %i 2> /dev/null) ]] && break; sleep 0.1; done
+  fi
   for daemon in slurmd slurmctld; do
     [[ -f $dir/$daemon.pid ]] || continue
     pid=$(cat "$dir/$daemon.pid")
     kill "$pid" 2> /dev/null || true
-    for _ in $(seq 100); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
+    for _ in $(seq 300); do kill -0 "$pid" 2> /dev/null || break; sleep 0.1; done
     rm -f "$dir/$daemon.pid"
   done
   exit 0
