@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from typing import Callable
 
 from ..core.errors import UserError
@@ -19,10 +20,10 @@ from .process import RunProcess
 NOT_RUN = "not run"  # result of a run whose prerequisite failed
 
 
-def gpu_list(env: dict | None = None) -> list[str]:
+def gpu_list(env: Mapping[str, str] | None = None) -> list[str]:
     """GPUS, else CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists."""
-    env = os.environ if env is None else env
-    gpus = env.get("GPUS") or env.get("CUDA_VISIBLE_DEVICES") or ""
+    source = os.environ if env is None else env
+    gpus = source.get("GPUS") or source.get("CUDA_VISIBLE_DEVICES") or ""
     if not gpus.strip() and shutil.which("nvidia-smi"):
         listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
                                 capture_output=True, text=True, check=False)
@@ -105,4 +106,8 @@ def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
 
 
 def _notify_when_ended(process: RunProcess, folder: str, ended: queue.Queue[str]) -> None:
-    threading.Thread(target=lambda: (process.wait(), ended.put(folder)), daemon=True).start()
+    def notify() -> None:
+        process.wait()
+        ended.put(folder)
+
+    threading.Thread(target=notify, daemon=True).start()

@@ -16,6 +16,7 @@ and drops --overwrite_output_dir (training runs only).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,11 +54,11 @@ class Switches:
     smoke_flags: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> Switches:
-        env = os.environ if env is None else env
-        return cls(smoke=env.get("SMOKE", "0") == "1", resumable=env.get("RESUMABLE", "0") == "1",
-                   seeds=env.get("SEEDS", "").split(),
-                   smoke_flags=(env.get("SMOKE_FLAGS") or DEFAULT_SMOKE_FLAGS).split())
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Switches:
+        source = os.environ if env is None else env
+        return cls(smoke=source.get("SMOKE", "0") == "1", resumable=source.get("RESUMABLE", "0") == "1",
+                   seeds=source.get("SEEDS", "").split(),
+                   smoke_flags=(source.get("SMOKE_FLAGS") or DEFAULT_SMOKE_FLAGS).split())
 
 
 @dataclass

@@ -79,8 +79,8 @@ class RunProcess:
     def _reap(self, echo: bool) -> None:
         if echo:
             assert self.process.stdout is not None
-            terminal = sys.stdout.buffer
-            for chunk in iter(lambda: self.process.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            terminal, output = sys.stdout.buffer, self.process.stdout.fileno()
+            for chunk in iter(lambda: os.read(output, 65536), b""):
                 self.log.write(chunk)
                 self.log.flush()
                 terminal.write(chunk)

@@ -42,19 +42,19 @@ class SlurmOptions:
 
 def minutes(time_limit: str) -> int:
     """SLURM's time formats (MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS) in whole minutes."""
-    match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", time_limit.strip())
+    match = re.fullmatch(r"(?:(\d+)-)?(\d+(?::\d+){0,2})", time_limit.strip())
     if not match:
         raise UserError("bad_flag_value", f"--time {time_limit!r}: use minutes, HH:MM:SS or D-HH:MM:SS")
-    days, a, b, c = (int(x) if x else None for x in match.groups())
-    if days is not None:  # D-HH[:MM[:SS]]
-        total = days * 1440 + a * 60 + (b or 0) + (1 if c else 0)
-    elif c is not None:  # HH:MM:SS
-        total = a * 60 + b + (1 if c else 0)
-    elif b is not None:  # MM:SS
-        total = a + (1 if b else 0)
-    else:
-        total = a
-    return max(total, 1)
+    parts = [int(x) for x in match.group(2).split(":")]
+    days, hours, mins, secs = 0, 0, 0, 0
+    if match.group(1) is not None:  # D-HH[:MM[:SS]]
+        days = int(match.group(1))
+        hours, mins, secs = (parts + [0, 0])[:3]
+    elif len(parts) == 3:  # HH:MM:SS
+        hours, mins, secs = parts
+    else:  # MM or MM:SS
+        mins, secs = (parts + [0])[:2]
+    return max(days * 1440 + hours * 60 + mins + (1 if secs else 0), 1)
 
 
 class SlurmJob:

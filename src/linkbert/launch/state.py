@@ -128,7 +128,8 @@ def status_lines(root: str | Path) -> list[tuple[str, str, str]]:
             said = last_line(folder)
             detail = "; ".join(filter(None, [detail, f"exit {code}" if code is not None else "",
                                              state.get("error", ""), said]))
-            if name == "interrupted" and last_checkpoint(folder):
-                detail += f" (resumes from {last_checkpoint(folder).name})"
+            checkpoint = last_checkpoint(folder)
+            if name == "interrupted" and checkpoint is not None:
+                detail += f" (resumes from {checkpoint.name})"
         rows.append((name, str(folder), detail))
     return rows
