@@ -77,18 +77,19 @@ def test_a_plan_waits_for_success_or_for_the_end_of_its_runs(tmp_path):
     assert "  NOT RUN needs_all  (a run it needs failed)" in lines
 
 
-def test_paths_resolve_against_the_repository_from_any_folder(tmp_path):
+def test_paths_resolve_against_the_repository_from_any_folder(tmp_path, monkeypatch):
     result = subprocess.run(["bash", str(REPO / SCRIPT), "--dry-run", "HoC_hf"], cwd=tmp_path, env=script_env(),
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     cmd = result.stdout.split()
     assert cmd[cmd.index("--train_file") + 1] == f"{REPO}/data/seqcls/HoC_hf/train.json"
     assert cmd[cmd.index("--output_dir") + 1] == f"{REPO}/runs/HoC_hf/BioLinkBERT-base"
-    missing = subprocess.run(["bash", str(REPO / SCRIPT), "GAD_hf"], cwd=tmp_path, env=script_env(),
-                             capture_output=True, text=True, timeout=120, check=False)
-    if (REPO / "data" / "seqcls" / "GAD_hf" / "train.json").exists():
-        pytest.skip("the full data is downloaded here")
-    assert missing.returncode == 1 and f"bash {REPO}/scripts/download_data.sh" in missing.stderr
+    from linkbert.launch.__main__ import fetch_hint
+
+    monkeypatch.chdir(tmp_path)  # the hint for missing data works from here too
+    assert f"with:  bash {REPO}/scripts/download_data.sh\n" in fetch_hint(REPO, None)
+    monkeypatch.chdir(REPO)
+    assert "with:  bash scripts/download_data.sh\n" in fetch_hint(REPO, None)
 
 
 def test_the_samples_folder_is_not_offered_as_a_download_target():
