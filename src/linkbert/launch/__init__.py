@@ -46,10 +46,28 @@ def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gp
         for line in dry_run_lines(runs):
             say(line)
         return 0
-    done: dict[str, object] = {}   # runs that need nothing more: output folder -> exit status 0
-    queued: dict[str, str] = {}    # runs still in the SLURM queue: output folder -> job id
+    done, queued, todo = _what_is_left(runs, slurm_queue() if backend == "slurm" else None, say)
+    if backend == "slurm":
+        submit(todo, slurm or SlurmOptions(), queued, dry_run=dry_run, say=say)
+        return 0
+    results = dict(done)
+    try:
+        if gpus is None:
+            run_sequential(todo, results, say)
+        else:
+            run_parallel(todo, results, gpus, say)
+    except KeyboardInterrupt:
+        return 130
+    return _summary(runs, results, set(done), say)
+
+
+def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[str], None]
+                  ) -> tuple[dict[str, object], dict[str, str], list[Run]]:
+    """(runs done with the same command: exit status 0, runs still in the SLURM queue: job id,
+    the runs to launch, waiting only for runs of this launch or still in the queue)."""
+    done: dict[str, object] = {}
+    queued: dict[str, str] = {}
     todo: list[Run] = []
-    queue = slurm_queue() if backend == "slurm" else None
     for run in runs:
         previous = read_state(run.output_dir)
         same = previous.get("argv") == run.argv
@@ -64,19 +82,10 @@ def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gp
             todo.append(run)
     # A prerequisite outside this launch (only some tasks named) or already done is not waited for.
     known = {r.output_dir for r in todo} | set(queued)
-    todo = [replace(run, after=[d for d in run.after if d in known]) for run in todo]
+    return done, queued, [replace(run, after=[d for d in run.after if d in known]) for run in todo]
 
-    if backend == "slurm":
-        submit(todo, slurm or SlurmOptions(), queued, dry_run=dry_run, say=say)
-        return 0
-    results = dict(done)
-    try:
-        if gpus is None:
-            run_sequential(todo, results, say)
-        else:
-            run_parallel(todo, results, gpus, say)
-    except KeyboardInterrupt:
-        return 130
+
+def _summary(runs: list[Run], results: dict[str, object], done: set[str], say: Callable[[str], None]) -> int:
     say("=== summary")
     failed = 0
     for run in runs:

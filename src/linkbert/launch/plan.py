@@ -84,7 +84,8 @@ def parse_blocks(tokens: list[str]) -> list[Block]:
             barrier, i = True, i + 1
             continue
         if tokens[i] != BLOCK or i + 2 >= len(tokens):
-            raise UserError("bad_flag_value", f"malformed task block at {tokens[i:i + 3]} (expected `{BLOCK} KIND TASK ...`)")
+            raise UserError("bad_flag_value",
+                            f"malformed task block at {tokens[i:i + 3]} (expected `{BLOCK} KIND TASK ...`)")
         kind, name = tokens[i + 1], tokens[i + 2]
         i += 3
         if kind not in MODULES:

@@ -69,7 +69,7 @@ class SlurmJob:
         return {"run": self.run, "cwd": self.cwd}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["run"], state["cwd"])  # type: ignore[misc]
+        self.__init__(state["run"], state["cwd"])
 
     def __call__(self) -> int:
         os.chdir(self.cwd)  # the run's paths are as the user wrote them, from where they launched
@@ -135,41 +135,52 @@ def submit(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], *, dry_
                         f"{options.time}: each job would be warned (and requeued) soon after it starts; "
                         "give a longer --time or a shorter --signal-lead")
     if dry_run:
-        for run in runs:
-            executor = _executor(options, _job_name(run), _dependency(run, {d: f"<job of {d}>" for d in run.after}))
-            say(f"# {run.label}: {' '.join(run.argv)}")
-            say(executor._make_submission_file_text(executor._submitit_command_str, "dry-run"))
+        _print_job_scripts(runs, options, say)
         return {}
     if shutil.which("sbatch") is None:
         raise UserError("unsupported_setup", "--backend slurm needs SLURM's sbatch, which is not on this "
                         "machine: run on the cluster's login node, or use --backend local")
-    cwd = os.getcwd()
-    jobs = dict(jobs)
-    planned = {r.output_dir for r in runs}
-    free = [r for r in runs if not any(d in jobs or d in planned for d in r.after)]
     from submitit.core.utils import FailedJobError
 
+    jobs = dict(jobs)
     for run in runs:
         _mark_queued(run)
     try:
-        if free:
-            executor = _executor(options, "linkbert" if len(free) > 1 else _job_name(free[0]), None)
-            with executor.batch():  # one job array for the runs that wait for nothing
-                submitted = [executor.submit(SlurmJob(run, cwd)) for run in free]
-            for run, job in zip(free, submitted):
-                jobs[run.output_dir] = _record_job(run, job.job_id, say)
-        for run in runs:
-            if run not in free:
-                executor = _executor(options, _job_name(run), _dependency(run, jobs))
-                jobs[run.output_dir] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
+        _submit_all(runs, options, jobs, say)
     except FailedJobError as e:
         said = str(e).strip().splitlines()[-1] if str(e).strip() else "no reason given"
         for run in runs:
             if run.output_dir not in jobs:
                 write_state(run.output_dir, state="failed", error=f"not submitted: {said}")
         raise UserError("bad_flag_value", f"sbatch refused the job ({said}); check --partition, --account, "
-                        f"--qos, --time and --sbatch. Submitted before that: {len(jobs)} job(s)") from None
+                        f"--qos, --time and --sbatch. Submitted before that: "
+                        f"{sum(r.output_dir in jobs for r in runs)} job(s)") from None
     return jobs
+
+
+def _submit_all(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], say: Callable[[str], None]) -> None:
+    """Submits into `jobs` (output folder -> job id): first one array of the runs that wait for
+    nothing, then each other run with its dependency on jobs already known."""
+    cwd = os.getcwd()
+    planned = {r.output_dir for r in runs}
+    free = [r for r in runs if not any(d in jobs or d in planned for d in r.after)]
+    if free:
+        executor = _executor(options, "linkbert" if len(free) > 1 else _job_name(free[0]), None)
+        with executor.batch():  # one job array for the runs that wait for nothing
+            submitted = [executor.submit(SlurmJob(run, cwd)) for run in free]
+        for run, job in zip(free, submitted):
+            jobs[run.output_dir] = _record_job(run, job.job_id, say)
+    for run in runs:
+        if run not in free:
+            executor = _executor(options, _job_name(run), _dependency(run, jobs))
+            jobs[run.output_dir] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
+
+
+def _print_job_scripts(runs: list[Run], options: SlurmOptions, say: Callable[[str], None]) -> None:
+    for run in runs:
+        executor = _executor(options, _job_name(run), _dependency(run, {d: f"<job of {d}>" for d in run.after}))
+        say(f"# {run.label}: {' '.join(run.argv)}")
+        say(executor._make_submission_file_text(executor._submitit_command_str, "dry-run"))
 
 
 def _mark_queued(run: Run) -> None:
