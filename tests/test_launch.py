@@ -74,7 +74,7 @@ def test_a_plan_waits_for_success_or_for_the_end_of_its_runs(tmp_path):
     lines: list[str] = []
     assert launch(plan, say=lines.append) == 1
     assert (tmp_path / "order").read_text().split("\n")[:-1] == ["ran a", "ran b", "ran pick_best"]
-    assert "  NOT RUN needs_all  (a run it needs failed)" in lines
+    assert "  SKIPPED needs_all  (a run it waits for failed)" in lines
 
 
 def test_paths_resolve_against_the_repository_from_any_folder(tmp_path, monkeypatch):

@@ -96,7 +96,7 @@ def _summary(runs: list[Run], results: dict[str, object], done: set[str], say: C
             say(f"  ok      {run.label}  {run.output_dir}")
         elif code == NOT_RUN:
             failed += 1
-            say(f"  NOT RUN {run.label}  (a run it needs failed)")
+            say(f"  SKIPPED {run.label}  (a run it waits for failed)")
         else:
             failed += 1
             say(f"  FAILED  {run.label}  (exit {code}; see {run.output_dir}/log.txt)")

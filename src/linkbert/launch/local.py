@@ -47,7 +47,7 @@ def run_sequential(runs: list[Run], results: dict[str, object], say: Callable[[s
         failed = _blocked(run, results)
         if failed:
             results[run.output_dir] = NOT_RUN
-            say(f"=== {_stamp()} {run.label}: not run, it needs {failed}, which did not succeed")
+            say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
             continue
         say(f"=== {_stamp()} {run.label} -> {run.output_dir}")
         process = RunProcess(run, echo=True)
@@ -76,7 +76,7 @@ def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
                 if failed:
                     pending.remove(run)
                     results[run.output_dir] = NOT_RUN
-                    say(f"=== {_stamp()} {run.label}: not run, it needs {failed}, which did not succeed")
+                    say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
                     continue
                 if not free or any(d not in results for d in run.after):
                     continue
