@@ -3,7 +3,8 @@
 #
 #   bash run_examples_medqa_biolinkbert-base.sh              # run it
 #   bash run_examples_medqa_biolinkbert-base.sh --dry-run    # print the command
-#   SEEDS="1 2 3" SMOKE=1 RESUMABLE=1 PARALLEL=1 ...         # see scripts/run_lib.sh
+#   SEEDS="1 2 3" SMOKE=1 RESUMABLE=1 PARALLEL=1 ...         # see --help and the README
+#   bash run_examples_medqa_biolinkbert-base.sh --backend slurm --partition gpu  # one SLURM job per run (README: On a cluster)
 #
 # Data: data/mc/medqa_usmle_hf/{train,dev,test}.json (bash scripts/download_data.sh).
 # Output: runs/medqa_usmle_hf/$MODEL. Then: python scripts/collect_results.py runs/

@@ -5,7 +5,8 @@
 #   bash run_examples_medqa_biolinkbert-large.sh                        # both, one after the other
 #   bash run_examples_medqa_biolinkbert-large.sh professional_medicine  # MMLU only (MedQA model exists)
 #   bash run_examples_medqa_biolinkbert-large.sh --dry-run              # print the commands
-#   SEEDS="1 2 3" SMOKE=1 RESUMABLE=1 PARALLEL=1 ...                    # see scripts/run_lib.sh
+#   SEEDS="1 2 3" SMOKE=1 RESUMABLE=1 PARALLEL=1 ...                    # see --help and the README
+#   bash run_examples_medqa_biolinkbert-large.sh --backend slurm --partition gpu  # one SLURM job per run (README: On a cluster)
 #
 # Data: data/mc/medqa_usmle_hf/{train,dev,test}.json and
 #       data/mc/mmlu_hf/professional_medicine/{dev,val,test}.json (bash scripts/download_data.sh).

@@ -4,7 +4,8 @@
 #   bash run_examples_mrqa_linkbert-large.sh                     # every task, one after another
 #   bash run_examples_mrqa_linkbert-large.sh squad_hf hotpot_hf  # only these tasks
 #   bash run_examples_mrqa_linkbert-large.sh --dry-run           # print the commands
-#   PARALLEL=1 SEEDS="1 2 3" SMOKE=1 RESUMABLE=1 ...             # see scripts/run_lib.sh
+#   PARALLEL=1 SEEDS="1 2 3" SMOKE=1 RESUMABLE=1 ...             # see --help and the README
+#   bash run_examples_mrqa_linkbert-large.sh --backend slurm --partition gpu  # one SLURM job per run (README: On a cluster)
 #
 # Data: data/qa/<task>/{train,dev,test}.json (bash scripts/download_data.sh).
 # Output: runs/<task>/$MODEL (log.txt, predict_results.json, ...). Then: python scripts/collect_results.py runs/

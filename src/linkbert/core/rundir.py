@@ -37,8 +37,9 @@ LOCK_FILE = ".linkbert-run.lock"
 PREVIOUS_RUNS_DIR = "previous_runs"
 IDENTITY_FILE = "run_identity.json"
 # Neither part of a run's results nor set aside: the run script tees its log into log.txt while
-# the run starts (moving it would move the file being written).
-KEPT_IN_PLACE = {"log.txt", LOCK_FILE, PREVIOUS_RUNS_DIR}
+# the run starts (moving it would move the file being written); launch.json is the launcher's
+# record of the run's attempts (linkbert.launch), which a resumed attempt continues.
+KEPT_IN_PLACE = {"log.txt", "launch.json", LOCK_FILE, PREVIOUS_RUNS_DIR}
 
 # Arguments that do not change the trained weights: a resume may differ in them.
 NOT_IDENTITY = {

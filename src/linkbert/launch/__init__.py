@@ -1,0 +1,103 @@
+"""Launching many runs: the run scripts' task blocks, seed sweeps, grids.
+
+    bash run_examples_blurb_biolinkbert-base.sh                          # here, one after another
+    PARALLEL=1 bash run_examples_blurb_biolinkbert-base.sh               # here, one run per GPU
+    bash run_examples_blurb_biolinkbert-base.sh --backend slurm --partition gpu --time 12:00:00
+    python -m linkbert.launch status runs/                               # done / running / queued / failed
+
+`plan.py` turns a run script's blocks into runs, `local.py` and `slurm.py` run them,
+`process.py` is one attempt of one run, `state.py` what became of each (launch.json).
+From Python: `launch(runs, backend="slurm", slurm=SlurmOptions(...))` with a list of `Run`s.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import replace
+from typing import Callable
+
+from .local import NOT_RUN, run_parallel, run_sequential
+from .plan import Run
+from .slurm import SlurmOptions, submit
+from .state import read_state, slurm_queue
+
+__all__ = ["Run", "SlurmOptions", "launch"]
+
+WAIT_LINE = "# wait until the runs above have finished"
+
+
+def dry_run_lines(runs: list[Run]) -> list[str]:
+    """The commands, one per line, with a wait line where a run needs every run above it."""
+    lines = []
+    for i, run in enumerate(runs):
+        above = [r.output_dir for r in runs[:i]]
+        if above and sorted(run.after) == sorted(above):
+            lines.append(WAIT_LINE)
+        lines.append(" ".join(shlex.quote(a) for a in run.argv))
+    return lines
+
+
+def launch(runs: list[Run], *, backend: str = "local", dry_run: bool = False, gpus: list[str] | None = None,
+           slurm: SlurmOptions | None = None, say: Callable[[str], None] = print) -> int:
+    """Runs (local) or submits (slurm) the runs, skipping those already done with the same command
+    (and, on SLURM, those still in the queue). Returns 0, or 1 if a local run failed.
+    `gpus`: run locally one per GPU at a time; None: one after another."""
+    if dry_run and backend == "local":
+        for line in dry_run_lines(runs):
+            say(line)
+        return 0
+    done, queued, todo = _what_is_left(runs, slurm_queue() if backend == "slurm" else None, say)
+    if backend == "slurm":
+        submit(todo, slurm or SlurmOptions(), queued, dry_run=dry_run, say=say)
+        return 0
+    results = dict(done)
+    try:
+        if gpus is None:
+            run_sequential(todo, results, say)
+        else:
+            run_parallel(todo, results, gpus, say)
+    except KeyboardInterrupt:
+        return 130
+    return _summary(runs, results, set(done), say)
+
+
+def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[str], None]
+                  ) -> tuple[dict[str, object], dict[str, str], list[Run]]:
+    """(runs done with the same command: exit status 0, runs still in the SLURM queue: job id,
+    the runs to launch, waiting only for runs of this launch or still in the queue)."""
+    done: dict[str, object] = {}
+    queued: dict[str, str] = {}
+    todo: list[Run] = []
+    for run in runs:
+        previous = read_state(run.output_dir)
+        same = previous.get("argv") == run.argv
+        if same and previous.get("state") == "done":
+            say(f"done    {run.label}  (finished earlier with the same command; skipped: delete "
+                f"{run.output_dir}/launch.json to run it again)")
+            done[run.output_dir] = 0
+        elif same and queue is not None and previous.get("job_id") in queue and previous.get("state") != "failed":
+            say(f"queued  {run.label}  job {previous['job_id']} is still in the queue; left alone")
+            queued[run.output_dir] = previous["job_id"]
+        else:
+            todo.append(run)
+    # A prerequisite outside this launch (only some tasks named) or already done is not waited for.
+    known = {r.output_dir for r in todo} | set(queued)
+    return done, queued, [replace(run, after=[d for d in run.after if d in known]) for run in todo]
+
+
+def _summary(runs: list[Run], results: dict[str, object], done: set[str], say: Callable[[str], None]) -> int:
+    say("=== summary")
+    failed = 0
+    for run in runs:
+        code = results.get(run.output_dir)
+        if run.output_dir in done:
+            say(f"  ok      {run.label}  {run.output_dir}  (done earlier)")
+        elif code == 0:
+            say(f"  ok      {run.label}  {run.output_dir}")
+        elif code == NOT_RUN:
+            failed += 1
+            say(f"  SKIPPED {run.label}  (a run it waits for failed)")
+        else:
+            failed += 1
+            say(f"  FAILED  {run.label}  (exit {code}; see {run.output_dir}/log.txt)")
+    return 1 if failed else 0

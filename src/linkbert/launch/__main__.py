@@ -1,0 +1,224 @@
+"""python -m linkbert.launch {script,plan,status}
+
+    python -m linkbert.launch status runs/                 # each run: done / running / queued / failed
+    python -m linkbert.launch plan sweep.json [options]    # runs listed in a JSON file (a sweep)
+    (script: what scripts/run_lib.sh calls for a run_examples_*.sh script; see bash SCRIPT --help)
+
+A plan file: {"runs": [{"label": ..., "output_dir": ..., "argv": [...], "after": [output dirs],
+"after_any": false}, ...]}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from ..core.errors import UserError
+from . import launch
+from .local import gpu_list
+from .plan import (
+    Block,
+    Run,
+    Switches,
+    data_files,
+    display_path,
+    parse_blocks,
+    runs_from_blocks,
+)
+from .slurm import SlurmOptions
+from .state import status_lines
+
+
+class Parser(argparse.ArgumentParser):
+    """Errors as one `error [kind]` line and a pointer to --help (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        kind = "unknown_flag" if "unrecognized arguments" in message else "bad_flag_value"
+        if kind == "unknown_flag":
+            flags = [f for f in message.split(": ", 1)[-1].split() if f.startswith("-")]
+            known = [o for a in self._actions for o in a.option_strings]
+            hints = [difflib.get_close_matches(f, known, n=1, cutoff=0.75) for f in flags]
+            message += "".join(f" (did you mean {h[0]}?)" for h in hints if h)
+        print(f"error [{kind}]: {self.prog}: {message}; try --help", file=sys.stderr)
+        sys.exit(2)
+
+
+def add_backend_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the commands (local) or the job scripts (slurm); run and submit nothing")
+    parser.add_argument("--backend", choices=("local", "slurm"), default="local",
+                        help="local: here (one after another, or one per GPU with PARALLEL=1); slurm: one job per run")
+    group = parser.add_argument_group("SLURM (--backend slurm; each value per run)")
+    group.add_argument("--partition")
+    group.add_argument("--account")
+    group.add_argument("--qos")
+    group.add_argument("--time", default="24:00:00", help="time limit of each job (default 24:00:00)")
+    group.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run (default 1)")
+    group.add_argument("--cpus-per-run", type=int, default=8, help="CPUs per run (default 8)")
+    group.add_argument("--mem", help="memory per run, e.g. 64G (default: the partition's)")
+    group.add_argument("--signal-lead", type=int, default=300, metavar="SECONDS",
+                       help="SLURM warns the run this long before its time limit or pre-emption; it "
+                            "checkpoints and is requeued (default 300)")
+    group.add_argument("--max-requeues", type=int, default=10, help="give up on a run requeued more often")
+    group.add_argument("--slurm-log-dir", help="submitit's job logs (default OUT_DIR/.slurm)")
+    group.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                       help="one more #SBATCH --KEY=VALUE (repeatable), e.g. --sbatch constraint=a100")
+
+
+def slurm_options(args: argparse.Namespace, out_dir: str) -> SlurmOptions:
+    return SlurmOptions(partition=args.partition, account=args.account, qos=args.qos, time=args.time,
+                        gpus=args.gpus_per_run, cpus=args.cpus_per_run, mem=args.mem, signal_lead=args.signal_lead,
+                        max_requeues=args.max_requeues, log_dir=args.slurm_log_dir or f"{out_dir}/.slurm",
+                        extra=args.sbatch)
+
+
+def run_launch(runs: list[Run], args: argparse.Namespace, out_dir: str, env: dict) -> int:
+    parallel = env.get("PARALLEL", "0") == "1" and args.backend == "local"
+    return launch(runs, backend=args.backend, dry_run=args.dry_run, gpus=gpu_list(env) if parallel else None,
+                  slurm=slurm_options(args, out_dir))
+
+
+# -- a run_examples_*.sh script -----------------------------------------------------------------
+def script_main(argv: list[str], env: dict) -> int:
+    script = Path(argv[0])
+    options, tokens = argv[1:], []
+    if "--" in options:
+        cut = options.index("--")
+        options, tokens = options[:cut], options[cut + 1:]
+    blocks = parse_blocks(tokens)
+    repo = script.resolve().parent
+    smoke = env.get("SMOKE", "0") == "1"
+    data_dir = env.get("DATA_DIR") or display_path(repo / "data")
+    out_dir = env.get("OUT_DIR") or display_path(repo / ("runs/smoke" if smoke else "runs"))
+    python = env.get("PYTHON") or "python3"
+
+    parser = Parser(prog=f"bash {script.name}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    usage=f"bash {script.name} [--dry-run] [--backend local|slurm] [SLURM options] [TASK ...]",
+                    description=f"Runs the task blocks of {script.name} (all of them unless some are named), with "
+                    "the original LinkBERT hyper-parameters; each run's output goes to OUT_DIR/TASK/MODEL, its log "
+                    f"to log.txt there.\n\ntasks: {' '.join(b.name for b in blocks)}",
+                    epilog="switches (environment): DRY_RUN=1 SMOKE=1 RESUMABLE=1 SEEDS=\"1 2 3\" PARALLEL=1 "
+                    f"GPUS=\"0 1\"\npaths (environment): MODEL_PATH DATA_DIR={data_dir} OUT_DIR={out_dir} "
+                    f"PYTHON={python}\nSee the README (Running the paper's experiments, On a cluster).")
+    parser.add_argument("tasks", nargs="*", metavar="TASK", help="only these tasks")
+    parser.add_argument("--model", required=True, help=argparse.SUPPRESS)
+    parser.add_argument("--model-path", required=True, help=argparse.SUPPRESS)
+    add_backend_flags(parser)
+    args = parser.parse_args(options)
+    args.dry_run = args.dry_run or env.get("DRY_RUN", "0") == "1"
+
+    known = [b.name for b in blocks]
+    unknown = [t for t in args.tasks if t not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        print(f"error [bad_flag_value]: {script.name}: no task '{unknown[0]}' in this script"
+              + (f" (did you mean {close[0]}?)" if close else "") + f"; its tasks: {' '.join(known)}", file=sys.stderr)
+        return 2
+    wanted: list[Block] = [b for b in blocks if not args.tasks or b.name in args.tasks]
+    switches = Switches.from_env(env)
+    runs = runs_from_blocks(wanted, python=python, model=args.model, model_path=args.model_path,
+                            data_dir=data_dir, out_dir=out_dir, switches=switches)
+
+    missing = [f for f in data_files(runs) if not Path(f).is_file()]
+    if missing and args.dry_run:
+        print(f"# note: {len(missing)} data file(s) missing, e.g. {missing[0]}", file=sys.stderr)
+    elif missing:
+        print(f"error [missing_file]: {script.name}: {len(missing)} data file(s) missing under {data_dir}:",
+              file=sys.stderr)
+        for f in missing:
+            print(f"  {f}", file=sys.stderr)
+        print(fetch_hint(repo, env.get("DATA_DIR")), file=sys.stderr)
+        return 1
+    if not args.dry_run:
+        print(f"model {args.model} ({args.model_path}), data {data_dir}, output {out_dir}; backend {args.backend}; "
+              f"SMOKE={env.get('SMOKE', '0')} RESUMABLE={env.get('RESUMABLE', '0')} SEEDS='{env.get('SEEDS', '')}' "
+              f"PARALLEL={env.get('PARALLEL', '0')}")
+    code = run_launch(runs, args, out_dir, env)
+    if not args.dry_run:
+        if args.backend == "slurm":
+            print(f"Follow them:  python -m linkbert.launch status {out_dir}")
+        print(f"Results beside the paper's:  python {display_path(repo / 'scripts' / 'collect_results.py')} {out_dir}")
+    if code == 1:
+        print(f"{script.name}: some runs failed", file=sys.stderr)
+    return code
+
+
+def fetch_hint(repo: Path, data_dir: str | None) -> str:
+    """How to get the data, as a command that works from the current folder."""
+    fetch = f"bash {display_path(repo / 'scripts' / 'download_data.sh')}"
+    samples = (repo / "data" / "samples").resolve()
+    resolved = Path(data_dir).resolve() if data_dir else None
+    if resolved is not None and (resolved == samples or samples in resolved.parents):
+        return (f"{data_dir} holds only the project's small test samples, not every task's files. Use the full "
+                f"data: {fetch} (it writes {display_path(repo / 'data')}), then leave DATA_DIR unset, "
+                "or name only the tasks the samples have")
+    if data_dir:
+        return (f"Fetch and preprocess the data with:  DATA_DIR={data_dir} {fetch}\n"
+                "(or point DATA_DIR at a folder laid out like data/, or name only the tasks you have)")
+    return (f"Fetch and preprocess the data with:  {fetch}\n"
+            "(or point DATA_DIR at a folder laid out like data/, or name only the tasks you have)")
+
+
+# -- a plan file (a sweep) --------------------------------------------------------------------
+def plan_main(argv: list[str], env: dict) -> int:
+    parser = Parser(prog="python -m linkbert.launch plan", description="Launch the runs listed in a JSON plan.")
+    parser.add_argument("plan", help='{"runs": [{"label", "output_dir", "argv", "after", "after_any"}, ...]}')
+    add_backend_flags(parser)
+    args = parser.parse_args(argv)
+    try:
+        listed = json.loads(Path(args.plan).read_text())["runs"]
+        runs = [Run(label=r.get("label", r["output_dir"]), output_dir=r["output_dir"], argv=list(r["argv"]),
+                    after=list(r.get("after", [])), after_any=bool(r.get("after_any", False))) for r in listed]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError("bad_flag_value", f"not a plan file ({type(e).__name__}: {e}); expected "
+                        '{"runs": [{"output_dir": ..., "argv": [...]}, ...]}', path=args.plan) from None
+    out_dir = os.path.commonpath([r.output_dir for r in runs]) if runs else "."
+    return run_launch(runs, args, out_dir, env)
+
+
+# -- status -----------------------------------------------------------------------------------
+def status_main(argv: list[str]) -> int:
+    parser = Parser(prog="python -m linkbert.launch status",
+                    description="The state of every launched run under a folder, with a failure's last line.")
+    parser.add_argument("folder", nargs="?", default="runs")
+    args = parser.parse_args(argv)
+    if not Path(args.folder).is_dir():
+        raise UserError("missing_file", "no such folder; give the OUT_DIR the runs were launched into (default runs/)",
+                        path=args.folder)
+    rows = status_lines(args.folder)
+    if not rows:
+        print(f"no launched runs under {args.folder} (no launch.json below it)")
+        return 0
+    width = max(len(folder) for _, folder, _ in rows)
+    for state, folder, detail in rows:
+        print(f"{state:<12} {folder:<{width}}  {detail}".rstrip())
+    counts: dict[str, int] = {}
+    for state, _, _ in rows:
+        counts[state] = counts.get(state, 0) + 1
+    print(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # The launcher's lines and the runs' output (written as bytes) must keep their order in a log file.
+    sys.stdout.reconfigure(line_buffering=True)
+    commands = {"script": lambda a: script_main(a, dict(os.environ)), "plan": lambda a: plan_main(a, dict(os.environ)),
+                "status": status_main}
+    if not argv or argv[0] not in commands:
+        print(__doc__.strip())
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        return commands[argv[0]](argv[1:])
+    except UserError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The local backend: runs one after another (output on the terminal and in each log.txt), or
+with GPUs one per GPU at a time, each pinned with CUDA_VISIBLE_DEVICES (output in log.txt only).
+A run starts once the runs it needs have succeeded; if one of them failed it is not run."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from typing import Callable
+
+from ..core.errors import UserError
+from .plan import Run
+from .process import RunProcess
+
+NOT_RUN = "not run"  # result of a run whose prerequisite failed
+
+
+def gpu_list(env: Mapping[str, str] | None = None) -> list[str]:
+    """GPUS, else CUDA_VISIBLE_DEVICES, else every GPU nvidia-smi lists."""
+    source = os.environ if env is None else env
+    gpus = source.get("GPUS") or source.get("CUDA_VISIBLE_DEVICES") or ""
+    if not gpus.strip() and shutil.which("nvidia-smi"):
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+                                capture_output=True, text=True, check=False)
+        gpus = listed.stdout if listed.returncode == 0 else ""
+    return gpus.replace(",", " ").split()
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _blocked(run: Run, results: dict[str, object]) -> str | None:
+    """The prerequisite that failed, if any (with after_any, none blocks)."""
+    if run.after_any:
+        return None
+    return next((d for d in run.after if d in results and results[d] != 0), None)
+
+
+def run_sequential(runs: list[Run], results: dict[str, object], say: Callable[[str], None] = print) -> None:
+    for run in runs:
+        failed = _blocked(run, results)
+        if failed:
+            results[run.output_dir] = NOT_RUN
+            say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
+            continue
+        say(f"=== {_stamp()} {run.label} -> {run.output_dir}")
+        process = RunProcess(run, echo=True)
+        try:
+            results[run.output_dir] = process.wait()
+        except KeyboardInterrupt:
+            # The run got the Ctrl-C too (same process group): it checkpoints and stops.
+            process.wait()
+            say(f"interrupted; {run.label} stopped (rerun the same command to resume it)")
+            raise
+
+
+def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
+                 say: Callable[[str], None] = print) -> None:
+    if not gpus:
+        raise UserError("unsupported_setup", "PARALLEL=1 found no GPU: set GPUS (e.g. GPUS=\"0 1 2 3\")")
+    say(f"running on GPUs: {' '.join(gpus)} (one run per GPU; logs in each run's log.txt)")
+    free = list(gpus)
+    pending = list(runs)
+    running: dict[str, tuple[RunProcess, str]] = {}
+    ended: queue.Queue[str] = queue.Queue()
+    try:
+        while pending or running:
+            for run in list(pending):
+                failed = _blocked(run, results)
+                if failed:
+                    pending.remove(run)
+                    results[run.output_dir] = NOT_RUN
+                    say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
+                    continue
+                if not free or any(d not in results for d in run.after):
+                    continue
+                gpu = free.pop(0)
+                pending.remove(run)
+                say(f"=== {_stamp()} {run.label} on GPU {gpu} -> {run.output_dir}/log.txt")
+                process = RunProcess(run, echo=False, own_group=True,
+                                     env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
+                running[run.output_dir] = (process, gpu)
+                _notify_when_ended(process, run.output_dir, ended)
+            if not running:
+                continue
+            folder = ended.get()
+            process, gpu = running.pop(folder)
+            code = process.wait()
+            results[folder] = code
+            free.append(gpu)
+            say(f"=== {_stamp()} {process.run.label} on GPU {gpu}: "
+                + ("done" if code == 0 else f"FAILED (exit {code})"))
+    except KeyboardInterrupt:
+        for process, _ in running.values():
+            process.stop()
+        for process, _ in running.values():
+            process.wait()
+        say("interrupted; stopped the runs in progress (rerun the same command to resume them)")
+        raise
+
+
+def _notify_when_ended(process: RunProcess, folder: str, ended: queue.Queue[str]) -> None:
+    def notify() -> None:
+        process.wait()
+        ended.put(folder)
+
+    threading.Thread(target=notify, daemon=True).start()

@@ -1,0 +1,188 @@
+"""What to run: a run script's task blocks (or any list of runs) turned into `Run`s.
+
+A run script (`run_examples_*.sh`) declares one block per task with `add_task KIND TASK
+[settings] FLAGS...`; `scripts/run_lib.sh` hands the blocks to `python -m linkbert.launch script`
+unchanged (as separate arguments, never through `eval`). Here each block becomes one run per seed:
+
+    python -u -m <module of KIND> --model_name_or_path MODEL --train_file DATA/KIND/TASK/train.json
+        --validation_file .../dev.json --test_file .../test.json FLAGS --output_dir OUT/TASK/MODEL
+
+With every switch off the flags are exactly the block's. The switches (environment variables):
+SMOKE=1 appends short-run limits and writes under runs/smoke/; SEEDS="1 2 3" makes one run per
+seed in <output_dir>/seed<N>, replacing the block's --seed; RESUMABLE=1 checkpoints every epoch
+and drops --overwrite_output_dir (training runs only).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core.errors import UserError
+
+# The module that runs each kind of task block.
+MODULES = {"qa": "linkbert.qa.run_qa", "seqcls": "linkbert.seqcls.run_seqcls",
+           "tokcls": "linkbert.tokcls.run_ner", "mc": "linkbert.mc.run_multiple_choice"}
+DEFAULT_SMOKE_FLAGS = "--max_steps 20 --max_train_samples 200 --max_eval_samples 100 --max_predict_samples 100"
+BLOCK, BARRIER = "::task", "::wait"  # markers run_lib.sh puts between blocks (never a flag)
+
+
+@dataclass
+class Run:
+    """One command with its own output folder. `after`: the output folders of the runs it needs
+    first (it starts only once they succeeded; with `after_any`, once they ended however)."""
+
+    label: str
+    output_dir: str
+    argv: list[str]
+    task: str = ""
+    after: list[str] = field(default_factory=list)
+    after_any: bool = False
+
+    @property
+    def trains(self) -> bool:
+        return "--do_train" in self.argv
+
+
+@dataclass
+class Switches:
+    smoke: bool = False
+    resumable: bool = False
+    seeds: list[str] = field(default_factory=list)
+    smoke_flags: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Switches:
+        source = os.environ if env is None else env
+        return cls(smoke=source.get("SMOKE", "0") == "1", resumable=source.get("RESUMABLE", "0") == "1",
+                   seeds=source.get("SEEDS", "").split(),
+                   smoke_flags=(source.get("SMOKE_FLAGS") or DEFAULT_SMOKE_FLAGS).split())
+
+
+@dataclass
+class Block:
+    kind: str
+    name: str
+    flags: list[str]
+    data: str = ""
+    splits: tuple[str, str, str] = ("train", "dev", "test")
+    out: str = ""
+    from_run: str = ""
+    after_barrier: bool = False  # a `wait_for_tasks_above` line stands before it
+
+
+def parse_blocks(tokens: list[str]) -> list[Block]:
+    """The markers and arguments run_lib.sh passes: `::task KIND TASK [key=value...] FLAGS...`
+    per block, `::wait` for `wait_for_tasks_above`."""
+    blocks: list[Block] = []
+    barrier = False
+    i = 0
+    while i < len(tokens):
+        if tokens[i] == BARRIER:
+            barrier, i = True, i + 1
+            continue
+        if tokens[i] != BLOCK or i + 2 >= len(tokens):
+            raise UserError("bad_flag_value",
+                            f"malformed task block at {tokens[i:i + 3]} (expected `{BLOCK} KIND TASK ...`)")
+        kind, name = tokens[i + 1], tokens[i + 2]
+        i += 3
+        if kind not in MODULES:
+            raise UserError("bad_flag_value", f"add_task {name}: unknown task kind '{kind}' ({', '.join(MODULES)})")
+        block = Block(kind=kind, name=name, flags=[], data=f"{kind}/{name}", out=name, after_barrier=barrier)
+        barrier = False
+        while i < len(tokens) and tokens[i] not in (BLOCK, BARRIER) and not tokens[i].startswith("-"):
+            key, sep, value = tokens[i].partition("=")
+            if not sep or key not in ("data", "splits", "out", "from_run"):
+                raise UserError("bad_flag_value", f"add_task {name}: unknown setting '{tokens[i]}' "
+                                "(data=, splits=, out=, from_run=)")
+            if key == "splits":
+                names = value.split()
+                if len(names) != 3:
+                    raise UserError("bad_flag_value", f"add_task {name}: splits needs three names, got '{value}'")
+                block.splits = (names[0], names[1], names[2])
+            else:
+                setattr(block, key, value)
+            i += 1
+        while i < len(tokens) and tokens[i] not in (BLOCK, BARRIER):
+            block.flags.append(tokens[i])
+            i += 1
+        blocks.append(block)
+    return blocks
+
+
+def adjust_flags(flags: list[str], seed: str | None, switches: Switches) -> list[str]:
+    """The block's flags after the switches, each change documented in the module docstring."""
+    training = "--do_train" in flags
+    resumable = switches.resumable and training
+    out: list[str] = []
+    i = 0
+    while i < len(flags):
+        flag = flags[i]
+        if (flag == "--seed" and seed is not None) or (flag == "--save_strategy" and resumable):
+            i += 2  # the flag and its value
+            continue
+        if flag == "--overwrite_output_dir" and resumable:
+            i += 1
+            continue
+        out.append(flag)
+        i += 1
+    if seed is not None:
+        out += ["--seed", seed]
+    if resumable:
+        out += ["--save_strategy", "epoch", "--save_total_limit", "1"]
+    if switches.smoke:
+        out += switches.smoke_flags
+    return out
+
+
+def runs_from_blocks(blocks: list[Block], *, python: str, model: str, model_path: str, data_dir: str,
+                     out_dir: str, switches: Switches) -> list[Run]:
+    """One run per block and seed. A block after `wait_for_tasks_above` needs every run above it;
+    one with `from_run=TASK` loads (and so needs) that task's run with the same model and seed."""
+    runs: list[Run] = []
+    by_task_seed: dict[tuple[str, str | None], Run] = {}
+    seeds: list[str | None] = list(switches.seeds) or [None]
+    for block in blocks:
+        module = MODULES[block.kind]
+        files = [f"{data_dir}/{block.data}/{split}.json" for split in block.splits]
+        above = [r.output_dir for r in runs] if block.after_barrier else []
+        for seed in seeds:
+            output_dir = f"{out_dir}/{block.out}/{model}" + (f"/seed{seed}" if seed is not None else "")
+            model_arg, after = model_path, list(above)
+            if block.from_run:
+                model_arg = f"{out_dir}/{block.from_run}/{model}" + (f"/seed{seed}" if seed is not None else "")
+                parent = by_task_seed.get((block.from_run, seed))
+                if parent is not None and parent.output_dir not in after:
+                    after.append(parent.output_dir)
+            argv = [python, "-u", "-m", module, "--model_name_or_path", model_arg,
+                    "--train_file", files[0], "--validation_file", files[1], "--test_file", files[2],
+                    *adjust_flags(block.flags, seed, switches), "--output_dir", output_dir]
+            label = block.name + (f" (seed {seed})" if seed is not None else "")
+            run = Run(label=label, output_dir=output_dir, argv=argv, task=block.name, after=after)
+            runs.append(run)
+            by_task_seed[(block.name, seed)] = run
+    return runs
+
+
+def data_files(runs: list[Run]) -> list[str]:
+    """The data files the runs read, in order, each once."""
+    seen: dict[str, None] = {}
+    for run in runs:
+        for flag in ("--train_file", "--validation_file", "--test_file"):
+            if flag in run.argv:
+                seen.setdefault(run.argv[run.argv.index(flag) + 1], None)
+    return list(seen)
+
+
+def display_path(path: Path, cwd: Path | None = None) -> str:
+    """A path as the user should type it from where they stand: relative when it lies below the
+    current folder, absolute otherwise."""
+    cwd = (cwd or Path.cwd()).resolve()
+    path = path.resolve()
+    try:
+        rel = path.relative_to(cwd)
+    except ValueError:
+        return str(path)
+    return str(rel) if str(rel) != "." else "."

@@ -1,0 +1,108 @@
+"""One attempt of one run, as a child process, on any backend.
+
+The command's output goes to `<output_dir>/log.txt` (and to the terminal or the SLURM log when
+`echo`), its start and end to `launch.json`. When an earlier attempt of the same command left a
+checkpoint, the attempt resumes from it (`--resume_from_checkpoint`), whatever the command's
+`--overwrite_output_dir` says: that is how a pre-empted or killed run continues.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from .plan import Run
+from .state import LOG_FILE, last_checkpoint, read_state, write_state
+
+# Exit statuses of a run stopped by a signal (the engine's 143 / 130 after its checkpoint, or
+# the signal itself): the run is interrupted, not failed.
+INTERRUPTED = {143, 130, -signal.SIGTERM, -signal.SIGINT, -signal.SIGKILL}
+
+
+def attempt_argv(run: Run) -> tuple[list[str], Path | None]:
+    """The command for the next attempt, and the checkpoint it resumes from (if any)."""
+    previous = read_state(run.output_dir)
+    checkpoint = last_checkpoint(run.output_dir)
+    if (run.trains and checkpoint is not None and previous.get("argv") == run.argv
+            and previous.get("state") != "done" and "--resume_from_checkpoint" not in run.argv):
+        return [*run.argv, "--resume_from_checkpoint", str(checkpoint)], checkpoint
+    return list(run.argv), None
+
+
+def _ignore_preemption_signal() -> None:
+    # Used on SLURM only, where the job process starts its one run before any other thread
+    # exists (preexec_fn is unsafe only with threads).
+    # SLURM sends its advance warning (USR2) to every process of the job; the launcher's job
+    # process handles it by stopping the run with SIGTERM. In the run itself USR2 would kill at once.
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+
+
+class RunProcess:
+    """Starts the run's command; `wait()` returns its exit status once it ended and its state is
+    written. `stop()` asks it to checkpoint and stop (SIGTERM)."""
+
+    def __init__(self, run: Run, *, echo: bool, env: dict | None = None, own_group: bool = False,
+                 job_id: str | None = None, backend: str = "local") -> None:
+        self.run, self.own_group = run, own_group
+        argv, resumed = attempt_argv(run)
+        # The log holds the run its folder holds: a fresh start overwrites it, a resumed run
+        # (or one without --overwrite_output_dir, which resumes by itself) adds to it.
+        append = resumed is not None or "--overwrite_output_dir" not in argv
+        previous = read_state(run.output_dir)
+        attempts = previous.get("attempts", 0) + 1 if previous.get("argv") == run.argv else 1
+        write_state(run.output_dir, label=run.label, argv=run.argv, state="running", exit_code=None,
+                    backend=backend, job_id=job_id, attempts=attempts, started=time.time(), ended=None,
+                    resumed_from=str(resumed) if resumed else None)
+        # Closed by the reaping thread once the run ended.
+        self.log: IO[bytes] = open(Path(run.output_dir) / LOG_FILE, "ab" if append else "wb")  # noqa: SIM115
+        if resumed:
+            self.log.write(f"=== launcher: resuming from {resumed}\n".encode())
+            self.log.flush()
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE if echo else self.log,
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=own_group,
+                                        preexec_fn=_ignore_preemption_signal if backend == "slurm" else None)  # noqa: PLW1509
+        write_state(run.output_dir, pid=self.process.pid, host=socket.gethostname())
+        self.returncode: int | None = None
+        self.ended = threading.Event()
+        # A thread copies the output and reaps the process, so the main thread only waits on an
+        # event (and a signal handler there may call stop() and wait too).
+        self._waiter = threading.Thread(target=self._reap, args=(echo,), daemon=True)
+        self._waiter.start()
+
+    def _reap(self, echo: bool) -> None:
+        if echo:
+            assert self.process.stdout is not None
+            terminal, output = sys.stdout.buffer, self.process.stdout.fileno()
+            for chunk in iter(lambda: os.read(output, 65536), b""):
+                self.log.write(chunk)
+                self.log.flush()
+                terminal.write(chunk)
+                terminal.flush()
+        code = self.process.wait()
+        self.log.close()
+        state = "done" if code == 0 else "interrupted" if code in INTERRUPTED else "failed"
+        write_state(self.run.output_dir, state=state, exit_code=code, ended=time.time())
+        self.returncode = code
+        self.ended.set()
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self.ended.wait(timeout)
+        return self.returncode
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Ask the run to finish its update, checkpoint and exit (the engine's SIGTERM handling)."""
+        if self.process.poll() is None:
+            try:
+                if self.own_group:
+                    os.killpg(self.process.pid, sig)
+                else:
+                    self.process.send_signal(sig)
+            except ProcessLookupError:
+                pass

@@ -1,0 +1,153 @@
+"""The launcher without SLURM: relaunching skips what is done and resumes what was stopped,
+`status`, plan files with dependencies, paths resolved against the repository, the SLURM dry run.
+(The run scripts' flags and scheduling: test_run_scripts.py; SLURM for real: test_slurm.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+from test_run_scripts import fake_setup, read_record, run_script, script_env
+
+from linkbert.launch import Run, launch
+from linkbert.launch.process import attempt_argv
+from linkbert.launch.slurm import minutes
+from linkbert.launch.state import write_state
+
+SCRIPT = "run_examples_blurb_biolinkbert-base.sh"
+
+
+def status(folder: Path) -> dict[str, str]:
+    out = subprocess.run([sys.executable, "-m", "linkbert.launch", "status", str(folder)], env=script_env(),
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return {line.split()[1]: line for line in out.splitlines() if str(folder) in line}
+
+
+def test_relaunch_skips_done_runs_reruns_failed_ones_and_status_says_which(tmp_path):
+    env, record = fake_setup(tmp_path, {f"seqcls/{t}": ["train", "dev", "test"] for t in ("HoC_hf", "GAD_hf")})
+    first = run_script(SCRIPT, "HoC_hf", "GAD_hf", FAIL_TASK="HoC_hf", **env)
+    assert first.returncode == 1
+    hoc, gad = (str(tmp_path / "runs" / t / "BioLinkBERT-base") for t in ("HoC_hf", "GAD_hf"))
+    shown = status(tmp_path / "runs")
+    assert shown[gad].startswith("done")
+    assert shown[hoc].startswith("failed") and "exit 3" in shown[hoc] and f"fake run of {hoc}" in shown[hoc]
+
+    again = run_script(SCRIPT, "HoC_hf", "GAD_hf", **env)  # HoC no longer fails
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "GAD_hf  (finished earlier with the same command; skipped: delete" in again.stdout
+    starts = [out for event, _, _, out in read_record(record) if event == "start"]
+    assert starts.count(gad) == 1 and starts.count(hoc) == 2
+    assert all(line.startswith("done") for line in status(tmp_path / "runs").values())
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_a_changed_one_starts_over(tmp_path):
+    out = tmp_path / "run"
+    run = Run(label="x", output_dir=str(out), argv=["python", "-m", "m", "--do_train", "--overwrite_output_dir"])
+    assert attempt_argv(run) == (run.argv, None)
+    for step in (40, 120):
+        (out / f"checkpoint-{step}").mkdir(parents=True)
+        (out / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (out / "checkpoint-200").mkdir()  # not a checkpoint: no trainer_state.json
+    write_state(out, argv=run.argv, state="interrupted")
+    argv, checkpoint = attempt_argv(run)
+    assert checkpoint == out / "checkpoint-120" and argv == [*run.argv, "--resume_from_checkpoint", str(checkpoint)]
+    write_state(out, argv=[*run.argv, "--learning_rate", "1"])  # an earlier, different command
+    assert attempt_argv(run) == (run.argv, None)
+    write_state(out, argv=run.argv, state="done")
+    assert attempt_argv(run) == (run.argv, None)
+
+
+def test_a_plan_waits_for_success_or_for_the_end_of_its_runs(tmp_path):
+    """`after`: only once they succeeded; `after_any` (a pick-the-best step): once they ended."""
+    def run(name: str, code: int, **kw) -> Run:
+        script = f"echo ran {name} >> {tmp_path}/order; exit {code}"
+        return Run(label=name, output_dir=str(tmp_path / name), argv=["bash", "-c", script], **kw)
+
+    configs = [run("a", 0), run("b", 3)]
+    dirs = [r.output_dir for r in configs]
+    plan = [*configs, run("needs_all", 0, after=dirs), run("pick_best", 0, after=dirs, after_any=True)]
+    lines: list[str] = []
+    assert launch(plan, say=lines.append) == 1
+    assert (tmp_path / "order").read_text().split("\n")[:-1] == ["ran a", "ran b", "ran pick_best"]
+    assert "  SKIPPED needs_all  (a run it waits for failed)" in lines
+
+
+def test_paths_resolve_against_the_repository_from_any_folder(tmp_path, monkeypatch):
+    result = subprocess.run(["bash", str(REPO / SCRIPT), "--dry-run", "HoC_hf"], cwd=tmp_path, env=script_env(),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    cmd = result.stdout.split()
+    assert cmd[cmd.index("--train_file") + 1] == f"{REPO}/data/seqcls/HoC_hf/train.json"
+    assert cmd[cmd.index("--output_dir") + 1] == f"{REPO}/runs/HoC_hf/BioLinkBERT-base"
+    from linkbert.launch.__main__ import fetch_hint
+
+    monkeypatch.chdir(tmp_path)  # the hint for missing data works from here too
+    assert f"with:  bash {REPO}/scripts/download_data.sh\n" in fetch_hint(REPO, None)
+    monkeypatch.chdir(REPO)
+    assert "with:  bash scripts/download_data.sh\n" in fetch_hint(REPO, None)
+
+
+def test_the_samples_folder_is_not_offered_as_a_download_target():
+    result = run_script(SCRIPT, "GAD_hf", DATA_DIR="data/samples")
+    assert result.returncode == 1
+    assert "data/samples/seqcls/GAD_hf/train.json" in result.stderr
+    assert "holds only the project's small test samples" in result.stderr
+    assert "DATA_DIR=data/samples bash" not in result.stderr and "bash scripts/download_data.sh" in result.stderr
+
+
+def test_slurm_dry_run_prints_the_job_scripts_and_submits_nothing():
+    result = run_script("run_examples_medqa_biolinkbert-large.sh", "--dry-run", "--backend", "slurm",
+                        "--partition", "gpu", "--account", "lab", "--time", "2-00:00:00", "--mem", "64G",
+                        "--sbatch", "constraint=a100")
+    assert result.returncode == 0, result.stderr
+    scripts = result.stdout.split("#!/bin/bash")
+    assert len(scripts) == 3  # one job script per run
+    for flag in ("--partition=gpu", "--account=lab", "--time=2880", "--mem=64G", "--gpus-per-node=1",
+                 "--cpus-per-task=8", "--signal=USR2@300", "--requeue", "--constraint=a100"):
+        assert f"#SBATCH {flag}" in scripts[1] and f"#SBATCH {flag}" in scripts[2], flag
+    assert "--dependency" not in scripts[1]
+    assert "#SBATCH --dependency='afterok:<job of runs/medqa_usmle_hf/BioLinkBERT-large>'" in scripts[2]
+    assert "--output_dir runs/mmlu_professional_medicine_eval/BioLinkBERT-large" in scripts[1].split("\n")[-2]
+
+
+@pytest.mark.parametrize("text,expected", [("90", 90), ("30:00", 30), ("12:00:00", 720), ("1-00:00:00", 1440),
+                                           ("2-12", 3600), ("0:30:30", 31)])
+def test_slurm_time_formats(text, expected):
+    assert minutes(text) == expected
+
+
+def test_plan_file_errors_are_one_line(tmp_path):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"runs": [{"label": "no folder"}]}))
+    result = subprocess.run([sys.executable, "-m", "linkbert.launch", "plan", str(plan)], env=script_env(),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2 and result.stderr.startswith("error [bad_flag_value]: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_status_checks_the_recorded_state_against_the_queue_and_the_process():
+    import socket
+
+    from linkbert.launch.state import current_state
+
+    queue = {"7": "PENDING", "8_1": "RUNNING"}
+    assert current_state({"state": "queued", "job_id": "7"}, queue) == ("queued", "job 7, pending")
+    assert current_state({"state": "interrupted", "job_id": "8_1", "attempts": 2}, queue) == \
+        ("running", "job 8_1, running, attempt 2")  # pre-empted, requeued, running again
+    name, detail = current_state({"state": "queued", "job_id": "9"}, queue)
+    assert name == "failed" and "left the queue before starting" in detail
+    assert current_state({"state": "done", "job_id": "9"}, queue) == ("done", "job 9")
+    dead = {"state": "running", "host": socket.gethostname(), "pid": 2 ** 22 + 12345}  # above pid_max
+    assert current_state(dead, None)[0] == "interrupted"
+    assert current_state({**dead, "pid": os.getpid()}, None)[0] == "running"
+
+
+def test_a_warning_lead_longer_than_half_the_time_limit_is_refused():
+    result = run_script("run_examples_medqa_biolinkbert-base.sh", "--dry-run", "--backend", "slurm", "--time", "8")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("error [conflicting_flags]: --signal-lead 300 s is not well under --time 8")
