@@ -28,7 +28,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import REPO, SAMPLES, run_task
-from linkbert.core.distributed import DistState, _RankSyncedGradScaler
+from linkbert.core.distributed import DistState, Wrapping, choose_wrapping
+from linkbert.core.fairscale_fsdp import chunked_optimizer_state
+from linkbert.core.fairscale_oss import OSSShardedDDP, RankSyncedGradScaler
+from linkbert.core.fsdp2 import FSDP2
 from linkbert.core.errors import UserError
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
@@ -149,6 +152,22 @@ def test_shard_deals_out_the_one_process_order():
     assert sorted(evals[0] + evals[1][:-1]) == list(range(15)) and evals[1][-1] == evals[0][0]
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ({}, Wrapping), ({"sharded_ddp": "simple"}, OSSShardedDDP),
+    ({"fsdp": "full_shard"}, FSDP2), ({"fsdp": "shard_grad_op"}, FSDP2)])
+def test_each_flag_chooses_its_wrapping(flags, expected, tmp_path):
+    """One wrapping object per mode; with one process every mode falls back to the plain one."""
+    from linkbert.core.args import TrainingArguments
+
+    for world_size, wanted in ((2, expected), (1, Wrapping)):
+        dist = DistState.__new__(DistState)
+        dist.args = TrainingArguments(output_dir=str(tmp_path), **flags)
+        dist.world_size, dist.rank, dist.device = world_size, 0, torch.device("cpu")
+        chosen = choose_wrapping(dist)
+        assert type(chosen) is wanted and chosen.dist is dist
+    assert FSDP2.can_save_pending_gradients is False and Wrapping.can_save_pending_gradients is True
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_two_processes_equal_one_process(mode, runs):
     single, multi = runs / "single", runs / mode
@@ -213,7 +232,7 @@ def _scaler_worker(rank: int, store: str, out: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     param = torch.nn.Parameter(torch.ones(2))
     optimizer = torch.optim.SGD([param], lr=0.1)
-    scaler = _RankSyncedGradScaler("cpu", init_scale=8.0)
+    scaler = RankSyncedGradScaler("cpu", init_scale=8.0)
     scaler.scale(param.sum()).backward()
     if rank == 1:  # as with sharded gradients: only rank 1 sees the inf
         param.grad[0] = float("inf")
@@ -247,9 +266,9 @@ def _fairscale_state_worker(rank: int, store: str, out: str) -> None:
     param.grad = shard.clone()
     optimizer.step()  # moments: exp_avg = 0.5 g, exp_avg_sq = 0.25 g^2 (shard-shaped)
     live = optimizer.state[param]["exp_avg"].clone()
-    gathered = dist._fairscale_optimizer_state(optimizer, gather=True)
+    gathered = chunked_optimizer_state(dist, optimizer, gather=True)
     full = {"state": {0: {"step": torch.tensor(1.0), "exp_avg": 0.5 * full_grad, "exp_avg_sq": 0.25 * full_grad ** 2}}}
-    back = dist._fairscale_optimizer_state(optimizer, gather=False, full=full)
+    back = chunked_optimizer_state(dist, optimizer, gather=False, full=full)
     result = {"live_unchanged": torch.equal(optimizer.state[param]["exp_avg"], live),
               "back_is_shard": torch.equal(back["state"][0]["exp_avg_sq"], 0.25 * shard ** 2),
               "gathered": None if gathered is None else gathered["state"][0]["exp_avg"].tolist()}

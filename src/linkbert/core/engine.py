@@ -160,6 +160,7 @@ class Engine:
     def __init__(self, model: torch.nn.Module, task: Task, args: TrainingArguments, dist: DistState,
                  reporter: Optional[Reporter] = None) -> None:
         self.task, self.args, self.dist, self.reporter = task, args, dist, reporter
+        self.wrapping = dist.wrapping  # how the model is sharded / wrapped over the ranks
         self.device = dist.device
         self.model = model.to(self.device)
         self.state = TrainState()
@@ -200,7 +201,7 @@ class Engine:
             {"params": [p for n, p in params if n not in no_decay], "weight_decay": args.weight_decay},
             {"params": [p for n, p in params if n in no_decay], "weight_decay": 0.0},
         ]
-        optimizer = self.dist.make_optimizer(
+        optimizer = self.wrapping.make_optimizer(
             groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
         scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                                   num_training_steps=num_training_steps)
@@ -228,11 +229,11 @@ class Engine:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable
             enable()
-        # FSDP turns the parameters into shards: before the optimizer is built on them.
-        self.model = dist.shard_model(self.model)
+        # A sharded wrapping turns the parameters into shards: before the optimizer is built on them.
+        self.model = self.wrapping.shard_model(self.model)
         self.optimizer, self.scheduler = self.build_optimizer(plan.max_steps, plan.warmup)
-        self.scaler = dist.wrap_scaler(torch.amp.GradScaler(self.device.type, enabled=args.fp16))
-        self.train_model = dist.wrap_model(self.model, self.optimizer)
+        self.scaler = self.wrapping.wrap_scaler(torch.amp.GradScaler(self.device.type, enabled=args.fp16))
+        self.train_model = self.wrapping.wrap_model(self.model, self.optimizer)
         if args.torch_compile:
             self.train_model = torch.compile(self.train_model)
         orders = self.epoch_orders(features, seed, plan.num_epochs)
@@ -284,7 +285,7 @@ class Engine:
         skip = self.state.steps_in_epoch_done
         for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
             update = is_update_step(step, len(batches), self.plan.accumulation)
-            with self.dist.no_sync(self.train_model, enabled=not update):
+            with self.wrapping.no_sync(self.train_model, enabled=not update):
                 with self.autocast():
                     loss = self.train_model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()}).loss
                 loss = loss / self.plan.accumulation
@@ -303,7 +304,7 @@ class Engine:
         self._settle_late()  # the previous update's skip decides its schedule step, before this one's
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            self.dist.clip_grad_norm(self.train_model, self.optimizer, self.args.max_grad_norm)
+            self.wrapping.clip_grad_norm(self.train_model, self.optimizer, self.args.max_grad_norm)
         scale_before = self.scaler._scale.clone() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -430,7 +431,7 @@ class Engine:
         if self.state.best_checkpoint and Path(self.state.best_checkpoint).is_dir():
             logger.info("Loading the best dev model (%s = %s) from %s", self.args.metric_for_best_model,
                         self.state.best_metric, self.state.best_checkpoint)
-            self.dist.load_model_state(self.model, load_file(Path(self.state.best_checkpoint) / "model.safetensors"))
+            self.wrapping.load_model_state(self.model, load_file(Path(self.state.best_checkpoint) / "model.safetensors"))
 
     def log(self, entry: dict) -> None:
         entry = {**entry, "step": self.state.global_step}
@@ -474,7 +475,7 @@ class Engine:
     # -- checkpoints ------------------------------------------------------------------------
     def save_model(self, path: str | Path, tokenizer=None) -> None:
         """A full, ordinary `save_pretrained` folder (float32 safetensors + tokenizer)."""
-        self.dist.save_pretrained(self.model, path)
+        self.wrapping.save_pretrained(self.model, path)
         if tokenizer is not None and self.dist.is_main:
             tokenizer.save_pretrained(path)
 
@@ -484,7 +485,7 @@ class Engine:
         self._settle()
         self.state.pending_loss = self.dist.mean(self.micro_loss).item()
         folder = Path(output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-        optimizer_state = self.dist.optimizer_state(self.optimizer)
+        optimizer_state = self.wrapping.optimizer_state(self.optimizer)
         pending = self._pending_gradients()
         save_checkpoint(folder, self.dist.is_main, lambda path: self.save_model(path, self.task.tokenizer),
                         optimizer_state, self.scheduler, self.scaler, self.state, pending)
@@ -499,10 +500,10 @@ class Engine:
         micro-batches do not divide by the accumulation count). With several processes each rank
         holds its own; their mean is stored and given to every rank on resume, which is exact
         because the next update averages over ranks anyway."""
-        if not self.dist.can_save_pending_gradients:
+        if not self.wrapping.can_save_pending_gradients:
             if self.state.pending_loss:
-                logger.warning("FSDP keeps left-over micro-batch gradients inside its shards: this checkpoint "
-                               "does not hold them, so a run resumed from it differs slightly")
+                logger.warning("%s keeps left-over micro-batch gradients inside its shards: this checkpoint "
+                               "does not hold them, so a run resumed from it differs slightly", self.wrapping.flag)
             return {}
         grads = {n: p.grad for n, p in self.model.named_parameters() if p.grad is not None}
         return {n: self.dist.mean(g).detach().cpu() for n, g in grads.items()}
@@ -511,9 +512,9 @@ class Engine:
         from safetensors.torch import load_file
 
         folder = check_checkpoint(path)
-        self.dist.load_model_state(self.model, load_file(folder / "model.safetensors", device="cpu"))
+        self.wrapping.load_model_state(self.model, load_file(folder / "model.safetensors", device="cpu"))
         saved = load_training_files(folder)
-        self.dist.load_optimizer_state(self.optimizer, saved["optimizer"])
+        self.wrapping.load_optimizer_state(self.optimizer, saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         if saved["scaler"] is not None:
             self.scaler.load_state_dict(saved["scaler"])

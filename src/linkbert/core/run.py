@@ -139,10 +139,6 @@ def check_setup(args) -> None:
     """What the flags ask of this machine, before any work; TF32 as asked."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
-    if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and (args.use_cpu or not torch.cuda.is_available()):
-        raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
-                        "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
-                        "maintained path) or --sharded_ddp simple")
     if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
