@@ -25,9 +25,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import REPO, SAMPLES, run_task
+from conftest import REPO, SAMPLES, assert_same_weights, run_task
 from linkbert.core.distributed import DistState, Wrapping, choose_wrapping
 from linkbert.core.fairscale_fsdp import chunked_optimizer_state
 from linkbert.core.fairscale_oss import OSSShardedDDP, RankSyncedGradScaler
@@ -104,14 +103,6 @@ def rank_log(root: Path, rank: int) -> str:
     return path.read_text()
 
 
-def assert_weights_close(folder: Path, reference: Path) -> None:
-    got, want = load_file(folder / "model.safetensors"), load_file(reference / "model.safetensors")
-    assert got.keys() == want.keys()
-    for name in want:
-        assert got[name].dtype == torch.float32 and got[name].shape == want[name].shape, name
-        torch.testing.assert_close(got[name], want[name], atol=WEIGHT_ATOL, rtol=0, msg=name)
-
-
 def optimizer_moments(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
     """AdamW moments of a checkpoint by parameter name. One process, DDP and OSS save torch's
     format (parameters numbered in the engine's group order); FSDP2 names them itself."""
@@ -171,7 +162,7 @@ def test_each_flag_chooses_its_wrapping(flags, expected, tmp_path):
 @pytest.mark.parametrize("mode", list(MODES))
 def test_two_processes_equal_one_process(mode, runs):
     single, multi = runs / "single", runs / mode
-    assert_weights_close(multi, single)
+    assert_same_weights(multi, single, atol=WEIGHT_ATOL)
     # An ordinary save_pretrained folder: the class name has no FSDP prefix.
     assert json.loads((multi / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
     for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
@@ -190,7 +181,7 @@ def test_two_processes_equal_one_process(mode, runs):
     assert len(evals[1]) == 3 and evals[0] == evals[1]
 
     # A mid-run checkpoint holds the full weights and the full (gathered) optimizer state.
-    assert_weights_close(multi / "checkpoint-4", single / "checkpoint-4")
+    assert_same_weights(multi / "checkpoint-4", single / "checkpoint-4", atol=WEIGHT_ATOL)
     got, want = optimizer_moments(multi / "checkpoint-4"), optimizer_moments(single / "checkpoint-4")
     assert got.keys() == want.keys()
     for name in want:
@@ -204,8 +195,8 @@ def test_two_processes_resume_from_a_sharded_checkpoint(mode, runs):
     """Loading the full checkpoint back into sharded weights and a sharded optimizer continues
     the run exactly."""
     resumed = runs / f"{mode}_resumed"
-    assert_weights_close(resumed, runs / mode)
-    assert_weights_close(resumed, runs / "single")
+    assert_same_weights(resumed, runs / mode, atol=WEIGHT_ATOL)
+    assert_same_weights(resumed, runs / "single", atol=WEIGHT_ATOL)
     assert (resumed / "predict_predictions.jsonl").read_bytes() == \
         (runs / "single" / "predict_predictions.jsonl").read_bytes()
 
@@ -291,6 +282,6 @@ def test_resume_from_an_epoch_checkpoint_with_pending_gradients(runs):
     """Each rank's left-over micro-batch gradients differ; the checkpoint stores their mean, which
     every rank takes back on resume: exact, because the next update averages over ranks anyway."""
     assert (runs / "leftover" / "checkpoint-1" / "pending_grads.pt").is_file()
-    assert_weights_close(runs / "leftover_resumed", runs / "leftover")
+    assert_same_weights(runs / "leftover_resumed", runs / "leftover", atol=WEIGHT_ATOL)
     for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
         assert (runs / "leftover_resumed" / name).read_text() == (runs / "leftover" / name).read_text()
