@@ -54,8 +54,9 @@ def file_order_logits(engine: Engine, features, batch_size: int = 8) -> list[np.
     engine.model.eval()
     rows: list[np.ndarray] = []
     with torch.no_grad():
-        for start in range(0, len(features), batch_size):
-            batch = engine.collate([features[i] for i in range(start, min(start + batch_size, len(features)))])
+        consecutive = [list(range(start, min(start + batch_size, len(features))))
+                       for start in range(0, len(features), batch_size)]
+        for batch in engine._loader(features, consecutive):  # the engine's own batching of model inputs
             batch.pop("labels", None)
             rows += list(engine.model(**batch).logits.float().numpy())
     return rows
@@ -99,7 +100,8 @@ def test_model_uses_sdpa_attention(tiny_model, tmp_path):
 def test_mixed_precision_pads_batches_to_multiple_of_8(precision, tiny_model, tmp_path):
     task, model, args, _, features = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path, [precision])
     engine = Engine(model, task, args, DistState(args))
-    widths = {engine.collate([features[i] for i in range(s, s + 8)])["input_ids"].shape[1] for s in (0, 8, 16)}
+    widths = {batch["input_ids"].shape[1] for batch in engine._loader(features, [list(range(s, s + 8))
+                                                                                 for s in (0, 8, 16)])}
     assert all(w % 8 == 0 for w in widths)
     assert max(widths) < TASKS["chemprot_hf"][1]
 

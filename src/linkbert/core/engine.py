@@ -165,7 +165,8 @@ class Engine:
         self.model = model.to(self.device)
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision or "")
-        self.collate = _ModelInputCollator(task.collator(8 if args.mixed_precision else None))
+        # Sees only MODEL_INPUTS: _loader selects those columns before batching.
+        self.collate = task.collator(8 if args.mixed_precision else None)
         self._length_cache: dict = {}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -525,17 +526,6 @@ class Engine:
         set_rng_state(saved["rng"])
         logger.info("Resumed from %s at update %d (epoch %d, micro-batch %d)", path, self.state.global_step,
                     self.state.epochs_done, self.state.steps_in_epoch_done)
-
-
-class _ModelInputCollator:
-    """Hands the task's collator only the model's inputs (offsets, word ids and example
-    indices stay in the features for post-processing)."""
-
-    def __init__(self, collator) -> None:
-        self.collator = collator
-
-    def __call__(self, rows: list[dict]) -> dict:
-        return self.collator([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in rows])
 
 
 def _no_decay_parameter_names(model: torch.nn.Module) -> set[str]:
