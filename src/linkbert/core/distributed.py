@@ -196,6 +196,8 @@ class Wrapping:
 
     def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
         """Load full weights (a saved model's safetensors) into the model, sharded or not."""
+        # Not strict: wrapped models name their tensors differently. The core checks a
+        # checkpoint's tensors against the model's before loading (rundir.check_weights).
         model.load_state_dict(state, strict=False)
 
     def full_model_state(self, model: torch.nn.Module) -> Optional[dict]:
