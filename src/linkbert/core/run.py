@@ -220,7 +220,7 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
         and finished_training(out, identity)
     if finished:
         logger.info("%s holds this run's finished training: its model is evaluated, not trained again", out)
-        dist.load_model_state(model, check_weights(out / "model.safetensors", model, lambda what: UserError(
+        dist.wrapping.load_model_state(model, check_weights(out / "model.safetensors", model, lambda what: UserError(
             "bad_checkpoint", f"{what}; rerun with --overwrite_output_dir to train afresh", path=out)))
     elif resume and args.do_train:  # checked whole before anything is written
         check_resume(resume, identity, model, set(TrainState.__dataclass_fields__))
