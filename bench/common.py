@@ -36,7 +36,7 @@ import torch  # noqa: E402
 
 from linkbert.core.args import parse_args  # noqa: E402
 from linkbert.core.data import load_splits  # noqa: E402
-from linkbert.core.distributed import DistState  # noqa: E402
+from linkbert.core.distributed import DistState, Wrapping  # noqa: E402
 from linkbert.core.checkpoint import TrainState  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
 from linkbert.core.run import build_features, load_model  # noqa: E402
@@ -154,12 +154,18 @@ def quiet() -> None:
 
 
 # -- the project's own code path ---------------------------------------------------------------
-class OriginalOptimizerDist(DistState):
+class OriginalOptimizer(Wrapping):
     """The original used transformers 4.9.1's AdamW, a Python loop over parameters; torch's
     single-tensor AdamW (foreach=False) is the same algorithm with the same per-parameter loop."""
 
     def make_optimizer(self, groups: list[dict], **kwargs) -> torch.optim.Optimizer:
         return torch.optim.AdamW(groups, foreach=False, **kwargs)
+
+
+class OriginalOptimizerDist(DistState):
+    def __init__(self, args) -> None:
+        super().__init__(args)
+        self.wrapping = OriginalOptimizer(self)
 
 
 @dataclass

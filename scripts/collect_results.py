@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from linkbert.tasks import of_benchmark
+
 # A log written this long after the results is a rerun, not the lines a run logs after writing them.
 STALE_AFTER_S = 60
 
@@ -51,24 +53,11 @@ class Task:
     sweep: bool = False  # GLUE: the chosen configuration's dev score from sweep_results.json
 
 
-MRQA = [Task(f, l, "f1", True) for f, l in [
-    ("hotpot_hf", "HotpotQA"), ("triviaqa_hf", "TriviaQA"), ("searchqa_hf", "SearchQA"),
-    ("naturalqa_hf", "NaturalQ"), ("newsqa_hf", "NewsQA"), ("squad_hf", "SQuAD")]]
-BLURB = [
-    Task("BC5CDR-chem_hf", "BC5-chem", "f1", False, "NER"),
-    Task("BC5CDR-disease_hf", "BC5-disease", "f1", False, "NER"),
-    Task("NCBI-disease_hf", "NCBI-disease", "f1", False, "NER"),
-    Task("BC2GM_hf", "BC2GM", "f1", False, "NER"),
-    Task("JNLPBA_hf", "JNLPBA", "f1", False, "NER"),
-    Task("ebmnlp_hf", "EBM PICO", "macro_f1", False, "PICO"),
-    Task("chemprot_hf", "ChemProt", "F1", False, "relation extraction"),
-    Task("DDI_hf", "DDI", "F1", False, "relation extraction"),
-    Task("GAD_hf", "GAD", "F1", False, "relation extraction"),
-    Task("BIOSSES_hf", "BIOSSES", "pearsonr", False, "sentence similarity"),
-    Task("HoC_hf", "HoC", "F1", False, "document classification"),
-    Task("pubmedqa_hf", "PubMedQA", "accuracy", False, "question answering"),
-    Task("bioasq_hf", "BioASQ", "accuracy", False, "question answering"),
-]
+def _from_registry(benchmark: str) -> list[Task]:
+    return [Task(t.name, t.label, t.metric, t.percent, t.group) for t in of_benchmark(benchmark)]
+
+
+MRQA, BLURB, MEDQA, MMLU = (_from_registry(b) for b in ("MRQA", "BLURB", "MedQA", "MMLU"))
 FEW_SHOT = [Task(f"{f}_fewshot10", l, "f1", True) for f, l in [
     ("hotpot_hf", "HotpotQA"), ("triviaqa_hf", "TriviaQA"), ("naturalqa_hf", "NaturalQ"), ("squad_hf", "SQuAD")]]
 DISTRACT = [Task("squad_distract_hf", "SQuAD + 1-2 distracting docs", "f1", True)]
@@ -76,8 +65,6 @@ GLUE = [Task(f"glue/{f}", l, m, False, sweep=True) for f, l, m in [
     ("cola", "CoLA", "matthews_correlation"), ("sst2", "SST-2", "accuracy"), ("mrpc", "MRPC", "f1_accuracy"),
     ("qqp", "QQP", "f1_accuracy"), ("stsb", "STS-B", "pearson_spearmanr"), ("mnli", "MNLI-m/mm", "accuracy_m_mm"),
     ("qnli", "QNLI", "accuracy"), ("rte", "RTE", "accuracy")]]
-MEDQA = [Task("medqa_usmle_hf", "MedQA-USMLE", "accuracy", False)]
-MMLU = [Task("mmlu_professional_medicine_eval", "MMLU prof. medicine", "accuracy", False)]
 SECTIONS: list[tuple[str, list[Task]]] = [
     ("MRQA (F1, in-house test split)", MRQA),
     ("BLURB (test)", BLURB),

@@ -3,6 +3,7 @@ task module in-process (much faster than a subprocess per run)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -50,3 +51,28 @@ def run_task(task_cls, argv: list[str]) -> dict:
     from linkbert.core.run import run
 
     return run(task_cls, [str(a) for a in argv])
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The records of a JSON Lines file (blank lines skipped)."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def write_jsonl(path: str | Path, records: list[dict]) -> Path:
+    """Write records as JSON Lines; returns the path (to pass as a flag)."""
+    path = Path(path)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def assert_same_weights(folder: str | Path, reference: str | Path, atol: float = 0.0, rtol: float = 0.0) -> None:
+    """The saved model of two folders: same parameter names, dtypes and shapes, and values equal
+    (exactly, unless a tolerance is given)."""
+    import torch
+    from safetensors.torch import load_file
+
+    got = load_file(Path(folder) / "model.safetensors")
+    want = load_file(Path(reference) / "model.safetensors")
+    assert got.keys() == want.keys()
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], atol=atol, rtol=rtol, msg=name)

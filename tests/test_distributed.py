@@ -25,10 +25,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
-from conftest import REPO, SAMPLES, run_task
-from linkbert.core.distributed import DistState, _RankSyncedGradScaler
+from conftest import REPO, SAMPLES, assert_same_weights, run_task
+from linkbert.core.distributed import DistState, Wrapping, choose_wrapping
+from linkbert.core.fairscale_fsdp import chunked_optimizer_state
+from linkbert.core.fairscale_oss import OSSShardedDDP, RankSyncedGradScaler
+from linkbert.core.fsdp2 import FSDP2
 from linkbert.core.errors import UserError
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
@@ -105,14 +107,6 @@ def rank_log(root: Path, rank: int) -> str:
     return path.read_text()
 
 
-def assert_weights_close(folder: Path, reference: Path) -> None:
-    got, want = load_file(folder / "model.safetensors"), load_file(reference / "model.safetensors")
-    assert got.keys() == want.keys()
-    for name in want:
-        assert got[name].dtype == torch.float32 and got[name].shape == want[name].shape, name
-        torch.testing.assert_close(got[name], want[name], atol=WEIGHT_ATOL, rtol=0, msg=name)
-
-
 def optimizer_moments(folder: Path) -> dict[str, dict[str, torch.Tensor]]:
     """AdamW moments of a checkpoint by parameter name. One process, DDP and OSS save torch's
     format (parameters numbered in the engine's group order); FSDP2 names them itself."""
@@ -153,10 +147,26 @@ def test_shard_deals_out_the_one_process_order():
     assert sorted(evals[0] + evals[1][:-1]) == list(range(15)) and evals[1][-1] == evals[0][0]
 
 
+@pytest.mark.parametrize("flags, expected", [
+    ({}, Wrapping), ({"sharded_ddp": "simple"}, OSSShardedDDP),
+    ({"fsdp": "full_shard"}, FSDP2), ({"fsdp": "shard_grad_op"}, FSDP2)])
+def test_each_flag_chooses_its_wrapping(flags, expected, tmp_path):
+    """One wrapping object per mode; with one process every mode falls back to the plain one."""
+    from linkbert.core.args import TrainingArguments
+
+    for world_size, wanted in ((2, expected), (1, Wrapping)):
+        dist = DistState.__new__(DistState)
+        dist.args = TrainingArguments(output_dir=str(tmp_path), **flags)
+        dist.world_size, dist.rank, dist.device = world_size, 0, torch.device("cpu")
+        chosen = choose_wrapping(dist)
+        assert type(chosen) is wanted and chosen.dist is dist
+    assert FSDP2.can_save_pending_gradients is False and Wrapping.can_save_pending_gradients is True
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_two_processes_equal_one_process(mode, runs):
     single, multi = runs / "single", runs / mode
-    assert_weights_close(multi, single)
+    assert_same_weights(multi, single, atol=WEIGHT_ATOL)
     # An ordinary save_pretrained folder: the class name has no FSDP prefix.
     assert json.loads((multi / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
     for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
@@ -175,7 +185,7 @@ def test_two_processes_equal_one_process(mode, runs):
     assert len(evals[1]) == 3 and evals[0] == evals[1]
 
     # A mid-run checkpoint holds the full weights and the full (gathered) optimizer state.
-    assert_weights_close(multi / "checkpoint-4", single / "checkpoint-4")
+    assert_same_weights(multi / "checkpoint-4", single / "checkpoint-4", atol=WEIGHT_ATOL)
     got, want = optimizer_moments(multi / "checkpoint-4"), optimizer_moments(single / "checkpoint-4")
     assert got.keys() == want.keys()
     for name in want:
@@ -189,8 +199,8 @@ def test_two_processes_resume_from_a_sharded_checkpoint(mode, runs):
     """Loading the full checkpoint back into sharded weights and a sharded optimizer continues
     the run exactly."""
     resumed = runs / f"{mode}_resumed"
-    assert_weights_close(resumed, runs / mode)
-    assert_weights_close(resumed, runs / "single")
+    assert_same_weights(resumed, runs / mode, atol=WEIGHT_ATOL)
+    assert_same_weights(resumed, runs / "single", atol=WEIGHT_ATOL)
     assert (resumed / "predict_predictions.jsonl").read_bytes() == \
         (runs / "single" / "predict_predictions.jsonl").read_bytes()
 
@@ -217,7 +227,7 @@ def _scaler_worker(rank: int, store: str, out: str) -> None:
     torch.distributed.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     param = torch.nn.Parameter(torch.ones(2))
     optimizer = torch.optim.SGD([param], lr=0.1)
-    scaler = _RankSyncedGradScaler("cpu", init_scale=8.0)
+    scaler = RankSyncedGradScaler("cpu", init_scale=8.0)
     scaler.scale(param.sum()).backward()
     if rank == 1:  # as with sharded gradients: only rank 1 sees the inf
         param.grad[0] = float("inf")
@@ -251,9 +261,9 @@ def _fairscale_state_worker(rank: int, store: str, out: str) -> None:
     param.grad = shard.clone()
     optimizer.step()  # moments: exp_avg = 0.5 g, exp_avg_sq = 0.25 g^2 (shard-shaped)
     live = optimizer.state[param]["exp_avg"].clone()
-    gathered = dist._fairscale_optimizer_state(optimizer, gather=True)
+    gathered = chunked_optimizer_state(dist, optimizer, gather=True)
     full = {"state": {0: {"step": torch.tensor(1.0), "exp_avg": 0.5 * full_grad, "exp_avg_sq": 0.25 * full_grad ** 2}}}
-    back = dist._fairscale_optimizer_state(optimizer, gather=False, full=full)
+    back = chunked_optimizer_state(dist, optimizer, gather=False, full=full)
     result = {"live_unchanged": torch.equal(optimizer.state[param]["exp_avg"], live),
               "back_is_shard": torch.equal(back["state"][0]["exp_avg_sq"], 0.25 * shard ** 2),
               "gathered": None if gathered is None else gathered["state"][0]["exp_avg"].tolist()}
@@ -276,6 +286,6 @@ def test_resume_from_an_epoch_checkpoint_with_pending_gradients(runs):
     """Each rank's left-over micro-batch gradients differ; the checkpoint stores their mean, which
     every rank takes back on resume: exact, because the next update averages over ranks anyway."""
     assert (runs / "leftover" / "checkpoint-1" / "pending_grads.pt").is_file()
-    assert_weights_close(runs / "leftover_resumed", runs / "leftover")
+    assert_same_weights(runs / "leftover_resumed", runs / "leftover", atol=WEIGHT_ATOL)
     for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
         assert (runs / "leftover_resumed" / name).read_text() == (runs / "leftover" / name).read_text()

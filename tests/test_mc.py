@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, read_jsonl, run_task
 from linkbert.core.args import parse_args
 from linkbert.core.errors import UserError
 from linkbert.mc.run_multiple_choice import MultipleChoiceArguments, MultipleChoiceTask
@@ -30,8 +30,6 @@ MMLU_FLAGS = ["--do_predict", "--per_device_eval_batch_size", 4, "--max_seq_leng
               "--overwrite_output_dir"]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")

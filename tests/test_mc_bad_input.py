@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, run_task, write_jsonl
 from linkbert.core.errors import UserError
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask, label_index
 
@@ -41,8 +41,6 @@ BAD = {  # name: (record, kind, words the message must hold)
 }
 
 
-def write_jsonl(path, records) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
 def run(tmp_path, *flags) -> UserError:

@@ -21,9 +21,9 @@ from linkbert.core import padding_free
 from linkbert.core.args import parse_args
 from linkbert.core.data import load_splits
 from linkbert.core.distributed import DistState
-from linkbert.core.engine import _ModelInputCollator
 from linkbert.core.errors import UserError
 from linkbert.core.run import build_features, load_model
+from linkbert.core.task import MODEL_INPUTS
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
 from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
@@ -59,8 +59,8 @@ def task_and_batch(name: str, model_dir: str, tmp_path, batch_size: int = 6):
     set_seed(0)
     model = load_model(task, kept["train"], DistState(args))
     features = build_features(task, "train", splits["train"], training=True)
-    collate = _ModelInputCollator(task.collator(None))
-    return task, model, collate([features[i] for i in range(batch_size)])
+    inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
+    return task, model, task.collator(None)([inputs[i] for i in range(batch_size)])
 
 
 def real_token_outputs(name: str, out, mask: torch.Tensor) -> list[torch.Tensor]:

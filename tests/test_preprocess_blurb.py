@@ -1,6 +1,5 @@
 """scripts/preprocess_blurb.py on the invented BLURB samples in tests/raw_samples/blurb."""
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -8,17 +7,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+from conftest import REPO, read_jsonl
+
+sys.path.insert(0, str(REPO / "scripts"))
 
 import preprocess_blurb as blurb  # noqa: E402
 from preprocess_common import DataError, run_cli  # noqa: E402
 
-SAMPLES = ROOT / "tests" / "raw_samples" / "blurb"
 
-
-def read_jsonl(path: Path) -> list:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+SAMPLES = REPO / "tests" / "raw_samples" / "blurb"
 
 
 def convert(raw: Path, out: Path, *names: str) -> Path:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-DOWNLOAD_DATA = ROOT / "scripts" / "download_data.sh"
-DOWNLOAD_RAW = ROOT / "scripts" / "download_raw_data.sh"
+from conftest import REPO
+
+DOWNLOAD_DATA = REPO / "scripts" / "download_data.sh"
+DOWNLOAD_RAW = REPO / "scripts" / "download_raw_data.sh"
 
 SPLITS = ("train", "dev", "test")
 LAYOUT = (

@@ -1,25 +1,22 @@
 """scripts/preprocess_medqa.py and preprocess_mmlu.py on the invented samples in tests/raw_samples."""
 
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+from conftest import REPO, read_jsonl
+
+sys.path.insert(0, str(REPO / "scripts"))
 
 import preprocess_medqa as medqa  # noqa: E402
 import preprocess_mmlu as mmlu  # noqa: E402
 from preprocess_common import check_count, run_cli  # noqa: E402
 
-SAMPLES = ROOT / "tests" / "raw_samples"
+
+SAMPLES = REPO / "tests" / "raw_samples"
 FIELDS = ["id", "sent1", "sent2", "ending0", "ending1", "ending2", "ending3", "label"]
-
-
-def read_jsonl(path: Path) -> list:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def one_line_error(main, argv, capsys) -> str:
@@ -129,7 +126,7 @@ def test_mmlu_missing_file(tmp_path, capsys):
 
 def test_command_line_runs_from_any_directory(tmp_path):
     """As a script: imports its helpers from scripts/, exits 1 with one line on stderr."""
-    script = ROOT / "scripts" / "preprocess_mmlu.py"
+    script = REPO / "scripts" / "preprocess_mmlu.py"
     ok = subprocess.run([sys.executable, str(script), "--custom_data", "--raw_dir", str(SAMPLES / "mmlu"), "--out_dir", "out"],
                         cwd=tmp_path, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr

@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+from conftest import REPO, read_jsonl
+
+sys.path.insert(0, str(REPO / "scripts"))
 
 import preprocess_mrqa as mrqa  # noqa: E402
 from preprocess_common import DataError, run_cli  # noqa: E402
 
-SAMPLES = ROOT / "tests" / "raw_samples" / "mrqa"
 
-
-def read_jsonl(path: Path) -> list:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+SAMPLES = REPO / "tests" / "raw_samples" / "mrqa"
 
 
 @pytest.fixture

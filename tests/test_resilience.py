@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from safetensors.torch import load_file
 
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, assert_same_weights, run_task
 from linkbert.core.errors import UserError
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
@@ -25,11 +24,6 @@ def flags(data: Path, out: Path, *extra) -> list[str]:
     return ["--train_file", data / "train.json", "--validation_file", data / "dev.json",
             "--test_file", data / "test.json", "--do_train", "--do_eval", "--do_predict",
             "--output_dir", out, *extra]
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    return wa.keys() == wb.keys() and all((wa[k] == wb[k]).all() for k in wa)
 
 
 def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(tiny_model, tmp_path):
@@ -48,7 +42,7 @@ def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(tiny_model
     shutil.copytree(full / "checkpoint-4", resumed / "checkpoint-4")
     # No --overwrite_output_dir: the folder holds a checkpoint, so the run resumes from it.
     run_task(SeqClsTask, [*flags(CHEMPROT, resumed), *common])
-    assert same_weights(full, resumed)
+    assert_same_weights(resumed, full)
     for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
         assert (full / name).read_text() == (resumed / name).read_text()
     full_state = json.loads((full / "trainer_state.json").read_text())
@@ -104,7 +98,7 @@ def resume_and_compare(model: Path, out: Path, reference: Path) -> None:
     done = subprocess.run(train_command(model, out), env=subprocess_env(), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming from" in done.stdout
-    assert same_weights(reference, out)
+    assert_same_weights(out, reference)
     for name in ("eval_predictions.jsonl", "predict_predictions.jsonl", "all_results.json"):
         ours, theirs = (out / name).read_text(), (reference / name).read_text()
         if name.endswith(".json"):  # runtimes differ; every score must not

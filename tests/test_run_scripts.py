@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "data" / "samples"
+from conftest import REPO, SAMPLES
+
 
 # ---------------------------------------------------------------------------------------------
 # The reference: every task of every original run_examples script, its module and its flags

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_task
+from conftest import run_task, write_jsonl
 from test_qa_run import CONTEXT, QUESTION, words_model  # noqa: F401  (a fixture)
 
 from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
 
-def write_jsonl(path, records) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    return str(path)
 
 
 def test_label_list_comes_from_the_whole_training_file(tiny_model, tmp_path):

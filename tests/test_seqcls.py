@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, assert_same_weights, run_task
 from linkbert.core.errors import UserError
 from linkbert.metrics import classification
 from linkbert.seqcls.run_seqcls import SeqClsTask
@@ -91,15 +91,12 @@ def test_mixed_precision_runs_on_cpu(precision, tiny_model, tmp_path):
 
 def test_evaluation_does_not_change_training(tiny_model, tmp_path):
     """Runs with evaluation during training and without it train identical weights."""
-    from safetensors.torch import load_file
-
     common = ["--model_name_or_path", tiny_model(ALL_FILES), *data_flags("chemprot_hf"), "--do_train", "--do_eval",
               "--metric_name", "PRF1", "--max_steps", "6", "--per_device_train_batch_size", "8"]
     run_task(SeqClsTask, [*common, "--output_dir", tmp_path / "a", "--evaluation_strategy", "no"])
     run_task(SeqClsTask, [*common, "--output_dir", tmp_path / "b", "--evaluation_strategy", "steps",
                           "--eval_steps", "2"])
-    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
-    assert all((a[k] == b[k]).all() for k in a)
+    assert_same_weights(tmp_path / "b", tmp_path / "a")
     history = json.loads((tmp_path / "b" / "trainer_state.json").read_text())["log_history"]
     assert [h["step"] for h in history if "eval_F1" in h] == [2, 4, 6]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, read_jsonl, run_task, write_jsonl
 from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 
 from linkbert.core.args import parse_args
@@ -38,13 +38,8 @@ def data_flags(folder: Path) -> list:
     return ["--train_file", train, "--validation_file", dev, "--test_file", test]
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def write_jsonl(path: Path, records: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 def scored_from_file(path: Path) -> tuple[list, list]:

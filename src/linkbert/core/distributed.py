@@ -14,9 +14,14 @@ Every mode trains the same model as one process with the same global batch: rank
 positions r, r+W, ... of the one seeded order, gradients are averaged over ranks, and saved
 models and checkpoints are full, ordinary files (gathered to rank 0).
 
-The engine calls, in order: `shard_model` (FSDP: parameters become shards, before the
-optimizer is built on them), `make_optimizer`, `wrap_model` (DDP / ShardedDDP, which needs the
-optimizer), `wrap_scaler`; then per micro-batch `no_sync`, per update `clip_grad_norm`.
+How the model is wrapped is one `Wrapping` object, `DistState.wrapping`, chosen by the flags:
+this file's `Wrapping` (one process, or DDP), `fairscale_oss.OSSShardedDDP` (`--sharded_ddp
+simple`), `fairscale_fsdp.FairscaleFSDP` (`--sharded_ddp zero_dp_2|zero_dp_3|offload`) and
+`fsdp2.FSDP2` (`--fsdp full_shard|shard_grad_op`). The engine calls, in order: `shard_model`
+(parameters become shards, before the optimizer is built on them), `make_optimizer`,
+`wrap_model` (which may need the optimizer), `wrap_scaler`; then per micro-batch `no_sync`, per
+update `clip_grad_norm`; and `optimizer_state` / `load_optimizer_state` / `load_model_state` /
+`save_pretrained` for checkpoints, which are full, ordinary files whatever the wrapping.
 """
 
 from __future__ import annotations
@@ -35,10 +40,6 @@ from .optim import optimizer_class
 
 logger = logging.getLogger("linkbert")
 
-FSDP2 = ("full_shard", "shard_grad_op")              # --fsdp: PyTorch's fully_shard
-FAIRSCALE_FSDP = ("zero_dp_2", "zero_dp_3", "offload")  # --sharded_ddp: fairscale, CUDA only
-
-
 class DistState:
     def __init__(self, args: TrainingArguments) -> None:
         self.args = args
@@ -55,14 +56,7 @@ class DistState:
             torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
         if not self.is_main:
             _quiet_logging()
-        # "" = DDP (or one process); "simple" = fairscale OSS + ShardedDDP; zero_dp_2/zero_dp_3/
-        # offload = fairscale FSDP; full_shard/shard_grad_op = PyTorch FSDP2.
-        self.mode = args.fsdp or args.sharded_ddp or ""
-        if self.mode and self.world_size == 1:
-            logger.info("--%s %s has nothing to shard in one process: training without it (start with torchrun "
-                        "to use several)", "fsdp" if args.fsdp else "sharded_ddp", self.mode)
-            self.mode = ""
-        self.sharded_model: Optional[torch.nn.Module] = None  # FSDP2: needed to name optimizer state
+        self.wrapping = choose_wrapping(self)
 
     @property
     def is_main(self) -> bool:
@@ -108,8 +102,8 @@ class DistState:
 
     def shard_eval(self, order: list[int]) -> list[int]:
         """Evaluation: rank r takes positions r, r+W, ... Ranks left one short repeat order[0]
-        (rank 0's feature) so every rank runs the same number of batches, which FSDP needs
-        (each forward is a collective); `gather_outputs` keeps rank 0's copy of it."""
+        (rank 0's feature) so every rank runs the same number of batches, which sharded
+        models need (each forward is a collective); `gather_outputs` keeps rank 0's copy of it."""
         if self.world_size == 1:
             return order
         mine = order[self.rank::self.world_size]
@@ -135,11 +129,6 @@ class DistState:
         torch.distributed.all_reduce(value)
         return value
 
-    @property
-    def can_save_pending_gradients(self) -> bool:
-        """FSDP2 keeps gradients inside its shards (a checkpoint cannot hold left-over ones)."""
-        return not (self.world_size > 1 and self.mode in FSDP2)
-
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         if self.world_size == 1:
             return value
@@ -147,211 +136,107 @@ class DistState:
         torch.distributed.all_reduce(value)
         return value / self.world_size
 
-    # -- model and optimizer ----------------------------------------------------------------
-    def shard_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """FSDP only: split the parameters over ranks (each transformer block is one unit, so
-        only one block's full weights exist at a time). Must run before the optimizer is built."""
-        if self.mode in FSDP2:
-            from torch.distributed.device_mesh import init_device_mesh
-            from torch.distributed.fsdp import fully_shard
-
-            mesh = init_device_mesh(self.device.type, (self.world_size,))
-            # shard_grad_op keeps the gathered weights from forward to backward (ZeRO-2).
-            reshard = self.mode == "full_shard"
-            for blocks, i in _transformer_blocks(model):
-                fully_shard(blocks[i], mesh=mesh, reshard_after_forward=reshard)
-            fully_shard(model, mesh=mesh, reshard_after_forward=reshard)  # in place: same object
-            self.sharded_model = model
-            return model
-        if self.mode in FAIRSCALE_FSDP:
-            from fairscale.nn.data_parallel import FullyShardedDataParallel
-
-            offload = self.mode == "offload"
-            # flatten_parameters=False keeps one tensor per parameter, so biases and LayerNorm
-            # weights stay out of weight decay (4.9.1 flattened them and decayed everything).
-            options = dict(reshard_after_forward=self.mode != "zero_dp_2", move_params_to_cpu=offload,
-                           mixed_precision=self.args.fp16, flatten_parameters=False)
-            if offload:
-                model = model.cpu()  # fairscale keeps the shards on the CPU and computes on the GPU
-            for blocks, i in _transformer_blocks(model):
-                blocks[i] = FullyShardedDataParallel(blocks[i], **options)
-            return FullyShardedDataParallel(model, **options)
-        return model
-
-    def make_optimizer(self, groups: list[dict], **kwargs) -> torch.optim.Optimizer:
-        optim, extra = optimizer_class(self.args.optim, self.device)
-        if self.mode == "simple":
-            from fairscale.optim import OSS
-
-            # Each rank keeps the AdamW state of its share of the parameters (ZeRO-1).
-            return OSS(groups, optim=optim, **extra, **kwargs)
-        return optim(groups, **extra, **kwargs)
-
-    def wrap_model(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.nn.Module:
-        """The module the training loop calls (`model` itself stays the plain, saveable one)."""
-        if self.world_size == 1 or self.mode in FSDP2 + FAIRSCALE_FSDP:
-            return model  # one process, or already sharded by shard_model
-        if self.mode == "simple":
-            from fairscale.nn.data_parallel import ShardedDataParallel
-
-            # reduce_buffer_size=0: with its default buckets ShardedDDP gave silently wrong
-            # gradients on gloo (test_distributed fails with them); without, it is exact.
-            return ShardedDataParallel(model, optimizer, reduce_buffer_size=0)
-        from torch.nn.parallel import DistributedDataParallel
-
-        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-
-    def wrap_scaler(self, scaler: torch.amp.GradScaler) -> torch.amp.GradScaler:
-        """fp16 with sharded gradients: every rank must agree on skipping a step (each sees only
-        its shard's inf/NaN). DDP's gradients are already equal on every rank; FSDP2's DTensor
-        gradients make the scaler's inf check a collective by themselves."""
-        if not scaler.is_enabled() or self.mode not in ("simple",) + FAIRSCALE_FSDP:
-            return scaler
-        if self.device.type == "cuda":
-            from fairscale.optim.grad_scaler import ShardedGradScaler
-
-            return ShardedGradScaler()
-        return _RankSyncedGradScaler("cpu")  # fairscale's scaler is CUDA-only (a no-op on CPU)
-
-    def no_sync(self, model: torch.nn.Module, enabled: bool):
-        """Skip the gradient reduction on micro-batches that do not end an update."""
-        if not enabled or self.world_size == 1:
-            return contextlib.nullcontext()
-        if self.mode in FSDP2:
-            return _fsdp2_no_sync(model)
-        return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
-
-    def clip_grad_norm(self, model: torch.nn.Module, optimizer, max_norm: float) -> None:
-        """The norm over all gradients of all ranks, as one process would compute it."""
-        if self.mode == "simple":
-            optimizer.clip_grad_norm(max_norm)  # each rank holds only its shard's gradients
-        elif self.mode in FAIRSCALE_FSDP:
-            model.clip_grad_norm_(max_norm)
-        else:  # one process, DDP, and FSDP2 (DTensor gradients reduce the norm themselves)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-
-    # -- state: full on rank 0 when saving, whatever the wrapping ---------------------------
-    def optimizer_state(self, optimizer) -> Optional[dict]:
-        """The full optimizer state (call on every rank; meaningful on rank 0). One process,
-        DDP and `simple` give torch's ordinary format; FSDP2 keys it by parameter name."""
-        if self.mode == "simple":
-            optimizer.consolidate_state_dict(recipient_rank=0)
-            return optimizer.state_dict() if self.is_main else None
-        if self.mode in FSDP2:
-            from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
-
-            _reshard(self.sharded_model)
-            return get_optimizer_state_dict(self.sharded_model, optimizer, options=_full_state_options())
-        if self.mode in FAIRSCALE_FSDP:
-            return self._fairscale_optimizer_state(optimizer, gather=True)
-        return optimizer.state_dict()
-
-    def load_optimizer_state(self, optimizer, state: dict) -> None:
-        """Load a full state (every rank read the same file) and keep this rank's part."""
-        if self.mode in FSDP2:
-            from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
-
-            _reshard(self.sharded_model)
-            set_optimizer_state_dict(self.sharded_model, optimizer, state, options=_full_state_options(load=True))
-        elif self.mode in FAIRSCALE_FSDP:
-            optimizer.load_state_dict(self._fairscale_optimizer_state(optimizer, gather=False, full=state))
-        else:  # OSS.load_state_dict keeps this rank's partition of a full state by itself
-            optimizer.load_state_dict(state)
-
-    def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
-        """Load full weights (a saved model's safetensors) into the model, sharded or not."""
-        if self.mode in FSDP2:
-            from torch.distributed.checkpoint.state_dict import set_model_state_dict
-
-            _reshard(model)
-            set_model_state_dict(model, state, options=_full_state_options(load=True, strict=False))
-        else:  # one process, DDP, simple; fairscale FSDP's load_state_dict shards a full state itself
-            # Not strict: wrapped models name their tensors differently. The core checks a
-            # checkpoint's tensors against the model's before loading (rundir.check_weights).
-            model.load_state_dict(state, strict=False)
-
-    def save_pretrained(self, model: torch.nn.Module, path: str | Path) -> None:
-        """An ordinary `save_pretrained` folder from rank 0 (float32 safetensors), whatever
-        the wrapping: sharded weights are gathered first (every rank takes part)."""
-        state = None
-        if self.mode in FSDP2:
-            from torch.distributed.checkpoint.state_dict import get_model_state_dict
-
-            _reshard(model)
-            state = get_model_state_dict(model, options=_full_state_options())
-        elif self.mode in FAIRSCALE_FSDP:
-            state = {k: v.cpu() for k, v in model.state_dict().items()}  # full on every rank
-        if self.is_main:
-            _unwrap(model).save_pretrained(path, state_dict=state, safe_serialization=True)
-        self.barrier()
-
-    def _fairscale_optimizer_state(self, optimizer, gather: bool, full: Optional[dict] = None) -> Optional[dict]:
-        """fairscale FSDP without flattening: each parameter holds a padded 1-D chunk of its
-        flattened weight (torch.chunk over ranks), and so do AdamW's moments. `gather` joins
-        the chunks into full tensors (rank 0 returns them); otherwise `full` is cut back to
-        this rank's chunks."""
-        state = optimizer.state_dict() if gather else full
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        comm = self.device if self.device.type == "cuda" else torch.device("cpu")
-        for index, p in enumerate(params):
-            if not getattr(p, "_is_sharded", False) or index not in state["state"]:
-                continue
-            entry = dict(state["state"][index])  # a copy: state_dict() shares the live per-param dicts
-            for key, value in list(entry.items()):
-                if key == "step" or not torch.is_tensor(value) or value.dim() == 0:
-                    continue
-                if gather:
-                    parts = [torch.empty_like(value, device=comm) for _ in range(self.world_size)]
-                    torch.distributed.all_gather(parts, value.to(comm))
-                    entry[key] = torch.cat(parts)[: p._orig_size.numel()].view(p._orig_size).cpu()
-                else:
-                    chunk = value.flatten().chunk(self.world_size)
-                    mine = chunk[self.rank] if self.rank < len(chunk) else value.new_empty(0)
-                    entry[key] = torch.nn.functional.pad(mine, [0, chunk[0].numel() - mine.numel()]).to(p.device)
-            state["state"][index] = entry
-        return state if (self.is_main or not gather) else None
-
     def close(self) -> None:
         if self.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
 
-class _RankSyncedGradScaler(torch.amp.GradScaler):
-    """GradScaler whose inf/NaN finding is summed over ranks before the step, so all ranks
-    skip together (what fairscale's ShardedGradScaler does, for the CPU)."""
+class Wrapping:
+    """One process, or DDP: every rank holds the whole model and the whole optimizer state. The
+    sharded wrappings (fairscale_oss, fairscale_fsdp, fsdp2) override what they do differently."""
 
-    def unscale_(self, optimizer) -> None:
-        super().unscale_(optimizer)
-        found = self._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
-        flag = torch.zeros(())
-        for value in found.values():
-            flag += value.cpu()
-        torch.distributed.all_reduce(flag)
-        for value in found.values():
-            value.copy_(flag.to(value.device))
+    can_save_pending_gradients = True  # a checkpoint can hold left-over micro-batch gradients
+
+    def __init__(self, dist: DistState, flag: str = "") -> None:
+        self.dist = dist
+        self.flag = flag  # the flag that chose this wrapping, for messages ("--fsdp full_shard")
+
+    @staticmethod
+    def check_machine(dist: DistState, flag: str) -> None:
+        """Raise `unsupported_setup` before any work if this machine cannot run the wrapping."""
+
+    def shard_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Split the parameters over ranks (sharded wrappings only); before the optimizer exists."""
+        return model
+
+    def make_optimizer(self, groups: list[dict], **kwargs) -> torch.optim.Optimizer:
+        optim, extra = optimizer_class(self.dist.args.optim, self.dist.device)
+        return optim(groups, **extra, **kwargs)
+
+    def wrap_model(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.nn.Module:
+        """The module the training loop calls (`model` itself stays the plain, saveable one)."""
+        if self.dist.world_size == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = self.dist.device
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def wrap_scaler(self, scaler: torch.amp.GradScaler) -> torch.amp.GradScaler:
+        """DDP's gradients are equal on every rank, so every rank's scaler skips the same steps."""
+        return scaler
+
+    def no_sync(self, model: torch.nn.Module, enabled: bool) -> contextlib.AbstractContextManager:
+        """Skip the gradient reduction on micro-batches that do not end an update."""
+        if not enabled or self.dist.world_size == 1:
+            return contextlib.nullcontext()
+        return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
+
+    def clip_grad_norm(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
+        """The norm over all gradients of all ranks, as one process would compute it."""
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> Optional[dict]:
+        """The full optimizer state in torch's ordinary format (call on every rank; rank 0's counts)."""
+        return optimizer.state_dict()
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
+        """Load a full state (every rank read the same file) and keep this rank's part."""
+        optimizer.load_state_dict(state)
+
+    def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
+        """Load full weights (a saved model's safetensors) into the model, sharded or not."""
+        # Not strict: wrapped models name their tensors differently. The core checks a
+        # checkpoint's tensors against the model's before loading (rundir.check_weights).
+        model.load_state_dict(state, strict=False)
+
+    def full_model_state(self, model: torch.nn.Module) -> Optional[dict]:
+        """Gathered weights for saving (every rank takes part), or None: the model holds them."""
+        return None
+
+    def save_pretrained(self, model: torch.nn.Module, path: str | Path) -> None:
+        """An ordinary `save_pretrained` folder from rank 0 (float32 safetensors), whatever
+        the wrapping: sharded weights are gathered first (every rank takes part)."""
+        state = self.full_model_state(model)
+        if self.dist.is_main:
+            unwrap(model).save_pretrained(path, state_dict=state, safe_serialization=True)
+        self.dist.barrier()
 
 
-@contextlib.contextmanager
-def _fsdp2_no_sync(model: torch.nn.Module):
-    model.set_requires_gradient_sync(False)
-    try:
-        yield
-    finally:
-        model.set_requires_gradient_sync(True)
+def choose_wrapping(dist: DistState) -> Wrapping:
+    """The wrapping the flags ask for: --sharded_ddp (fairscale) or --fsdp (PyTorch), else DDP."""
+    args = dist.args
+    chosen: type[Wrapping]
+    if args.fsdp:
+        from .fsdp2 import FSDP2 as chosen
+        flag = f"--fsdp {args.fsdp}"
+    elif args.sharded_ddp == "simple":
+        from .fairscale_oss import OSSShardedDDP as chosen
+        flag = "--sharded_ddp simple"
+    elif args.sharded_ddp:
+        from .fairscale_fsdp import FairscaleFSDP as chosen
+        flag = f"--sharded_ddp {args.sharded_ddp}"
+    else:
+        return Wrapping(dist)
+    chosen.check_machine(dist, flag)
+    if dist.world_size == 1:
+        logger.info("%s has nothing to shard in one process: training without it (start with torchrun "
+                    "to use several)", flag)
+        return Wrapping(dist)
+    return chosen(dist, flag)
 
 
-def _reshard(model: torch.nn.Module) -> None:
-    """FSDP2: put the shards back in place. shard_grad_op keeps the gathered weights after an
-    evaluation forward (no backward follows to free them), and state-dict functions and the
-    optimizer expect the sharded parameters."""
-    from torch.distributed.fsdp import FSDPModule
-
-    for module in model.modules():
-        if isinstance(module, FSDPModule):
-            module.reshard()
-
-
-def _transformer_blocks(model: torch.nn.Module) -> list[tuple[torch.nn.ModuleList, int]]:
+def transformer_blocks(model: torch.nn.Module) -> list[tuple[torch.nn.ModuleList, int]]:
     """(list, index) of every block in the outermost ModuleLists (BERT: encoder.layer)."""
     found: list[tuple[torch.nn.ModuleList, int]] = []
     inside: set[int] = set()
@@ -362,18 +247,11 @@ def _transformer_blocks(model: torch.nn.Module) -> list[tuple[torch.nn.ModuleLis
     return found
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The transformers model inside DDP / ShardedDDP / fairscale FSDP wrappers."""
     while not hasattr(type(model), "save_pretrained") and hasattr(model, "module"):
         model = model.module
     return model
-
-
-def _full_state_options(load: bool = False, strict: bool = True):
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
-    # Saving: gathered to rank 0, in CPU memory. Loading: every rank read the full file.
-    return StateDictOptions(full_state_dict=True, cpu_offload=not load, strict=strict)
 
 
 def _quiet_logging() -> None:

@@ -171,6 +171,7 @@ class Engine:
     def __init__(self, model: torch.nn.Module, task: Task, args: TrainingArguments, dist: DistState,
                  reporter: Optional[Reporter] = None) -> None:
         self.task, self.args, self.dist, self.reporter = task, args, dist, reporter
+        self.wrapping = dist.wrapping  # how the model is sharded / wrapped over the ranks
         self.device = dist.device
         self.model = model.to(self.device)
         self.state = TrainState()
@@ -179,7 +180,7 @@ class Engine:
         if args.padding_free:  # the model computes on real tokens only; batches arrive packed
             padding_free.enable(self.model)
             collate = padding_free.PackingCollator(collate)
-        self.collate = _ModelInputCollator(collate)
+        self.collate = collate  # sees only MODEL_INPUTS: _loader selects those columns first
         self._length_cache: dict = {}
         self.run_identity: Optional[dict] = None  # written into every checkpoint (see rundir.py)
 
@@ -220,7 +221,7 @@ class Engine:
             {"params": [p for n, p in params if n not in no_decay], "weight_decay": args.weight_decay},
             {"params": [p for n, p in params if n in no_decay], "weight_decay": 0.0},
         ]
-        optimizer = self.dist.make_optimizer(
+        optimizer = self.wrapping.make_optimizer(
             groups, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
         scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                                   num_training_steps=num_training_steps)
@@ -248,11 +249,11 @@ class Engine:
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
                 self.model.gradient_checkpointing_enable
             enable()
-        # FSDP turns the parameters into shards: before the optimizer is built on them.
-        self.model = dist.shard_model(self.model)
+        # A sharded wrapping turns the parameters into shards: before the optimizer is built on them.
+        self.model = self.wrapping.shard_model(self.model)
         self.optimizer, self.scheduler = self.build_optimizer(plan.max_steps, plan.warmup)
-        self.scaler = dist.wrap_scaler(torch.amp.GradScaler(self.device.type, enabled=args.fp16))
-        self.train_model = dist.wrap_model(self.model, self.optimizer)
+        self.scaler = self.wrapping.wrap_scaler(torch.amp.GradScaler(self.device.type, enabled=args.fp16))
+        self.train_model = self.wrapping.wrap_model(self.model, self.optimizer)
         if args.torch_compile:
             self.train_model = torch.compile(self.train_model)
         orders = self.epoch_orders(features, seed, plan.num_epochs)
@@ -304,7 +305,7 @@ class Engine:
         skip = self.state.steps_in_epoch_done
         for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
             update = is_update_step(step, len(batches), self.plan.accumulation)
-            with self.dist.no_sync(self.train_model, enabled=not update):
+            with self.wrapping.no_sync(self.train_model, enabled=not update):
                 with self.autocast():
                     loss = self.train_model(**self._to_device(batch)).loss
                 loss = loss / self.plan.accumulation
@@ -323,7 +324,7 @@ class Engine:
         self._settle_late()  # the previous update's skip decides its schedule step, before this one's
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            self.dist.clip_grad_norm(self.train_model, self.optimizer, self.args.max_grad_norm)
+            self.wrapping.clip_grad_norm(self.train_model, self.optimizer, self.args.max_grad_norm)
         scale_before = self.scaler._scale.clone() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -450,7 +451,7 @@ class Engine:
         if self.state.best_checkpoint and Path(self.state.best_checkpoint).is_dir():
             logger.info("Loading the best dev model (%s = %s) from %s", self.args.metric_for_best_model,
                         self.state.best_metric, self.state.best_checkpoint)
-            self.dist.load_model_state(self.model, load_file(Path(self.state.best_checkpoint) / "model.safetensors"))
+            self.wrapping.load_model_state(self.model, load_file(Path(self.state.best_checkpoint) / "model.safetensors"))
 
     def log(self, entry: dict) -> None:
         entry = {**entry, "step": self.state.global_step}
@@ -494,7 +495,7 @@ class Engine:
     # -- checkpoints ------------------------------------------------------------------------
     def save_model(self, path: str | Path, tokenizer=None) -> None:
         """A full, ordinary `save_pretrained` folder (float32 safetensors + tokenizer)."""
-        self.dist.save_pretrained(self.model, path)
+        self.wrapping.save_pretrained(self.model, path)
         if tokenizer is not None and self.dist.is_main:
             tokenizer.save_pretrained(path)
 
@@ -505,7 +506,7 @@ class Engine:
         self._settle()
         self.state.pending_loss = self.dist.mean(self.micro_loss).item()
         folder = Path(output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
-        optimizer_state = self.dist.optimizer_state(self.optimizer)
+        optimizer_state = self.wrapping.optimizer_state(self.optimizer)
         pending = self._pending_gradients()
         tmp = Path(self.dist.broadcast_object(temporary_folder(folder) if self.dist.is_main else None))
         try:
@@ -530,10 +531,10 @@ class Engine:
         micro-batches do not divide by the accumulation count). With several processes each rank
         holds its own; their mean is stored and given to every rank on resume, which is exact
         because the next update averages over ranks anyway."""
-        if not self.dist.can_save_pending_gradients:
+        if not self.wrapping.can_save_pending_gradients:
             if self.state.pending_loss:
-                logger.warning("FSDP keeps left-over micro-batch gradients inside its shards: this checkpoint "
-                               "does not hold them, so a run resumed from it differs slightly")
+                logger.warning("%s keeps left-over micro-batch gradients inside its shards: this checkpoint "
+                               "does not hold them, so a run resumed from it differs slightly", self.wrapping.flag)
             return {}
         grads = {n: p.grad for n, p in self.model.named_parameters() if p.grad is not None}
         return {n: self.dist.mean(g).detach().cpu() for n, g in grads.items()}
@@ -542,9 +543,9 @@ class Engine:
         from safetensors.torch import load_file
 
         folder = check_checkpoint(path)
-        self.dist.load_model_state(self.model, load_file(folder / "model.safetensors", device="cpu"))
+        self.wrapping.load_model_state(self.model, load_file(folder / "model.safetensors", device="cpu"))
         saved = load_training_files(folder)
-        self.dist.load_optimizer_state(self.optimizer, saved["optimizer"])
+        self.wrapping.load_optimizer_state(self.optimizer, saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         if saved["scaler"] is not None:
             self.scaler.load_state_dict(saved["scaler"])
@@ -555,17 +556,6 @@ class Engine:
         set_rng_state(saved["rng"])
         logger.info("Resumed from %s at update %d (epoch %d, micro-batch %d)", path, self.state.global_step,
                     self.state.epochs_done, self.state.steps_in_epoch_done)
-
-
-class _ModelInputCollator:
-    """Hands the task's collator only the model's inputs (offsets, word ids and example
-    indices stay in the features for post-processing)."""
-
-    def __init__(self, collator) -> None:
-        self.collator = collator
-
-    def __call__(self, rows: list[dict]) -> dict:
-        return self.collator([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in rows])
 
 
 def _no_decay_parameter_names(model: torch.nn.Module) -> set[str]:

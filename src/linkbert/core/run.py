@@ -184,10 +184,6 @@ def check_setup(args) -> None:
     """What the flags ask of this machine, before any work; TF32 as asked."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
-    if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and (args.use_cpu or not torch.cuda.is_available()):
-        raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
-                        "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
-                        "maintained path) or --sharded_ddp simple")
     if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -247,7 +243,7 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
         and finished_training(out, identity)
     if finished:
         logger.info("%s holds this run's finished training: its model is evaluated, not trained again", out)
-        dist.load_model_state(model, check_weights(out / "model.safetensors", model, lambda what: UserError(
+        dist.wrapping.load_model_state(model, check_weights(out / "model.safetensors", model, lambda what: UserError(
             "bad_checkpoint", f"{what}; rerun with --overwrite_output_dir to train afresh", path=out)))
     elif resume and args.do_train:  # checked whole before anything is written
         check_resume(resume, identity, model, set(TrainState.__dataclass_fields__))
