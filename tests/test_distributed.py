@@ -43,7 +43,7 @@ MODES = {
     "full_shard": ["--fsdp", "full_shard"],
     "shard_grad_op": ["--fsdp", "shard_grad_op"],
     # Padding-free BERT (packed batches, attention per sequence) under DDP and FSDP2 trains
-    # what one padded process trains.
+    # what one padding-free process trains.
     "ddp_padding_free": ["--padding_free"],
     "full_shard_padding_free": ["--fsdp", "full_shard", "--padding_free"],
 }
@@ -74,6 +74,11 @@ def runs(tiny_model, tmp_path_factory) -> Path:
     model = tiny_model(sorted(CHEMPROT.glob("*.json")), dropout=0.0)
     flags = [str(f) for f in common_flags(model)]
     run_task(SeqClsTask, flags + ["--per_device_train_batch_size", "8", "--output_dir", root / "single"])
+    # The padding-free modes are compared with one padding-free process: at this learning rate
+    # AdamW amplifies the float difference of packed vs padded sums beyond 1e-5 over 18 updates
+    # (packed = padded is tests/test_padding_free.py's subject, at a gentler rate).
+    run_task(SeqClsTask, flags + ["--per_device_train_batch_size", "8", "--output_dir", root / "single_padding_free",
+                                  "--padding_free"])
 
     argvs = [flags + ["--per_device_train_batch_size", "4", "--output_dir", str(root / mode), *extra]
              for mode, extra in MODES.items()]
@@ -155,7 +160,7 @@ def test_shard_deals_out_the_one_process_order():
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_two_processes_equal_one_process(mode, runs):
-    single, multi = runs / "single", runs / mode
+    single, multi = runs / ("single_padding_free" if mode.endswith("padding_free") else "single"), runs / mode
     assert_weights_close(multi, single)
     # An ordinary save_pretrained folder: the class name has no FSDP prefix.
     assert json.loads((multi / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
