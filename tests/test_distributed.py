@@ -45,7 +45,7 @@ MODES = {
     "full_shard": ["--fsdp", "full_shard"],
     "shard_grad_op": ["--fsdp", "shard_grad_op"],
     # Padding-free BERT (packed batches, attention per sequence) under DDP and FSDP2 trains
-    # what one padded process trains.
+    # what one padding-free process trains.
     "ddp_padding_free": ["--padding_free"],
     "full_shard_padding_free": ["--fsdp", "full_shard", "--padding_free"],
 }
@@ -76,6 +76,11 @@ def runs(tiny_model, tmp_path_factory) -> Path:
     model = tiny_model(sorted(CHEMPROT.glob("*.json")), dropout=0.0)
     flags = [str(f) for f in common_flags(model)]
     run_task(SeqClsTask, flags + ["--per_device_train_batch_size", "8", "--output_dir", root / "single"])
+    # The padding-free modes are compared with one padding-free process: at this learning rate
+    # AdamW amplifies the float difference of packed vs padded sums beyond 1e-5 over 18 updates
+    # (packed = padded is tests/test_padding_free.py's subject, at a gentler rate).
+    run_task(SeqClsTask, flags + ["--per_device_train_batch_size", "8", "--output_dir", root / "single_padding_free",
+                                  "--padding_free"])
 
     argvs = [flags + ["--per_device_train_batch_size", "4", "--output_dir", str(root / mode), *extra]
              for mode, extra in MODES.items()]
@@ -165,7 +170,7 @@ def test_each_flag_chooses_its_wrapping(flags, expected, tmp_path):
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_two_processes_equal_one_process(mode, runs):
-    single, multi = runs / "single", runs / mode
+    single, multi = runs / ("single_padding_free" if mode.endswith("padding_free") else "single"), runs / mode
     assert_same_weights(multi, single, atol=WEIGHT_ATOL)
     # An ordinary save_pretrained folder: the class name has no FSDP prefix.
     assert json.loads((multi / "config.json").read_text())["architectures"] == ["BertForSequenceClassification"]
