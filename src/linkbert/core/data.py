@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .errors import UserError
 from .task import RecordError, Task
@@ -28,31 +28,43 @@ def check_file(path: Optional[str], split: str) -> Path:
     return p
 
 
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for every non-blank line of a JSON Lines file; a line that is not
+    a JSON object, or a file that is not UTF-8, is one `UserError` naming the line."""
+    line_no = 0
+    with open(path, encoding="utf-8") as f:
+        try:
+            for line_no, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise UserError("bad_json", f"not a JSON object ({e.msg}, column {e.colno}); each line "
+                                    "must be one JSON record", path=path, line=line_no) from None
+                if not isinstance(record, dict):
+                    raise UserError("bad_json", f"a JSON {type(record).__name__}, not an object",
+                                    path=path, line=line_no)
+                yield line_no, record
+        except UnicodeDecodeError as e:
+            raise UserError("not_utf8", f"is not UTF-8 text (byte {e.object[e.start]:#04x} near line "
+                            f"{line_no + 1}); convert it first, e.g. with iconv", path=path) from None
+
+
 def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
                    line_numbers: Optional[list[int]] = None) -> list[Any]:
     """Check every record of a JSON Lines file; return what the task keeps of each record
     (and append each record's line number to `line_numbers`, blank lines being skipped)."""
     kept: list[Any] = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if limit is not None and len(kept) >= limit:
-                break
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError("bad_json", f"not a JSON object ({e.msg}, column {e.colno}); each line "
-                                "must be one JSON record", path=path, line=line_no) from None
-            if not isinstance(record, dict):
-                raise UserError("bad_json", f"a JSON {type(record).__name__}, not an object",
-                                path=path, line=line_no)
-            try:
-                kept.append(task.validate_record(record, split))
-                if line_numbers is not None:
-                    line_numbers.append(line_no)
-            except RecordError as e:
-                raise UserError(e.kind, e.message, path=path, line=line_no) from None
+    for line_no, record in json_lines(path):
+        if limit is not None and len(kept) >= limit:
+            break
+        try:
+            kept.append(task.validate_record(record, split))
+        except RecordError as e:
+            raise UserError(e.kind, e.message, path=path, line=line_no) from None
+        if line_numbers is not None:
+            line_numbers.append(line_no)
     if not kept:
         raise UserError("empty_split", "no records; the file is empty", path=path)
     return kept

@@ -34,7 +34,7 @@ from .args import TrainingArguments
 from .distributed import DistState
 from .errors import UserError
 from .results import read_json, write_json
-from .task import MODEL_INPUTS, Task
+from .task import Task
 
 logger = logging.getLogger("linkbert")
 
@@ -169,7 +169,7 @@ class Engine:
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision)
         pad_multiple = 8 if args.mixed_precision else None
-        self.collate = _ModelInputCollator(task.collator(pad_multiple))
+        self.collate = _ModelInputCollator(task.collator(pad_multiple), task.model_inputs)
         self._length_cache: dict = {}
 
     # -- helpers ----------------------------------------------------------------------------
@@ -181,7 +181,7 @@ class Engine:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
     def _loader(self, features, batches: list[list[int]]) -> DataLoader:
-        inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
+        inputs = features.select_columns([c for c in self.task.model_inputs if c in features.column_names])
         # Its own generator: creating an iterator then draws no number from the global RNG,
         # so dropout masks do not depend on how often data was loaded (exact resume).
         return DataLoader(inputs, batch_sampler=batches, collate_fn=self.collate,
@@ -555,11 +555,11 @@ class _ModelInputCollator:
     """Hands the task's collator only the model's inputs (offsets, word ids and example
     indices stay in the features for post-processing)."""
 
-    def __init__(self, collator) -> None:
-        self.collator = collator
+    def __init__(self, collator, model_inputs: tuple[str, ...]) -> None:
+        self.collator, self.model_inputs = collator, model_inputs
 
     def __call__(self, rows: list[dict]) -> dict:
-        return self.collator([{k: v for k, v in row.items() if k in MODEL_INPUTS} for row in rows])
+        return self.collator([{k: v for k, v in row.items() if k in self.model_inputs} for row in rows])
 
 
 def _no_decay_parameter_names(model: torch.nn.Module) -> set[str]:

@@ -17,6 +17,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                      "the path is named; fetch the data (scripts/download_data.sh) or fix the flag"),
     "bad_json": ("a line of a JSON Lines file that does not parse",
                  "file and line number, with the parser's complaint"),
+    "not_utf8": ("a data or corpus file that is not UTF-8 text", "the file and the first bad byte; "
+                 "convert it (e.g. iconv)"),
     "missing_field": ("a record without a field its task needs (e.g. no `label`, no `question`)",
                       "file, line and the field name"),
     "wrong_type": ("a field of the wrong type (e.g. a label that is a dict, tokens that are not a list)",
@@ -55,6 +57,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                                  "in its config", "the folder; predict with the fine-tuned folder"),
     "unsupported_setup": ("a set-up this machine cannot run (e.g. fairscale FSDP without CUDA)",
                           "what to use instead"),
+    "duplicate_id": ("two corpus documents with the same `id`", "file, line and the id"),
+    "no_links": ("a pretraining corpus where no document links to another document in it",
+                 "the file; the linked relation cannot be drawn: add `links` or build the corpus again"),
     "non_finite_loss": ("a training loss that stays NaN/inf", "the step; the last good checkpoint is kept"),
 }
 

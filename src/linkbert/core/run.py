@@ -16,7 +16,6 @@ from typing import Optional
 import torch
 
 from .args import as_dict, parse_args
-from .data import load_splits
 from .distributed import DistState
 from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
 from .errors import UserError
@@ -73,28 +72,50 @@ def check_output_dir(args) -> Optional[str]:
     return resume
 
 
-def load_model(task: Task, train_kept: Optional[list], dist: DistState):
-    """Tokenizer, config (label space from the task) and model, in float32."""
-    from transformers import AutoConfig, AutoTokenizer
+def _hub_kwargs(m) -> dict:
+    return dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
+                trust_remote_code=m.trust_remote_code)
+
+
+def _missing_model(m, e: OSError) -> UserError:
+    offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
+        if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    return UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
+                     f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}")
+
+
+def load_tokenizer(task: Task):
+    """The task's (fast) tokenizer, loaded once; tasks that need it before the model (to build
+    their examples) call this from `load_examples`."""
+    from transformers import AutoTokenizer
 
     m = task.model_args
-    common = dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
-                  trust_remote_code=m.trust_remote_code)
+    if task.tokenizer is None:
+        try:
+            task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **_hub_kwargs(m))
+        except OSError as e:
+            raise _missing_model(m, e) from None
+    if not getattr(task.tokenizer, "is_fast", False):
+        raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
+                        f"{m.tokenizer_name or m.model_name_or_path} has none")
+    return task.tokenizer
+
+
+def load_model(task: Task, train_kept: Optional[list], dist: DistState):
+    """Tokenizer, config (label space from the task) and model, in float32."""
+    from transformers import AutoConfig
+
+    m = task.model_args
+    common = _hub_kwargs(m)
+    load_tokenizer(task)
     try:
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common)
-        task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **common)
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
         model = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
                                                  **common)
     except OSError as e:
-        offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
-            if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
-                        f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}") from None
-    if not getattr(task.tokenizer, "is_fast", False):
-        raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
-                        f"{m.tokenizer_name or m.model_name_or_path} has none")
+        raise _missing_model(m, e) from None
     # BioLinkBERT's tokenizer config has no model_max_length: clamp to the position embeddings.
     limit = getattr(config, "max_position_embeddings", None) or task.tokenizer.model_max_length
     wanted = task.data_args.max_seq_length or task.default_max_seq_length or limit
@@ -139,7 +160,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     dist = DistState(args)
     # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
     resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
-    datasets_, kept = load_splits(task, splits)
+    datasets_, kept = task.load_examples(splits)
 
     set_seed(args.seed)
     model = load_model(task, kept.get("train"), dist)
@@ -152,6 +173,10 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                                                   "test": data_args.test_file}))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
+    for split in splits:
+        description = task.describe_features(split, features[split])
+        if description and dist.is_main:
+            logger.info("%s %s inputs: %s", task.name, split, description)
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     engine = Engine(model, task, args, dist)
     dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
