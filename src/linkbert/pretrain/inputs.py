@@ -92,7 +92,11 @@ class PairBuilder:
                 weights = 1.0 / in_degree[kept] if len(kept) else np.zeros(0)
             else:
                 weights = np.ones(len(kept))
-            self.linked.append((kept, weights / weights.sum() if len(kept) else weights))
+            # Cumulative, so that a draw is one uniform number and a binary search.
+            self.linked.append((kept, np.cumsum(weights / weights.sum()) if len(kept) else weights))
+        p = np.asarray(settings.relation_probabilities, dtype=float)
+        self.relation_cdf = np.cumsum(p)
+        self.fallback_cdf = np.cumsum(p[:2] / p[:2].sum())
 
     def inputs_of_documents(self, documents: list[int]) -> dict[str, list]:
         """All inputs anchored in these documents (a `datasets.map(batched=True)` body)."""
@@ -127,19 +131,17 @@ class PairBuilder:
                 "partner_segment": partner_segment, "fell_back": fell_back}
 
     def draw_relation(self, document: int, rng: np.random.Generator) -> tuple[int, bool]:
-        p = np.asarray(self.settings.relation_probabilities, dtype=float)
-        relation = int(rng.choice(3, p=p))
+        relation = min(int(np.searchsorted(self.relation_cdf, rng.random(), side="right")), 2)
         if relation == LINKED and not len(self.linked[document][0]):
-            p = p[:2] / p[:2].sum()
-            return int(rng.choice(2, p=p)), True
+            return min(int(np.searchsorted(self.fallback_cdf, rng.random(), side="right")), 1), True
         return relation, False
 
     def draw_partner(self, document: int, segment: int, relation: int, rng: np.random.Generator) -> tuple[int, int]:
         if relation == CONTIGUOUS:
             return document, segment + 1
         if relation == LINKED:
-            targets, weights = self.linked[document]
-            partner = int(targets[rng.choice(len(targets), p=weights)])
+            targets, cdf = self.linked[document]
+            partner = int(targets[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(targets) - 1)])
         else:  # uniform over the pool, without the anchor's own document
             own = self.pool_position[document]
             size = len(self.pool_documents) - (own >= 0)

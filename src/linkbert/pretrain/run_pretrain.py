@@ -120,6 +120,9 @@ class PretrainTask(Task):
             load_from_cache_file=not d.overwrite_cache, desc="pretrain: tokenising documents")
         self.tokenised = tokenised
         positions = {"train": np.flatnonzero(~self.held_out), "validation": np.flatnonzero(self.held_out)}
+        # --max_train_samples / --max_eval_samples count documents (a split's examples here).
+        limits = {"train": d.max_train_samples, "validation": d.max_eval_samples}
+        positions = {split: p[:limits[split]] if limits[split] else p for split, p in positions.items()}
         return {split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits}, {}
 
     def _builder(self, split: str) -> PairBuilder:
