@@ -148,7 +148,8 @@ def test_masking_rates(whole_word):
         candidates = len(ids) - 3
         assert not chosen[[0, 1 + 10, len(ids) - 1]].any(), "[CLS] and [SEP] are never masked"
         if whole_word:  # the masked pieces form whole words of X_A and X_B
-            starts = np.concatenate([[False], store.segment(doc, seg)[1], [False], store.segment(pdoc, pseg)[1], [False]])
+            a_starts, b_starts = store.segment(doc, seg)[1], store.segment(pdoc, pseg)[1]
+            starts = np.concatenate([[False], a_starts, [False], b_starts, [False]])
             starts[[1, 12]] = True
             word = np.cumsum(starts)
             for w in np.unique(word[chosen]):

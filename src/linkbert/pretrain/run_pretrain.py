@@ -110,6 +110,10 @@ class PretrainTask(Task):
         self.graph = read_corpus(self.task_args.corpus_file)
         self.held_out = held_out_documents(len(self.graph), self.task_args.validation_split_percentage,
                                            self.training_args.seed)
+        if (~self.held_out).sum() < 2:
+            raise UserError("empty_split", f"only {(~self.held_out).sum()} document(s) left for training after "
+                            "holding out validation documents; a random X_B needs at least two: lower "
+                            "--validation_split_percentage or give more documents", path=self.task_args.corpus_file)
         tokenizer = load_tokenizer(self)
         corpus = datasets.load_dataset("json", data_files={"corpus": self.task_args.corpus_file},
                                        cache_dir=self.model_args.cache_dir)["corpus"]
