@@ -9,7 +9,8 @@ relation probabilities (default 1/3 each, as the paper),
   document drawn with probability proportional to 1 / its in-degree (`inverse_in_degree`, the
   paper's "diversity" choice, so hub pages such as "United States" do not dominate) or uniformly.
 An anchor whose document links to no document of the pool cannot be `linked`: its relation is
-drawn again between contiguous and random (counted as `fell_back`, reported before training).
+drawn again between contiguous and random, in proportion to their probabilities (evenly if both are
+0), counted as `fell_back` and reported before training.
 
 Masking is BERT's: `round(mlm_probability x tokens)` (at least one) of the non-special tokens are
 chosen (whole words if asked), and each chosen token becomes [MASK] 80%, a random token 10%,
@@ -96,7 +97,8 @@ class PairBuilder:
             self.linked.append((kept, np.cumsum(weights / weights.sum()) if len(kept) else weights))
         p = np.asarray(settings.relation_probabilities, dtype=float)
         self.relation_cdf = np.cumsum(p)
-        self.fallback_cdf = np.cumsum(p[:2] / p[:2].sum())
+        fallback = p[:2] if p[:2].sum() > 0 else np.ones(2)  # linked only: fall back evenly
+        self.fallback_cdf = np.cumsum(fallback / fallback.sum())
 
     def inputs_of_documents(self, documents: list[int]) -> dict[str, list]:
         """All inputs anchored in these documents (a `datasets.map(batched=True)` body)."""
