@@ -56,15 +56,17 @@ def make_task(model: str, corpus: Path, out: Path, seq: int, batch: int, steps: 
     return PretrainTask(*parse_args(PretrainArguments, argv))
 
 
-def time_linkbert(task: PretrainTask, features, seed: int) -> float:
+def time_linkbert(task: PretrainTask, features, seed: int) -> tuple[float, float]:
     dist = DistState(task.training_args)
     torch.manual_seed(seed)
     model = load_model(task, None, dist)
     engine = Engine(model, task, task.training_args, dist)
-    return engine.train(features, seed=seed)["train_runtime"]
+    wall, cpu = time.perf_counter(), time.process_time()
+    engine.train(features, seed=seed)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def time_run_mlm(task: PretrainTask, features, seed: int) -> float:
+def time_run_mlm(task: PretrainTask, features, seed: int) -> tuple[float, float]:
     """HF run_mlm's recipe (as its `_no_trainer` loop, without accelerate): `BertForMaskedLM`,
     `DataCollatorForLanguageModeling`, AdamW, linear schedule, clipping, on the same sequences."""
     from torch.utils.data import DataLoader
@@ -79,7 +81,7 @@ def time_run_mlm(task: PretrainTask, features, seed: int) -> float:
     optimizer = torch.optim.AdamW(model.parameters(), lr=a.learning_rate)
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=0, num_training_steps=a.max_steps)
     model.train()
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for step, batch in enumerate(loader):
         if step == a.max_steps:
             break
@@ -88,7 +90,7 @@ def time_run_mlm(task: PretrainTask, features, seed: int) -> float:
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def main() -> None:
@@ -127,22 +129,23 @@ def main() -> None:
     runs = {"run_mlm": lambda: time_run_mlm(task, features, seed=0),
             "linkbert": lambda: time_linkbert(make_task(model, corpus, work / "lb", opts.seq, opts.batch, steps),
                                               features, seed=0)}
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    timings = {name: common.Timings() for name in runs}
     for repeat in range(opts.repeats):
         for name in (list(runs) if repeat % 2 == 0 else list(runs)[::-1]):
-            seconds[name].append(runs[name]())
-    base, ours = seconds["run_mlm"], seconds["linkbert"]
+            wall, cpu = runs[name]()
+            timings[name].wall.append(wall)
+            timings[name].cpu.append(cpu)
+    base, ours = timings["run_mlm"], timings["linkbert"]
     name = "tiny random BERT" if opts.quick else "MiniLM-L6-H384"
     samples = steps * opts.batch
     common.print_table(
         f"Pretraining throughput ({name}, {steps} updates of {opts.batch} x {opts.seq} tokens, {opts.repeats} "
         f"repeats, {torch.get_num_threads()} threads, {common.machine()})",
-        ["variant", "samples/s (median)", "speed vs run_mlm: median (range)"],
+        ["variant", "samples/s (median wall)", *common.SPEEDUP_HEADER],
         [["HF run_mlm recipe: MLM only, full-vocabulary logits",
-          f"{samples / statistics.median(base):.1f}", "1.00x"],
+          f"{samples / statistics.median(base.wall):.1f}", "1.00x", "1.00x"],
          ["linkbert.pretrain: engine, MLM + DRP, logits at masked positions",
-          f"{samples / statistics.median(ours):.1f}",
-          f"{common.median_ratio(base, ours):.2f}x ({common.spread(base, ours)})"]])
+          f"{samples / statistics.median(ours.wall):.1f}", *common.speedup_cells(base, ours)]])
 
 
 if __name__ == "__main__":
