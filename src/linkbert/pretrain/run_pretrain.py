@@ -96,6 +96,7 @@ class PretrainTask(Task):
         self.graph: Optional[LinkGraph] = None
         self.store: Optional[SegmentStore] = None
         self.held_out: Optional[np.ndarray] = None
+        self.tokenised = None  # the documents as word pieces (a datasets.Dataset), set by load_examples
         self.builders: dict[str, PairBuilder] = {}
 
     # -- data -------------------------------------------------------------------------------
