@@ -362,3 +362,18 @@ def test_missing_corpus_flag(model, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["--model_name_or_path", model, "--output_dir", out, "--do_train"]
     assert "--corpus_file" in expect_error("missing_split", argv, capsys, out)
+
+
+def test_run_script_blocks_parse_as_flags():
+    """run_examples_pretrain_linkbert.sh --dry-run: one command per model, each accepted by the
+    task's own flag checks (probabilities, lengths, strategies)."""
+    done = subprocess.run(["bash", str(REPO / "run_examples_pretrain_linkbert.sh"), "--dry-run"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    commands = done.stdout.strip().splitlines()
+    assert len(commands) == 3
+    for command in commands:
+        argv = command.split()
+        argv = argv[argv.index("linkbert.pretrain.run_pretrain") + 1:]
+        task = PretrainTask(*parse_args(PretrainArguments, argv))
+        assert task.training_args.fp16 and task.data_args.max_seq_length == 512
+        assert task.relation_probabilities == pytest.approx((1 / 3, 1 / 3, 1 / 3), abs=1e-6)
