@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import bz2
-import json
 import posixpath
 import re
 import sys
@@ -54,13 +53,11 @@ def clean_text(text: str) -> str:
 
 # -- html -------------------------------------------------------------------------------------
 def html_documents(folder: Path, counts: Counter) -> Iterator[dict]:
-    from bs4 import BeautifulSoup
-
     pages = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file())
     if not pages:
         raise DataError(folder, None, "no .html/.htm pages in this folder", "give the folder that holds the pages")
-    # Symbolic links to another page (Debian ships chNN.html -> ch-name.html) are
-    # one document: its id is the path of the real file, and links to an alias go to it.
+    # Symbolic links to another page (Debian ships chNN.html -> ch-name.html) are one document:
+    # its id is the path of the real file, and links to an alias go to it.
     canonical: dict[str, str] = {}
     by_real_path: dict[Path, str] = {}
     for page in sorted(pages, key=lambda p: (p.is_symlink(), p.as_posix())):
@@ -69,29 +66,31 @@ def html_documents(folder: Path, counts: Counter) -> Iterator[dict]:
     counts["aliases of another page (merged)"] = sum(alias != real for alias, real in canonical.items())
     for page in pages:
         page_id = page.relative_to(folder).as_posix()
-        if canonical[page_id] != page_id:
-            continue
-        raw = page.read_bytes()
-        soup = BeautifulSoup(raw, "html.parser")
-        title = clean_text(soup.title.get_text()) if soup.title else page_id
-        for element in soup.find_all(NAVIGATION_TAGS):
-            element.decompose()
-        for element in soup.find_all(attrs={"role": "navigation"}):
-            element.decompose()
-        for element in soup.find_all(class_=lambda c: c in NAVIGATION_CLASSES):
-            element.decompose()
-        for element in soup.find_all(id=lambda i: i in NAVIGATION_IDS):
-            element.decompose()
-        links = []
-        for anchor in soup.find_all("a", href=True):
-            target = canonical.get(resolve_href(page_id, anchor["href"]) or "")
-            if target is None:
-                counts["links outside the folder (dropped)"] += 1
-            elif target == page_id:
-                counts["links to the same page (dropped)"] += 1
-            else:
-                links.append(target)
-        yield {"id": page_id, "title": title, "text": clean_text(soup.get_text(" ")), "links": links}
+        if canonical[page_id] == page_id:
+            yield html_document(page, page_id, canonical, counts)
+
+
+def html_document(page: Path, page_id: str, canonical: dict[str, str], counts: Counter) -> dict:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page.read_bytes(), "html.parser")
+    title = clean_text(soup.title.get_text()) if soup.title else page_id
+    navigation = [*soup.find_all(NAVIGATION_TAGS), *soup.find_all(attrs={"role": "navigation"}),
+                  *soup.find_all(class_=lambda c: c in NAVIGATION_CLASSES),
+                  *soup.find_all(id=lambda i: i in NAVIGATION_IDS)]
+    for element in navigation:
+        if not element.decomposed:  # (already gone with an enclosing block)
+            element.decompose()  # its links go with it
+    links = []
+    for anchor in soup.find_all("a", href=True):
+        target = canonical.get(resolve_href(page_id, anchor["href"]) or "")
+        if target is None:
+            counts["links outside the folder (dropped)"] += 1
+        elif target == page_id:
+            counts["links to the same page (dropped)"] += 1
+        else:
+            links.append(target)
+    return {"id": page_id, "title": title, "text": clean_text(soup.get_text(" ")), "links": links}
 
 
 def resolve_href(page_id: str, href: str) -> Optional[str]:
@@ -117,6 +116,22 @@ def normalise_title(title: str) -> str:
 
 
 def wikipedia_documents(dump: Path, counts: Counter) -> Iterator[dict]:
+    articles, redirects = read_dump(dump, counts)
+    counts["redirects followed"] = 0
+    for title, text, links in articles:
+        resolved = []
+        for target in links:
+            seen = 0
+            while target in redirects and seen < 5:  # redirect chains, without looping forever
+                target, seen = redirects[target], seen + 1
+            counts["redirects followed"] += bool(seen)
+            if target != title:
+                resolved.append(target)
+        yield {"id": title, "title": title, "text": text, "links": resolved}
+
+
+def read_dump(dump: Path, counts: Counter) -> tuple[list[tuple[str, str, list[str]]], dict[str, str]]:
+    """(title, text, link titles) of every article, and the redirects, read as a stream."""
     import mwparserfromhell
 
     opener = bz2.open if dump.suffix == ".bz2" else open
@@ -129,38 +144,35 @@ def wikipedia_documents(dump: Path, counts: Counter) -> Iterator[dict]:
                 tag = element.tag.rsplit("}", 1)[-1]
                 if tag == "namespace" and element.text:
                     namespaces.add(element.text.strip().lower())
-                elif tag == "page":
-                    title, text, redirect, ns = page_fields(element)
-                    element.clear()
-                    if ns != "0" or title is None:
-                        continue
-                    if redirect is not None:
-                        redirects[normalise_title(title)] = normalise_title(redirect)
-                        continue
-                    code = mwparserfromhell.parse(text or "")
-                    links = []
-                    for link in code.filter_wikilinks():
-                        target = str(link.title).strip()
-                        prefix = target.split(":", 1)[0].strip().lower() if ":" in target else ""
-                        if target.startswith(":") or prefix in namespaces or not normalise_title(target):
-                            counts["links into other namespaces (dropped)"] += 1
-                            continue
-                        links.append(normalise_title(target))
-                    articles.append((normalise_title(title), clean_text(code.strip_code()), links))
+                if tag != "page":
+                    continue
+                title, text, redirect, ns = page_fields(element)
+                element.clear()
+                if ns != "0" or title is None:
+                    continue
+                if redirect is not None:
+                    redirects[normalise_title(title)] = normalise_title(redirect)
+                    continue
+                code = mwparserfromhell.parse(text or "")
+                articles.append((normalise_title(title), clean_text(code.strip_code()),
+                                 wikilinks(code, namespaces, counts)))
     except (ET.ParseError, OSError, EOFError) as e:
         raise DataError(dump, None, f"not a readable MediaWiki XML dump ({e})",
                         "give the pages-articles .xml or .xml.bz2 file") from None
-    counts["redirects followed"] = 0
-    for title, text, links in articles:
-        resolved = []
-        for target in links:
-            seen = 0
-            while target in redirects and seen < 5:  # redirect chains, without looping forever
-                target, seen = redirects[target], seen + 1
-            counts["redirects followed"] += bool(seen)
-            if target != title:
-                resolved.append(target)
-        yield {"id": title, "title": title, "text": text, "links": resolved}
+    return articles, redirects
+
+
+def wikilinks(code, namespaces: set[str], counts: Counter) -> list[str]:
+    """Link targets of one article's parsed wikitext; links into other namespaces are dropped."""
+    links = []
+    for link in code.filter_wikilinks():
+        target = str(link.title).strip()
+        prefix = target.split(":", 1)[0].strip().lower() if ":" in target else ""
+        if target.startswith(":") or prefix in namespaces or not normalise_title(target):
+            counts["links into other namespaces (dropped)"] += 1
+        else:
+            links.append(normalise_title(target))
+    return links
 
 
 def page_fields(page: ET.Element) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:

@@ -144,6 +144,13 @@ def build_features(task: Task, split: str, examples, training: bool):
     return features
 
 
+def log_feature_descriptions(task: Task, features: dict) -> None:
+    for split, split_features in features.items():
+        description = task.describe_features(split, split_features)
+        if description:
+            logger.info("%s %s inputs: %s", task.name, split, description)
+
+
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
     start = time.time()
     outputs = engine.predict(features)
@@ -192,10 +199,8 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                                                   "test": data_args.test_file}))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
-    for split in splits:
-        description = task.describe_features(split, features[split])
-        if description and dist.is_main:
-            logger.info("%s %s inputs: %s", task.name, split, description)
+    if dist.is_main:
+        log_feature_descriptions(task, features)
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     reporter = Reporter.create(args.report_to, args.output_dir, args.run_name, args.logging_dir,
                                as_dict(model_args, data_args, args, task_args)) if dist.is_main else None

@@ -72,7 +72,7 @@ class PretrainTask(Task):
         if len(probabilities) != 3 or min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
             raise UserError("bad_flag_value", f"--relation_probabilities {a.relation_probabilities!r}: give three "
                             "non-negative numbers (contiguous,random,linked) that sum to 1, e.g. 0.5,0.25,0.25")
-        self.relation_probabilities: tuple[float, float, float] = probabilities  # type: ignore[assignment]
+        self.relation_probabilities = probabilities
         if a.linked_sampling not in LINKED_SAMPLING:
             raise UserError("bad_flag_value", f"--linked_sampling {a.linked_sampling!r}: choose "
                             f"{' or '.join(LINKED_SAMPLING)}")
@@ -140,7 +140,7 @@ class PretrainTask(Task):
                                     a.whole_word_masking, self.training_args.seed, t.cls_token_id, t.sep_token_id,
                                     t.mask_token_id, len(t))
             # Training draws X_B from training documents only; validation from the whole corpus.
-            pool = ~self.held_out if split == "train" else np.ones(len(self.graph), dtype=bool)
+            pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
             self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool, settings,
                                                SPLIT_CODES[split])
         return self.builders[split]
