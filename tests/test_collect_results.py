@@ -141,3 +141,13 @@ def test_without_matplotlib_the_table_is_written_with_a_note(runs, monkeypatch):
     assert collect_results.main([str(runs)]) == 0
     assert "matplotlib is not installed" in (runs / "results.md").read_text()
     assert not (runs / "results.png").exists()
+
+
+def test_an_unreadable_predict_results_is_never_replaced_by_all_results(tmp_path):
+    folder = tmp_path / "run"
+    write_run(folder, "accuracy", 0.60)
+    (folder / "all_results.json").write_text(json.dumps({"predict_accuracy": 0.99}))  # an older score
+    (folder / "predict_results.json").write_text('{"predict_accuracy": 0.6')  # cut off mid-write
+    task = next(t for _, tasks in collect_results.SECTIONS for t in tasks if t.folder == "pubmedqa_hf")
+    run = collect_results.read_run(folder, task)
+    assert run.value is None and "unreadable" in " ".join(run.notes)

@@ -335,7 +335,7 @@ def test_non_utf8_corpus(model, tmp_path, capsys):
     corpus = tmp_path / "latin1.jsonl"
     corpus.write_bytes(json.dumps({"id": "a", "text": "caf\u00e9", "links": []}, ensure_ascii=False).encode("latin-1"))
     out = tmp_path / "out"
-    assert "0xe9" in expect_error("not_utf8", pretrain_flags(model, corpus, out), capsys, out)
+    assert "0xe9" in expect_error("bad_json", pretrain_flags(model, corpus, out), capsys, out)
 
 
 def test_links_outside_the_corpus_are_dropped_and_counted(model, corpus, tmp_path, caplog):

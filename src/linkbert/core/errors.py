@@ -17,8 +17,6 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                      "the path is named; fetch the data (scripts/download_data.sh) or fix the flag"),
     "bad_json": ("a line of a JSON Lines file that does not parse",
                  "file and line number, with the parser's complaint"),
-    "not_utf8": ("a data or corpus file that is not UTF-8 text", "the file and the first bad byte; "
-                 "convert it (e.g. iconv)"),
     "missing_field": ("a record without a field its task needs (e.g. no `label`, no `question`)",
                       "file, line and the field name"),
     "wrong_type": ("a field of the wrong type (e.g. a label that is a dict, tokens that are not a list)",
@@ -60,6 +58,17 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "duplicate_id": ("two corpus documents with the same `id`", "file, line and the id"),
     "no_links": ("a pretraining corpus where no document links to another document in it",
                  "the file; the linked relation cannot be drawn: add `links` or build the corpus again"),
+    "output_dir_locked": ("a second run started into a folder another live run is using",
+                          "the folder and the lock holder (pid, host, start time); a dead run's lock is taken over"),
+    "results_exist": ("an evaluation/prediction-only run into a folder that already holds those results",
+                      "the files; add --overwrite_output_dir to set them aside (moved, not deleted)"),
+    "bad_args_file": ("a .json arguments file that is missing, unreadable, lacks output_dir or gives a value "
+                      "of the wrong type (e.g. the string \"false\" for a bool)", "the file, the key, expected "
+                      "and found type"),
+    "disk_full": ("no space left while writing a checkpoint or the final model",
+                  "the folder, about how much space is needed, and the checkpoint a rerun resumes from"),
+    "untrained_head": ("a prediction-only run from a model whose task head was never trained (e.g. the base "
+                       "checkpoint)", "the model and the untrained weights; add --allow_untrained_head if intended"),
     "non_finite_loss": ("a training loss that stays NaN/inf", "the step; the last good checkpoint is kept"),
 }
 

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 import torch
 
 from linkbert.core.errors import UserError
+from linkbert.core.results import file_sha256
 from linkbert.core.run import load_tokenizer, main
 from linkbert.core.task import Task
 from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
@@ -109,6 +111,8 @@ class PretrainTask(Task):
             raise UserError("missing_split", "--corpus_file is needed (a linked corpus; build one with "
                             "scripts/build_linked_corpus.py)")
         self.graph = read_corpus(self.task_args.corpus_file)
+        digest = file_sha256(Path(self.task_args.corpus_file))  # names the data in env.json and the run identity
+        self.data_sha256 = {split: digest for split in splits}
         self.held_out = held_out_documents(len(self.graph), self.task_args.validation_split_percentage,
                                            self.training_args.seed)
         if (~self.held_out).sum() < 2:
