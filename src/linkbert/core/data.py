@@ -12,7 +12,7 @@ import glob
 import json
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from .errors import UserError
 from .results import file_sha256
@@ -59,15 +59,11 @@ def check_file(path: Optional[str], split: str, flag: Optional[str] = None) -> P
     return p
 
 
-def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
-                   line_numbers: Optional[list[int]] = None) -> list[Any]:
-    """Check every record of a JSON Lines file; return what the task keeps of each record
-    (and append each record's line number to `line_numbers`, blank lines being skipped)."""
-    kept: list[Any] = []
+def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, record) for every non-blank line of a JSON Lines file; a line that is not
+    UTF-8 or not a JSON object is one `UserError` naming the line."""
     with open(path, "rb") as f:  # bytes, so a non-UTF-8 line is named by its number
         for line_no, raw in enumerate(f, start=1):
-            if limit is not None and len(kept) >= limit:
-                break
             line = _decode(raw, path, line_no)
             if not line.strip():
                 continue
@@ -79,12 +75,23 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
             if not isinstance(record, dict):
                 raise UserError("bad_json", f"a JSON {type(record).__name__}, not an object",
                                 path=path, line=line_no)
-            try:
-                kept.append(task.validate_record(record, split))
-                if line_numbers is not None:
-                    line_numbers.append(line_no)
-            except RecordError as e:
-                raise UserError(e.kind, e.message, path=path, line=line_no) from None
+            yield line_no, record
+
+
+def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
+                   line_numbers: Optional[list[int]] = None) -> list[Any]:
+    """Check every record of a JSON Lines file; return what the task keeps of each record
+    (and append each record's line number to `line_numbers`, blank lines being skipped)."""
+    kept: list[Any] = []
+    for line_no, record in json_lines(path):
+        if limit is not None and len(kept) >= limit:
+            break
+        try:
+            kept.append(task.validate_record(record, split))
+        except RecordError as e:
+            raise UserError(e.kind, e.message, path=path, line=line_no) from None
+        if line_numbers is not None:
+            line_numbers.append(line_no)
     if not kept:
         raise UserError("empty_split", "no records; the file is empty", path=path)
     return kept

@@ -45,7 +45,7 @@ from .report import Reporter
 from .rundir import is_disk_full
 from .schedule import (epoch_permutations, is_update_step, length_grouped, num_epochs_to_run, sampler_seed,
                        total_updates, warmup_updates)
-from .task import MODEL_INPUTS, Task
+from .task import Task
 
 logger = logging.getLogger("linkbert")
 
@@ -194,7 +194,7 @@ class Engine:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _loader(self, features, batches: list[list[int]]) -> DataLoader:
-        inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
+        inputs = features.select_columns([c for c in self.task.model_inputs if c in features.column_names])
         # Its own generator: creating an iterator then draws no number from the global RNG,
         # so dropout masks do not depend on how often data was loaded (exact resume).
         return DataLoader(inputs, batch_sampler=batches, collate_fn=self.collate,

@@ -16,7 +16,6 @@ from typing import Any, Optional
 import torch
 
 from .args import as_dict, parse_args
-from .data import load_splits
 from .distributed import DistState
 from .checkpoint import STATE_FILE, TrainState, check_checkpoint, sorted_checkpoints
 from .engine import Engine, StopOnSignal, TrainingInterrupted
@@ -112,35 +111,57 @@ def stay_offline(model_args, args) -> None:
     datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
 
 
-def load_model(task: Task, train_kept: Optional[list], dist: DistState):
-    """Tokenizer, config (label space from the task) and model, in float32."""
-    from transformers import AutoConfig, AutoTokenizer
+def _hub_kwargs(m) -> dict:
+    return dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
+                trust_remote_code=m.trust_remote_code)
+
+
+def _missing_model(m, e: OSError) -> UserError:
+    offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
+        if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
+    return UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
+                     f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}")
+
+
+def load_tokenizer(task: Task):
+    """The task's (fast) tokenizer, loaded once; tasks that need it before the model (to build
+    their examples) call this from `load_examples`."""
+    from transformers import AutoTokenizer
 
     m = task.model_args
-    common = dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
-                  trust_remote_code=m.trust_remote_code)
+    if task.tokenizer is None:
+        try:
+            task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **_hub_kwargs(m))
+        except OSError as e:
+            raise _missing_model(m, e) from None
+    if not getattr(task.tokenizer, "is_fast", False):
+        raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
+                        f"{m.tokenizer_name or m.model_name_or_path} has none")
+    return task.tokenizer
+
+
+def load_model(task: Task, train_kept: Optional[list], dist: DistState):
+    """Tokenizer, config (label space from the task) and model, in float32."""
+    from transformers import AutoConfig
+
+    m = task.model_args
+    common = _hub_kwargs(m)
+    load_tokenizer(task)
     try:
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common)
-        task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **common)
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
         model, loading = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
                                                           attn_implementation=m.attn_implementation,
                                                           output_loading_info=True, **common)
     except OSError as e:
-        offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
-            if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
-                        f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}") from None
+        raise _missing_model(m, e) from None
     untrained = loading.get("missing_keys") or []
     if untrained and not task.training_args.do_train and not task.training_args.allow_untrained_head:
         raise UserError("untrained_head", f"--model_name_or_path {m.model_name_or_path} has no trained weights for "
                         f"{', '.join(sorted(untrained)[:3])}{' ...' if len(untrained) > 3 else ''}: without --do_train "
                         "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
                         "this is intended")
-    if not getattr(task.tokenizer, "is_fast", False):
-        raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
-                        f"{m.tokenizer_name or m.model_name_or_path} has none")
     # BioLinkBERT's tokenizer config has no model_max_length: clamp to the position embeddings.
     limit = getattr(config, "max_position_embeddings", None) or task.tokenizer.model_max_length
     wanted = task.data_args.max_seq_length or task.default_max_seq_length or limit
@@ -166,6 +187,13 @@ def build_features(task: Task, split: str, examples, training: bool):
         # windows are cut off are answered "empty").
         features = features.select(range(limit))
     return features
+
+
+def log_feature_descriptions(task: Task, features: dict) -> None:
+    for split, split_features in features.items():
+        description = task.describe_features(split, split_features)
+        if description:
+            logger.info("%s %s inputs: %s", task.name, split, description)
 
 
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
@@ -229,7 +257,7 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
     model_args, data_args, args, task_args = all_args
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
-    datasets_, kept = load_splits(task, splits)
+    datasets_, kept = task.load_examples(splits)
     if "train" in datasets_:
         datasets_["train"] = task.training_examples(datasets_["train"])
 
@@ -256,6 +284,8 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
                       environment({"train": data_args.train_file, "validation": data_args.validation_file,
                                    "test": data_args.test_file, **{e.name: e.path for e in task.extra_splits()}},
                                   task.data_sha256))
+    if dist.is_main:
+        log_feature_descriptions(task, features)
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     reporter = Reporter.create(args.report_to, args.output_dir, args.run_name, args.logging_dir,
                                arguments) if dist.is_main else None

@@ -303,8 +303,11 @@ def check_weights(path: Path, model, bad) -> dict:
         weights = load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as e:
         raise bad(f"{path.name} is unreadable or truncated ({str(e).splitlines()[0][:120]})") from None
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(expected.keys() - weights.keys())
+    state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    # Tied weights (an MLM decoder tied to the word embeddings) are saved once, under one name.
+    saved_storage = {state[k].data_ptr() for k in state.keys() & weights.keys()}
+    missing = sorted(k for k in expected.keys() - weights.keys() if state[k].data_ptr() not in saved_storage)
     unexpected = sorted(weights.keys() - expected.keys())
     wrong = sorted(k for k in expected.keys() & weights.keys() if tuple(weights[k].shape) != expected[k])
     if missing or unexpected or wrong:

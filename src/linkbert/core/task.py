@@ -58,6 +58,8 @@ class Task:
     sample_limit_cuts_features: bool = False
     #: The score --metric_for_best_model and the results table use by default.
     main_metric: str = "accuracy"
+    #: Feature columns the collator and the model receive (the rest stays for post-processing).
+    model_inputs: tuple[str, ...] = MODEL_INPUTS
 
     def __init__(self, model_args, data_args, training_args, task_args) -> None:
         self.model_args, self.data_args = model_args, data_args
@@ -67,6 +69,18 @@ class Task:
         self.data_sha256: dict[str, str] = {}  # split -> hash of its file, set by the core when loaded
 
     # -- data -------------------------------------------------------------------------------
+    def load_examples(self, splits: list[str]) -> tuple[dict, dict[str, list[Any]]]:
+        """The examples of each split and what `validate_record` kept of them. By default the
+        --train_file/--validation_file/--test_file JSON Lines, checked line by line; a task whose
+        splits come from elsewhere (pretraining: one corpus, held-out documents) overrides it."""
+        from .data import load_splits
+
+        return load_splits(self, splits)
+
+    def describe_features(self, split: str, features) -> dict[str, Any]:
+        """Statistics of a split's features that the core logs before training (empty: none)."""
+        return {}
+
     def validate_record(self, record: dict, split: str) -> Any:
         """Raise `RecordError(kind, message)` if one JSON record is unusable for this task; return
         what `check_splits` and `setup_labels` need of it (its label, say), or None."""

@@ -1,0 +1,1 @@
+"""LinkBERT pretraining: linked-document inputs, MLM + document relation prediction."""

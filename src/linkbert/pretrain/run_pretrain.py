@@ -1,0 +1,247 @@
+"""LinkBERT pretraining (or continued pretraining) on a linked corpus: MLM + document relation
+prediction, on the shared core (same engine, checkpoints, resume, torchrun, FSDP as fine-tuning).
+
+    python -m linkbert.pretrain.run_pretrain --model_name_or_path bert-base-uncased \
+        --corpus_file data/pretrain/wiki_linked.jsonl --do_train --do_eval \
+        --max_seq_length 512 --per_device_train_batch_size 32 --gradient_accumulation_steps 8 \
+        --learning_rate 3e-4 --adam_beta2 0.98 --warmup_steps 5000 --max_steps 40000 --fp16 \
+        --output_dir runs/pretrain/LinkBERT-base
+    torchrun --nproc_per_node 8 -m linkbert.pretrain.run_pretrain ...   # same flags
+
+One run, in the core's order:
+    corpus checked (corpus.read_corpus) -> held-out documents -> documents tokenised (map, cached)
+    -> inputs built per split (inputs.PairBuilder, map, cached) -> train (loss = MLM + DRP)
+    -> eval_mlm_loss, eval_mlm_accuracy, eval_perplexity, eval_drp_accuracy (and per relation)
+The output folder is a `save_pretrained` folder that the fine-tuning modules and
+`AutoModelForMaskedLM` load directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from linkbert.core.errors import UserError
+from linkbert.core.results import file_sha256
+from linkbert.core.run import load_tokenizer, main
+from linkbert.core.task import Task
+from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
+from linkbert.pretrain.inputs import IGNORE, LINKED_SAMPLING, RELATIONS, PairBuilder, PairSettings, SegmentStore
+from linkbert.pretrain.model import LinkBertForPreTraining
+
+SPLIT_CODES = {"train": 0, "validation": 1}
+
+
+@dataclass
+class PretrainArguments:
+    corpus_file: Optional[str] = field(
+        default=None, metadata={"help": "JSON Lines corpus: id, title, text, links (scripts/build_linked_corpus.py)."})
+    validation_split_percentage: float = field(
+        default=5.0, metadata={"help": "Percent of the documents held out (whole documents) for --do_eval."})
+    relation_probabilities: str = field(
+        default="0.3333333333,0.3333333333,0.3333333334",
+        metadata={"help": "Probabilities of contiguous,random,linked X_B (the paper: equal)."})
+    linked_sampling: str = field(
+        default="inverse_in_degree",
+        metadata={"help": "How a linked document is drawn: inverse_in_degree (the paper's diversity choice) | "
+                          "uniform."})
+    mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked (BERT: 0.15)."})
+    whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words, not single word pieces."})
+    segment_length: Optional[int] = field(
+        default=None, metadata={"help": "Tokens per segment (default (max_seq_length - 3) // 2, two per input)."})
+
+
+class PretrainTask(Task):
+    name = "pretrain"
+    model_class = LinkBertForPreTraining
+    arguments = PretrainArguments
+    default_max_seq_length = 512
+    main_metric = "mlm_loss"
+    model_inputs = ("input_ids", "token_type_ids", "attention_mask", "mlm_labels", "relation_label")
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        a = self.task_args
+        try:
+            probabilities = tuple(float(p) for p in a.relation_probabilities.split(","))
+        except ValueError:
+            probabilities = ()
+        if len(probabilities) != 3 or min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
+            raise UserError("bad_flag_value", f"--relation_probabilities {a.relation_probabilities!r}: give three "
+                            "non-negative numbers (contiguous,random,linked) that sum to 1, e.g. 0.5,0.25,0.25")
+        self.relation_probabilities = probabilities
+        if a.linked_sampling not in LINKED_SAMPLING:
+            raise UserError("bad_flag_value", f"--linked_sampling {a.linked_sampling!r}: choose "
+                            f"{' or '.join(LINKED_SAMPLING)}")
+        if not 0 < a.mlm_probability < 1:
+            raise UserError("bad_flag_value", f"--mlm_probability {a.mlm_probability}: must be between 0 and 1")
+        if not 0 <= a.validation_split_percentage < 100:
+            raise UserError("bad_flag_value", f"--validation_split_percentage {a.validation_split_percentage}: "
+                            "must be at least 0 and below 100")
+        if self.training_args.do_eval and a.validation_split_percentage == 0:
+            raise UserError("conflicting_flags", "--do_eval with --validation_split_percentage 0: no document is "
+                            "held out to evaluate on")
+        if self.training_args.do_predict:
+            raise UserError("conflicting_flags", "--do_predict: pretraining has no test split; --do_eval scores "
+                            "the held-out documents")
+        length = self.data_args.max_seq_length or self.default_max_seq_length
+        segment = a.segment_length or (length - 3) // 2
+        if segment < 1 or 2 * segment + 3 > length:
+            raise UserError("bad_flag_value", f"--max_seq_length {length} is too short for two segments of "
+                            f"{segment} tokens plus [CLS] and two [SEP] (needs {2 * max(segment, 1) + 3}); raise "
+                            "it or lower --segment_length")
+        self.graph: Optional[LinkGraph] = None
+        self.store: Optional[SegmentStore] = None
+        self.held_out: Optional[np.ndarray] = None
+        self.tokenised = None  # the documents as word pieces (a datasets.Dataset), set by load_examples
+        self.builders: dict[str, PairBuilder] = {}
+
+    # -- data -------------------------------------------------------------------------------
+    def load_examples(self, splits: list[str]) -> tuple[dict, dict]:
+        """The corpus checked, its documents tokenised once (cached), and each split's documents:
+        training gets the documents not held out, validation the held-out ones."""
+        import datasets
+
+        if not self.task_args.corpus_file:
+            raise UserError("missing_split", "--corpus_file is needed (a linked corpus; build one with "
+                            "scripts/build_linked_corpus.py)")
+        self.graph = read_corpus(self.task_args.corpus_file)
+        digest = file_sha256(Path(self.task_args.corpus_file))  # names the data in env.json and the run identity
+        self.data_sha256 = {split: digest for split in splits}
+        self.held_out = held_out_documents(len(self.graph), self.task_args.validation_split_percentage,
+                                           self.training_args.seed)
+        if (~self.held_out).sum() < 2:
+            raise UserError("empty_split", f"only {(~self.held_out).sum()} document(s) left for training after "
+                            "holding out validation documents; a random X_B needs at least two: lower "
+                            "--validation_split_percentage or give more documents", path=self.task_args.corpus_file)
+        tokenizer = load_tokenizer(self)
+        corpus = datasets.load_dataset("json", data_files={"corpus": self.task_args.corpus_file},
+                                       cache_dir=self.model_args.cache_dir)["corpus"]
+        d = self.data_args
+        tokenised = corpus.map(
+            tokenise_documents, batched=True, with_indices=True, fn_kwargs={"tokenizer": tokenizer},
+            remove_columns=corpus.column_names, num_proc=d.preprocessing_num_workers,
+            load_from_cache_file=not d.overwrite_cache, desc="pretrain: tokenising documents")
+        self.tokenised = tokenised
+        positions = {"train": np.flatnonzero(~self.held_out), "validation": np.flatnonzero(self.held_out)}
+        # --max_train_samples / --max_eval_samples count documents (a split's examples here).
+        limits = {"train": d.max_train_samples, "validation": d.max_eval_samples}
+        positions = {split: p[:limits[split]] if limits[split] else p for split, p in positions.items()}
+        return {split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits}, {}
+
+    def _builder(self, split: str) -> PairBuilder:
+        if split not in self.builders:
+            if self.store is None:
+                segment = self.task_args.segment_length or (self.max_seq_length - 3) // 2
+                self.store = SegmentStore.from_dataset(self.tokenised, segment)
+            t, a = self.tokenizer, self.task_args
+            settings = PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability,
+                                    a.whole_word_masking, self.training_args.seed, t.cls_token_id, t.sep_token_id,
+                                    t.mask_token_id, len(t))
+            # Training draws X_B from training documents only; validation from the whole corpus.
+            pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
+            self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool, settings,
+                                               SPLIT_CODES[split])
+        return self.builders[split]
+
+    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
+        return self._builder("train" if training else "validation").inputs_of_documents(batch["document"])
+
+    def describe_features(self, split: str, features) -> dict[str, Any]:
+        relations = np.bincount(np.asarray(features["relation_label"], dtype=np.int64), minlength=3)
+        lengths = np.fromiter((len(x) for x in features["input_ids"]), dtype=np.int64, count=len(features))
+        description: dict[str, Any] = {"inputs": len(features), **dict(zip(RELATIONS, relations.tolist())),
+                                       "linked_fell_back": int(np.sum(features["fell_back"]))}
+        if len(features):
+            description.update(length_mean=round(float(lengths.mean()), 1), length_min=int(lengths.min()),
+                               length_max=int(lengths.max()))
+        if split == "train" and self.graph is not None:
+            description["links_dropped"] = self.graph.dropped_links
+        return description
+
+    def collator(self, pad_to_multiple_of: Optional[int]):
+        return PretrainCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
+
+    # -- outputs ----------------------------------------------------------------------------
+    def output_tensor(self, outputs) -> torch.Tensor:
+        return torch.cat([outputs.mlm_example_stats, outputs.relation_logits.float()], dim=-1)
+
+    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
+        ids = self.graph.ids
+        columns = features.select_columns(["document", "anchor_segment", "partner_document", "partner_segment",
+                                           "relation_label"]).to_dict()
+        records = []
+        for i, row in enumerate(outputs):
+            logits = row[3:6].astype(np.float64)
+            log_probs = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+            gold = columns["relation_label"][i]
+            records.append({
+                "id": f"{ids[columns['document'][i]]}#{columns['anchor_segment'][i]}",
+                "partner": f"{ids[columns['partner_document'][i]]}#{columns['partner_segment'][i]}",
+                "relation": RELATIONS[gold], "prediction": RELATIONS[int(np.argmax(logits))],
+                "relation_loss": round(float(-log_probs[gold]), 6),
+                "mlm_loss_sum": round(float(row[0]), 6), "mlm_tokens": int(row[1]), "mlm_correct": int(row[2])})
+        return records
+
+    def score(self, records: list[dict]) -> dict[str, float]:
+        tokens = sum(r["mlm_tokens"] for r in records)
+        if not records or not tokens:
+            return {}
+        mlm_loss = sum(r["mlm_loss_sum"] for r in records) / tokens
+        relation_loss = float(np.mean([r["relation_loss"] for r in records]))
+        metrics = {"loss": mlm_loss + relation_loss, "mlm_loss": mlm_loss, "perplexity": math.exp(min(mlm_loss, 50)),
+                   "mlm_accuracy": sum(r["mlm_correct"] for r in records) / tokens, "drp_loss": relation_loss,
+                   "drp_accuracy": float(np.mean([r["prediction"] == r["relation"] for r in records]))}
+        for relation in RELATIONS:
+            of_relation = [r["prediction"] == relation for r in records if r["relation"] == relation]
+            if of_relation:
+                metrics[f"drp_accuracy_{relation}"] = float(np.mean(of_relation))
+        return metrics
+
+    def summary(self, records: list[dict]) -> dict[str, Any]:
+        return {"inputs": len(records)}
+
+
+def tokenise_documents(batch: dict[str, list], indices: list[int], tokenizer) -> dict[str, list]:
+    """Each document's word pieces (no special tokens) and where words start."""
+    encoded = tokenizer(batch["text"], add_special_tokens=False, return_attention_mask=False,
+                        return_token_type_ids=False, verbose=False)
+    word_start = []
+    for i in range(len(batch["text"])):
+        words = encoded.word_ids(i)
+        word_start.append([j == 0 or words[j] != words[j - 1] for j in range(len(words))])
+    return {"document": indices, "input_ids": encoded["input_ids"], "word_start": word_start}
+
+
+class PretrainCollator:
+    """Pads inputs (pad id), token types (0) and MLM labels (ignored) to the longest input, to a
+    multiple of 8 under mixed precision, and builds the attention mask."""
+
+    def __init__(self, pad_id: int, pad_to_multiple_of: Optional[int]) -> None:
+        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        length = max(len(r["input_ids"]) for r in rows)
+        if self.multiple:
+            length = -(-length // self.multiple) * self.multiple
+        batch = {"input_ids": torch.full((len(rows), length), self.pad_id, dtype=torch.long),
+                 "token_type_ids": torch.zeros((len(rows), length), dtype=torch.long),
+                 "attention_mask": torch.zeros((len(rows), length), dtype=torch.long),
+                 "mlm_labels": torch.full((len(rows), length), IGNORE, dtype=torch.long)}
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            batch["input_ids"][i, :n] = torch.tensor(r["input_ids"])
+            batch["token_type_ids"][i, :n] = torch.tensor(r["token_type_ids"])
+            batch["attention_mask"][i, :n] = 1
+            batch["mlm_labels"][i, :n] = torch.tensor(r["mlm_labels"])
+        batch["relation_label"] = torch.tensor([r["relation_label"] for r in rows], dtype=torch.long)
+        return batch
+
+
+if __name__ == "__main__":
+    main(PretrainTask)

@@ -1,0 +1,121 @@
+"""scripts/build_linked_corpus.py on small HTML folders, MediaWiki dumps and citation lists the
+test writes; the corpora it builds load with linkbert.pretrain.corpus.read_corpus."""
+
+import bz2
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import build_linked_corpus as builder  # noqa: E402
+
+from linkbert.pretrain.corpus import read_corpus  # noqa: E402
+
+
+def build(argv, capsys) -> tuple[list[dict], str]:
+    assert builder.run_cli(builder.main, [str(a) for a in argv]) == 0, capsys.readouterr().err
+    output = Path(argv[argv.index("--output") + 1])
+    return [json.loads(line) for line in output.read_text().splitlines()], capsys.readouterr().out
+
+
+PAGE = """<html><head><title>{title}</title><script>var x = 1;</script></head><body>
+<nav><a href="index.html">Home</a> <a href="b.html">Next</a></nav>
+<div class="navheader"><a href="c.html">previous</a></div>
+<h1>{title}</h1><p>{body}</p>{links}
+<footer>Copyright <a href="https://example.org">example</a></footer></body></html>"""
+
+
+def page(folder: Path, name: str, title: str, body: str, links: str) -> None:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(PAGE.format(title=title, body=body, links=links), encoding="utf-8")
+
+
+def test_html_folder(tmp_path, capsys):
+    site = tmp_path / "site"
+    page(site, "index.html", "Manual", "The manual starts here.",
+         '<a href="guide/b.html#intro">guide</a> <a href="mailto:x@y.z">mail</a> <a href="#top">top</a>')
+    page(site, "guide/b.html", "Guide", "Read the guide.",
+         '<a href="../index.html">up</a> <a href="c.html?x=1">c</a> <a href="../../outside.html">out</a>'
+         ' <a href="./c.html">again</a>')
+    page(site, "guide/c.html", "Chapter C", "Chapter text.", '<a href="missing.html">gone</a>')
+    (site / "empty.html").write_text('<html><head><title>Empty</title></head><body><nav><a href="index.html">'
+                                     'Home</a></nav></body></html>')
+    os.symlink("c.html", site / "guide" / "c-alias.html")
+    docs, report = build(["html", "--input_dir", site, "--output", tmp_path / "corpus.jsonl"], capsys)
+    by_id = {d["id"]: d for d in docs}
+    assert sorted(by_id) == ["guide/b.html", "guide/c.html", "index.html"]  # the empty page is left out
+    assert by_id["index.html"]["links"] == ["guide/b.html"]
+    assert by_id["guide/b.html"]["links"] == ["index.html", "guide/c.html"]
+    assert by_id["guide/c.html"]["links"] == []
+    index = by_id["index.html"]
+    assert index["title"] == "Manual" and "The manual starts here." in index["text"]
+    for boilerplate in ("var x", "Home", "previous", "Copyright"):
+        assert boilerplate not in index["text"]
+    assert "documents: 3" in report and "documents without text (left out): 1" in report
+    assert "links outside the folder (dropped): 3" in report  # mailto, ../../outside.html, missing.html
+    assert "aliases of another page (merged): 1" in report
+    graph = read_corpus(tmp_path / "corpus.jsonl")
+    assert sum(map(len, graph.links)) == 3
+
+
+DUMP = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">
+<siteinfo><namespaces><namespace key="14">Category</namespace><namespace key="6">File</namespace></namespaces></siteinfo>
+<page><title>Tidal Basin</title><ns>0</ns><revision><text>The '''Tidal Basin''' is a reservoir near the
+[[Potomac River]] and the [[national Mall|Mall]]. {{Infobox lake|name=Tidal Basin}}
+See [[Cherry blossom festival#History]] and [[Nowhere page]].[[Category:Lakes]] [[File:Basin.jpg|thumb]]</text></revision></page>
+<page><title>Potomac River</title><ns>0</ns><revision><text>A river that flows past the [[Tidal Basin]].</text></revision></page>
+<page><title>National Mall</title><ns>0</ns><revision><text>A park in [[Washington, D.C.]]</text></revision></page>
+<page><title>Cherry Blossom Festival</title><ns>0</ns><revision><text>A spring festival at the [[Tidal_Basin]].</text></revision></page>
+<page><title>Cherry blossom festival</title><ns>0</ns><redirect title="Cherry Blossom Festival" /><revision><text>#REDIRECT [[Cherry Blossom Festival]]</text></revision></page>
+<page><title>Empty article</title><ns>0</ns><revision><text>{{stub}}</text></revision></page>
+<page><title>Talk:Tidal Basin</title><ns>1</ns><revision><text>Talk about [[Potomac River]]</text></revision></page>
+</mediawiki>"""
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_wikipedia_dump(compressed, tmp_path, capsys):
+    dump = tmp_path / ("dump.xml.bz2" if compressed else "dump.xml")
+    dump.write_bytes(bz2.compress(DUMP.encode()) if compressed else DUMP.encode())
+    docs, report = build(["wikipedia", "--dump", dump, "--output", tmp_path / "wiki.jsonl"], capsys)
+    by_id = {d["id"]: d for d in docs}
+    assert sorted(by_id) == ["Cherry Blossom Festival", "National Mall", "Potomac River", "Tidal Basin"]
+    # Section anchor dropped, first letter capitalised, redirect followed, other namespaces and
+    # pages not in the dump left out.
+    assert by_id["Tidal Basin"]["links"] == ["Potomac River", "National Mall", "Cherry Blossom Festival"]
+    assert by_id["Cherry Blossom Festival"]["links"] == ["Tidal Basin"]
+    text = by_id["Tidal Basin"]["text"]
+    assert "Tidal Basin is a reservoir near the Potomac River and the Mall." in text
+    assert "Infobox" not in text and "[[" not in text and "'''" not in text
+    assert "documents without text (left out): 1" in report
+    assert "dangling links (dropped): 2" in report  # Nowhere page, Washington, D.C.
+    assert "links into other namespaces (dropped): 2" in report
+
+
+def test_citations(tmp_path, capsys):
+    source = tmp_path / "pubmed.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in [
+        {"id": 101, "title": "Aspirin", "abstract": "Aspirin lowers fever.", "citations": [102, 999]},
+        {"id": "102", "text": "Fever in children.", "references": ["101"]},
+        {"id": 103, "text": ""},
+    ]) + "\n")
+    docs, report = build(["citations", "--input", source, "--output", tmp_path / "out.jsonl"], capsys)
+    assert docs == [{"id": "101", "title": "Aspirin", "text": "Aspirin lowers fever.", "links": ["102"]},
+                    {"id": "102", "title": "", "text": "Fever in children.", "links": ["101"]}]
+    assert "dangling links (dropped): 1" in report and "documents without text (left out): 1" in report
+
+
+def test_bad_inputs_are_one_line(tmp_path, capsys):
+    assert builder.run_cli(builder.main, ["html", "--input_dir", str(tmp_path), "--output", str(tmp_path / "o")]) == 1
+    assert "no .html/.htm pages" in capsys.readouterr().err
+    broken = tmp_path / "broken.xml"
+    broken.write_text("<mediawiki><page><title>A</title>")
+    assert builder.run_cli(builder.main, ["wikipedia", "--dump", str(broken), "--output", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable MediaWiki XML dump" in err[0]
+    assert not (tmp_path / "o").exists()

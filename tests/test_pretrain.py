@@ -1,0 +1,379 @@
+"""LinkBERT pretraining: the inputs (relations, partners, masking, seeding), the run on the core
+(metrics, exact resume, two processes equal one), the output folder (AutoModelForMaskedLM and a
+fine-tuning module load it) and every bad corpus or flag."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import REPO, SAMPLES, run_task
+from linkbert.core.args import parse_args
+from linkbert.core.run import build_features, main
+from linkbert.pretrain.corpus import held_out_documents, resolve_links
+from linkbert.pretrain.inputs import CONTIGUOUS, IGNORE, LINKED, RANDOM, PairBuilder, PairSettings, SegmentStore
+from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainTask
+from linkbert.seqcls.run_seqcls import SeqClsTask
+
+CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+WORDS = ("river basin cherry festival tree city mayor park channel spring garden bridge island museum "
+         "library station harbour tower market valley").split()
+SPECIAL = {"cls_id": 2, "sep_id": 3, "mask_id": 4}
+
+
+def settings(**changes) -> PairSettings:
+    values = dict(relation_probabilities=(1 / 3, 1 / 3, 1 / 3), linked_sampling="uniform", mlm_probability=0.15,
+                  whole_word_masking=False, seed=0, vocab_size=1000, **SPECIAL)
+    values.update(changes)
+    return PairSettings(**values)
+
+
+def synthetic(num_documents: int = 300, segments: int = 8, length: int = 10, seed: int = 0):
+    """A store whose token ids say where they come from: document d, segment s, position p is
+    5 + (d * segments + s) * length + p (so any X_B can be traced back), words of 1-3 pieces."""
+    rng = np.random.default_rng(seed)
+    n_tokens = num_documents * segments * length
+    tokens = (5 + np.arange(n_tokens)).astype(np.int32)
+    starts = rng.random(n_tokens) < 0.5
+    store = SegmentStore(tokens, starts, np.arange(num_documents + 1, dtype=np.int64) * segments * length, length)
+    links = [sorted(rng.choice([j for j in range(num_documents) if j != d], 3, replace=False).tolist())
+             for d in range(num_documents)]
+    graph = resolve_links([str(d) for d in range(num_documents)], [[str(j) for j in ls] for ls in links])
+    return store, graph
+
+
+def origin(token: int, segments: int = 8, length: int = 10) -> tuple[int, int]:
+    index = (token - 5) // length
+    return index // segments, index % segments
+
+
+def unmasked(row: dict) -> np.ndarray:
+    ids, labels = np.array(row["input_ids"]), np.array(row["mlm_labels"])
+    return np.where(labels != IGNORE, labels, ids)
+
+
+def build_all(store, graph, s: PairSettings, pool=None) -> dict:
+    pool = np.ones(len(graph), dtype=bool) if pool is None else pool
+    builder = PairBuilder(store, graph.links, graph.in_degree, pool, s, split_code=0)
+    return builder.inputs_of_documents(list(range(len(graph))))
+
+
+# -- inputs ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("probabilities", [(1 / 3, 1 / 3, 1 / 3), (0.5, 0.2, 0.3)])
+def test_relation_frequencies_follow_the_probabilities(probabilities):
+    store, graph = synthetic()
+    inputs = build_all(store, graph, settings(relation_probabilities=probabilities))
+    n = len(inputs["relation_label"])
+    assert n == 300 * 7  # every segment with a successor is an anchor once
+    counts = np.bincount(inputs["relation_label"], minlength=3)
+    for count, p in zip(counts, probabilities):
+        assert abs(count - n * p) < 4 * np.sqrt(n * p * (1 - p)), (counts, probabilities)
+    assert not any(inputs["fell_back"])
+
+
+def test_each_relation_pairs_the_right_segments():
+    """Traced through the token ids: contiguous X_B is the next segment of X_A's document, linked
+    X_B a segment of a document X_A's document links to, random X_B one of another document."""
+    store, graph = synthetic()
+    inputs = build_all(store, graph, settings())
+    rows = [dict(zip(inputs, values)) for values in zip(*inputs.values())]
+    for row in rows:
+        tokens = unmasked(row)
+        types = np.array(row["token_type_ids"])
+        a, b = tokens[1:np.flatnonzero(tokens == 3)[0]], tokens[types == 1][:-1]
+        assert tokens[0] == 2 and tokens[len(a) + 1] == 3 and tokens[-1] == 3
+        (a_doc, a_seg), (b_doc, b_seg) = origin(a[0]), origin(b[0])
+        assert (a_doc, a_seg) == (row["document"], row["anchor_segment"])
+        assert (b_doc, b_seg) == (row["partner_document"], row["partner_segment"])
+        assert np.array_equal(a, store.segment(a_doc, a_seg)[0]) and np.array_equal(b, store.segment(b_doc, b_seg)[0])
+        if row["relation_label"] == CONTIGUOUS:
+            assert (b_doc, b_seg) == (a_doc, a_seg + 1)
+        elif row["relation_label"] == LINKED:
+            assert b_doc in graph.links[a_doc]
+        else:
+            assert row["relation_label"] == RANDOM and b_doc != a_doc
+
+
+def test_linked_documents_are_drawn_by_inverse_in_degree():
+    """Document 0 links to a hub (linked from every document) and to a leaf (linked from 0 only):
+    with inverse_in_degree the leaf is drawn about in_degree(hub) times as often."""
+    n = 41
+    links = [["1", "2"]] + [["1"] for _ in range(1, n)]
+    graph = resolve_links([str(d) for d in range(n)], links)
+    assert graph.in_degree[1] == n - 1 and graph.in_degree[2] == 1
+    store = SegmentStore((5 + np.arange(n * 4000)).astype(np.int32), np.ones(n * 4000, dtype=bool),
+                         np.arange(n + 1, dtype=np.int64) * 4000, 2)
+    for sampling, expected in (("inverse_in_degree", 1 / (n - 1)), ("uniform", 1.0)):
+        s = settings(relation_probabilities=(0.0, 0.0, 1.0), linked_sampling=sampling)
+        builder = PairBuilder(store, graph.links, graph.in_degree, np.ones(n, dtype=bool), s, 0)
+        partners = np.array(builder.inputs_of_documents([0])["partner_document"])
+        hub, leaf = np.sum(partners == 1), np.sum(partners == 2)
+        assert hub / leaf == pytest.approx(expected, rel=0.25), (sampling, hub, leaf)
+
+
+def test_training_partners_stay_out_of_held_out_documents_and_unlinked_anchors_fall_back():
+    store, graph = synthetic(num_documents=100)
+    held_out = held_out_documents(100, 20, seed=3)
+    assert held_out.sum() == 20
+    builder = PairBuilder(store, graph.links, graph.in_degree, ~held_out, settings(), split_code=0)
+    inputs = builder.inputs_of_documents(np.flatnonzero(~held_out).tolist())
+    assert not held_out[inputs["partner_document"]].any()
+    fell_back = np.array(inputs["fell_back"])
+    documents = np.array(inputs["document"])
+    no_link_in_pool = np.array([not any(~held_out[graph.links[d]]) for d in documents])
+    assert fell_back.any() and not (fell_back & ~no_link_in_pool).any()
+    assert not (np.array(inputs["relation_label"])[no_link_in_pool] == LINKED).any()
+
+
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_masking_rates(whole_word):
+    store, graph = synthetic()
+    inputs = build_all(store, graph, settings(whole_word_masking=whole_word))
+    mask_share = same_share = chosen_total = 0
+    for ids, labels, doc, seg, pdoc, pseg in zip(inputs["input_ids"], inputs["mlm_labels"], inputs["document"],
+                                                 inputs["anchor_segment"], inputs["partner_document"],
+                                                 inputs["partner_segment"]):
+        ids, labels = np.array(ids), np.array(labels)
+        chosen = labels != IGNORE
+        candidates = len(ids) - 3
+        assert not chosen[[0, 1 + 10, len(ids) - 1]].any(), "[CLS] and [SEP] are never masked"
+        if whole_word:  # the masked pieces form whole words of X_A and X_B
+            a_starts, b_starts = store.segment(doc, seg)[1], store.segment(pdoc, pseg)[1]
+            starts = np.concatenate([[False], a_starts, [False], b_starts, [False]])
+            starts[[1, 12]] = True
+            word = np.cumsum(starts)
+            for w in np.unique(word[chosen]):
+                inside = (word == w) & ~np.isin(np.arange(len(ids)), [0, 11, len(ids) - 1])
+                assert chosen[inside].all()
+            assert chosen.sum() <= round(0.15 * candidates)
+        else:
+            assert chosen.sum() == round(0.15 * candidates)
+        chosen_total += chosen.sum()
+        mask_share += np.sum(ids[chosen] == SPECIAL["mask_id"])
+        same_share += np.sum(ids[chosen] == labels[chosen])
+    assert chosen_total / (len(inputs["input_ids"]) * 20) == pytest.approx(0.15, abs=0.02 if whole_word else 1e-9)
+    assert mask_share / chosen_total == pytest.approx(0.8, abs=0.015)
+    assert same_share / chosen_total == pytest.approx(0.1, abs=0.01)  # the other 10% got a random token
+
+
+def test_the_same_seed_gives_the_same_inputs_whatever_the_order():
+    store, graph = synthetic(num_documents=60)
+    first = build_all(store, graph, settings(seed=7))
+    builder = PairBuilder(store, graph.links, graph.in_degree, np.ones(60, dtype=bool), settings(seed=7), 0)
+    backwards = [builder.inputs_of_documents([d]) for d in reversed(range(60))]
+    assert sum((b["input_ids"] for b in reversed(backwards)), []) == first["input_ids"]
+    assert build_all(store, graph, settings(seed=8))["input_ids"] != first["input_ids"]
+
+
+# -- runs on the core -----------------------------------------------------------------------
+def write_corpus(path: Path, documents: int = 36, seed: int = 0) -> Path:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for d in range(documents):
+            text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(25, 60)))
+            links = rng.sample([f"doc{j}" for j in range(documents) if j != d], 2) + ["elsewhere"]
+            f.write(json.dumps({"id": f"doc{d}", "title": f"Document {d}", "text": text, "links": links}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.jsonl")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model, corpus) -> str:
+    return tiny_model([corpus, *sorted(CHEMPROT.glob("*.json"))], dropout=0.0)
+
+
+def pretrain_flags(model: str, corpus: Path, out: Path, *extra) -> list:
+    return ["--model_name_or_path", model, "--corpus_file", corpus, "--output_dir", out, "--do_train", "--do_eval",
+            "--max_seq_length", "24", "--validation_split_percentage", "25", "--learning_rate", "5e-3",
+            "--max_steps", "6", "--per_device_train_batch_size", "4", "--logging_steps", "2",
+            "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3",
+            "--disable_tqdm", *extra]
+
+
+@pytest.fixture(scope="module")
+def full_run(model, corpus, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("pretrain") / "full"
+    run_task(PretrainTask, pretrain_flags(model, corpus, out))
+    return out
+
+
+def same_weights(a: Path, b: Path, atol: float = 0.0) -> bool:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=atol, rtol=0) for k in wa)
+
+
+def test_run_reports_mlm_and_drp_metrics(full_run):
+    results = json.loads((full_run / "eval_results.json").read_text())
+    for key in ("eval_mlm_loss", "eval_mlm_accuracy", "eval_drp_accuracy", "eval_perplexity",
+                "eval_drp_accuracy_contiguous", "eval_drp_accuracy_random", "eval_drp_accuracy_linked"):
+        assert key in results
+    records = [json.loads(line) for line in (full_run / "eval_predictions.jsonl").read_text().splitlines()]
+    assert len(records) == results["eval_inputs"]
+    accuracy = np.mean([r["prediction"] == r["relation"] for r in records])
+    assert results["eval_drp_accuracy"] == pytest.approx(accuracy)
+    loss = sum(r["mlm_loss_sum"] for r in records) / sum(r["mlm_tokens"] for r in records)
+    assert results["eval_mlm_loss"] == pytest.approx(loss)
+    history = json.loads((full_run / "trainer_state.json").read_text())["log_history"]
+    assert [h["step"] for h in history if "eval_drp_accuracy" in h] == [3, 6]
+    # Held-out anchors only: no validation input starts in a training document.
+    anchor_documents = {r["id"].split("#")[0] for r in records}
+    assert len(anchor_documents) == 9  # 25% of 36 documents
+
+
+def test_output_folder_loads_as_masked_lm_and_fine_tunes(full_run, model, tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    masked_lm = AutoModelForMaskedLM.from_pretrained(full_run)
+    saved = load_file(full_run / "model.safetensors")
+    for name, tensor in masked_lm.state_dict().items():
+        if name in saved:
+            assert torch.equal(tensor, saved[name]), name
+    assert "cls.predictions.transform.dense.weight" in saved and "document_relation.weight" in saved
+    out = tmp_path / "seqcls"
+    metrics = run_task(SeqClsTask, ["--model_name_or_path", full_run, "--train_file", CHEMPROT / "train.json",
+                                    "--validation_file", CHEMPROT / "dev.json", "--do_train", "--do_eval",
+                                    "--metric_name", "PRF1", "--max_steps", "2", "--output_dir", out, "--disable_tqdm"])
+    assert "eval_F1" in metrics
+    # The fine-tuned encoder starts from the pretrained one, not from the model pretraining began with.
+    fine_tuned = load_file(out / "model.safetensors")["bert.embeddings.word_embeddings.weight"]
+    pretrained = saved["bert.embeddings.word_embeddings.weight"]
+    initial = load_file(Path(model) / "model.safetensors")["embeddings.word_embeddings.weight"]
+    assert (fine_tuned - pretrained).abs().max() < (pretrained - initial).abs().max() / 2
+
+
+def test_resume_from_a_checkpoint_is_exact(full_run, model, corpus, tmp_path):
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    shutil.copytree(full_run / "checkpoint-3", resumed / "checkpoint-3")
+    run_task(PretrainTask, pretrain_flags(model, corpus, resumed))  # the folder's checkpoint: resumes
+    assert same_weights(full_run, resumed)
+    assert (full_run / "eval_predictions.jsonl").read_text() == (resumed / "eval_predictions.jsonl").read_text()
+
+
+def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path):
+    def features(seed: int, workers: int):
+        argv = pretrain_flags(model, corpus, tmp_path / "unused", "--seed", str(seed),
+                              "--preprocessing_num_workers", str(workers), "--overwrite_cache")
+        task = PretrainTask(*parse_args(PretrainArguments, [str(a) for a in argv]))
+        examples, _ = task.load_examples(["train"])
+        task.max_seq_length = 24
+        return build_features(task, "train", examples["train"], training=True).to_dict()
+
+    one = features(1, 1)
+    assert one == features(1, 2)
+    assert one["input_ids"] != features(2, 1)["input_ids"]
+
+
+def test_two_processes_equal_one(full_run, model, corpus, tmp_path):
+    """torchrun with 2 processes at micro-batch 2 trains what one process at 4 trains (full_run;
+    its checkpoints change nothing in the weights): the tiny model has dropout off."""
+    two = tmp_path / "two"
+    argv = [str(a) for a in pretrain_flags(model, corpus, two, "--save_strategy", "no",
+                                           "--per_device_train_batch_size", "2")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "linkbert.pretrain.run_pretrain", *argv], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert same_weights(full_run, two, atol=1e-5)
+    a, b = (json.loads((d / "eval_results.json").read_text()) for d in (full_run, two))
+    assert a["eval_drp_accuracy"] == b["eval_drp_accuracy"]
+    assert a["eval_mlm_loss"] == pytest.approx(b["eval_mlm_loss"], abs=1e-4)
+
+
+# -- bad input ------------------------------------------------------------------------------
+def expect_error(kind: str, argv: list, capsys, out: Path) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(PretrainTask, [str(a) for a in argv])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"error [{kind}]"), lines
+    assert sum(line.startswith("error [") for line in lines) == 1, "one clear line"
+    if out.exists():
+        assert not [p for p in out.rglob("*") if p.is_file()], "nothing written to the output folder"
+    return lines[-1]
+
+
+def documents(*records) -> list[dict]:
+    return [{"id": f"d{i}", "text": "river basin", **r} for i, r in enumerate(records)]
+
+
+def write_lines(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.parametrize("case, records, kind, named", [
+    ("empty", [], "empty_split", "empty"),
+    ("no_text", documents({"links": ["d1"]}, {"text": "  ", "links": ["d0"]}), "empty_input", ":2:"),
+    ("no_links", documents({"links": ["nowhere"]}, {}), "no_links", "linked"),
+    ("duplicate", documents({"links": ["d1"]}, {"id": "d0"}), "duplicate_id", "line 1"),
+    ("bad_links", documents({"links": "d1"}), "wrong_type", ":1:"),
+])
+def test_bad_corpus(case, records, kind, named, model, tmp_path, capsys):
+    corpus = write_lines(tmp_path / f"{case}.jsonl", records)
+    out = tmp_path / "out"
+    message = expect_error(kind, pretrain_flags(model, corpus, out), capsys, out)
+    assert str(corpus) in message and named in message
+
+
+def test_non_utf8_corpus(model, tmp_path, capsys):
+    corpus = tmp_path / "latin1.jsonl"
+    corpus.write_bytes(json.dumps({"id": "a", "text": "caf\u00e9", "links": []}, ensure_ascii=False).encode("latin-1"))
+    out = tmp_path / "out"
+    assert "0xe9" in expect_error("bad_json", pretrain_flags(model, corpus, out), capsys, out)
+
+
+def test_links_outside_the_corpus_are_dropped_and_counted(model, corpus, tmp_path, caplog):
+    from linkbert.pretrain.corpus import read_corpus
+
+    graph = read_corpus(corpus)
+    assert graph.dropped_links["not_in_corpus"] == 36 and all(len(links) == 2 for links in graph.links)
+
+
+@pytest.mark.parametrize("flags, kind, named", [
+    (["--max_seq_length", "4"], "bad_flag_value", "--max_seq_length 4"),
+    (["--segment_length", "20"], "bad_flag_value", "too short"),
+    (["--relation_probabilities", "0.5,0.5,0.5"], "bad_flag_value", "sum to 1"),
+    (["--relation_probabilities", "0.5,0.5"], "bad_flag_value", "three"),
+    (["--linked_sampling", "pagerank"], "bad_flag_value", "inverse_in_degree"),
+    (["--validation_split_percentage", "0"], "conflicting_flags", "held out"),
+])
+def test_bad_flags(flags, kind, named, model, corpus, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert named in expect_error(kind, pretrain_flags(model, corpus, out, *flags), capsys, out)
+
+
+def test_missing_corpus_flag(model, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", model, "--output_dir", out, "--do_train"]
+    assert "--corpus_file" in expect_error("missing_split", argv, capsys, out)
+
+
+def test_run_script_blocks_parse_as_flags():
+    """run_examples_pretrain_linkbert.sh --dry-run: one command per model, each accepted by the
+    task's own flag checks (probabilities, lengths, strategies)."""
+    done = subprocess.run(["bash", str(REPO / "run_examples_pretrain_linkbert.sh"), "--dry-run"], capture_output=True,
+                          text=True, timeout=60, check=True)
+    commands = done.stdout.strip().splitlines()
+    assert len(commands) == 3
+    for command in commands:
+        argv = command.split()
+        argv = argv[argv.index("linkbert.pretrain.run_pretrain") + 1:]
+        task = PretrainTask(*parse_args(PretrainArguments, argv))
+        assert task.training_args.fp16 and task.data_args.max_seq_length == 512
+        assert task.relation_probabilities == pytest.approx((1 / 3, 1 / 3, 1 / 3), abs=1e-6)
