@@ -438,7 +438,7 @@ class Engine:
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, features) -> list[np.ndarray]:
+    def predict(self, features, desc: str = "predict") -> list[np.ndarray]:
         """Model outputs per feature, in feature order. Batches are formed by length (fewer pad
         tokens; padding is masked, so no prediction changes) and gathered from every rank."""
         if len(features) == 0:
@@ -456,7 +456,7 @@ class Engine:
         # Evaluation must not consume the training RNG (DataLoader draws a seed per iterator).
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             indices = iter(batches)
-            for batch in tqdm(self._loader(features, batches), desc="predict", leave=False,
+            for batch in tqdm(self._loader(features, batches), desc=desc, leave=False,
                               disable=self.args.disable_tqdm or not self.dist.is_main):
                 ids = next(indices)
                 batch = self._to_device(batch)

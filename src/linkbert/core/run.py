@@ -20,6 +20,7 @@ from .data import load_splits
 from .distributed import DistState
 from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
 from .errors import UserError
+from .hub import PREFETCH_HINT, check_model_source
 from .results import environment, save_metrics, write_json, write_jsonl
 from .task import Task
 
@@ -32,16 +33,40 @@ IGNORED_IN_OUTPUT_DIR = {"log.txt"}
 def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO, stream=sys.stdout)
+    created = _missing_folders(argv)
     try:
         run(task_cls, argv)
     except UserError as e:
-        logger.error("%s", e)
+        # Once, on stderr (the run scripts tee stderr into log.txt too).
         print(e, file=sys.stderr)
+        _remove_if_empty(created)
         sys.exit(2)
     except TrainingInterrupted as e:
-        logger.error("%s", e)
         print(e, file=sys.stderr)
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
+
+
+def _missing_folders(argv: Optional[list[str]]) -> list[Path]:
+    """The --output_dir folders (it and its parents) that do not exist yet, deepest first."""
+    argv = sys.argv[1:] if argv is None else argv
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("--output_dir=")]
+    given += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--output_dir", "--output-dir")]
+    if not given:
+        return []
+    missing, path = [], Path(given[-1]).absolute()
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """A run that failed leaves no empty --output_dir behind (only folders it created itself)."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            return
 
 
 def check_output_dir(args) -> Optional[str]:
@@ -78,20 +103,25 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState):
     from transformers import AutoConfig, AutoTokenizer
 
     m = task.model_args
+    # A name that cannot load fails here in a second, not after the hub's retries.
+    local_only = False
+    for flag, name in (("--model_name_or_path", m.model_name_or_path), ("--config_name", m.config_name),
+                       ("--tokenizer_name", m.tokenizer_name)):
+        if name:
+            local_only |= check_model_source(name, flag, m.cache_dir, m.model_revision)
     common = dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
-                  trust_remote_code=m.trust_remote_code)
+                  trust_remote_code=m.trust_remote_code, local_files_only=local_only)
     try:
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common)
         task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **common)
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
-        model = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
-                                                 **common)
+        model = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
+                                **common)
     except OSError as e:
-        offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
-            if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
-                        f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}") from None
+                        f"model of that name could be loaded; {PREFETCH_HINT.replace('NAME', m.model_name_or_path)}."
+                        f" Detail: {str(e).splitlines()[0]}") from None
     if not getattr(task.tokenizer, "is_fast", False):
         raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
                         f"{m.tokenizer_name or m.model_name_or_path} has none")
@@ -101,6 +131,26 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState):
     if wanted > limit:
         logger.warning("--max_seq_length %d is longer than the model's %d positions: using %d", wanted, limit, limit)
     task.max_seq_length = min(wanted, limit)
+    return model
+
+
+def load_pretrained(model_class, name: str, **kwargs):
+    """`from_pretrained`, with transformers' load-report block replaced by one plain line."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model, info = model_class.from_pretrained(name, output_loading_info=True, **kwargs)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    new, unused = sorted(info.get("missing_keys", ())), sorted(info.get("unexpected_keys", ()))
+    if new:
+        logger.info("New weights, initialised randomly as fine-tuning expects (the task's head): %s", ", ".join(new))
+    if unused:
+        prefixes = sorted({k.split(".")[0] for k in unused})
+        logger.info("Checkpoint weights this task does not use (e.g. pretraining heads): %d under %s",
+                    len(unused), ", ".join(prefixes))
     return model
 
 
@@ -114,7 +164,7 @@ def build_features(task: Task, split: str, examples, training: bool):
 
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
     start = time.time()
-    outputs = engine.predict(features)
+    outputs = engine.predict(features, desc={"eval": "dev", "predict": "test"}.get(prefix, prefix))
     records = task.prediction_records(outputs, examples, features)
     metrics = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
     runtime = time.time() - start
@@ -137,6 +187,9 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                         "maintained path) or --sharded_ddp simple")
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     dist = DistState(args)
+    if args.fp16 and dist.device.type == "cpu" and dist.is_main:
+        logger.warning("--fp16 on a CPU: float16 autocast is slow there and not what the paper ran on its GPUs; "
+                       "on a CPU use --bf16 (or no precision flag)")
     # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
     resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
     datasets_, kept = load_splits(task, splits)
