@@ -141,3 +141,18 @@ def test_without_matplotlib_the_table_is_written_with_a_note(runs, monkeypatch):
     assert collect_results.main([str(runs)]) == 0
     assert "matplotlib is not installed" in (runs / "results.md").read_text()
     assert not (runs / "results.png").exists()
+
+
+def test_nothing_found_says_where_it_looked_and_what_was_lacking(tmp_path, capsys):
+    (tmp_path / "chemprot_hf" / "BioLinkBERT-base").mkdir(parents=True)
+    (tmp_path / "chemprot").mkdir()  # not a task folder name
+    (tmp_path / "HoC_hf").mkdir()    # no model folder inside
+    assert collect_results.main([str(tmp_path), "--no-chart"]) == 0
+    report = capsys.readouterr().out
+    assert "## No runs found" in report and "RUNS/<task>/<model>/" in report
+    assert "`chemprot_hf/`: BioLinkBERT-base: no results file yet" in report
+    assert "`chemprot/`: not a task folder name" in report and "`HoC_hf/`: no <model>/ folder inside" in report
+    run_dir = tmp_path / "chemprot_hf" / "BioLinkBERT-base"
+    (run_dir / "predict_results.json").write_text('{"predict_F1": 0.5}')
+    collect_results.main([str(run_dir), "--no-chart"])
+    assert "is itself a run folder" in capsys.readouterr().out

@@ -188,7 +188,7 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
     state = json.loads((run_dir / "trainer_state.json").read_text())
     outcome.losses = [h["loss"] for h in state["log_history"] if "loss" in h]
     trained = state["global_step"]
-    outcome.checks.append((f"trained {trained} of {steps} updates", trained == steps))
+    outcome.checks.append((f"trained {trained} of {plural(steps, 'update')}", trained == steps))
     fell = loss_fell(outcome.losses)
     outcome.checks.append(("loss fell" if fell else "loss did not fall" if fell is False
                            else f"loss not compared (under {MIN_UPDATES_COMPARED} updates)", fell))
@@ -210,6 +210,10 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
     return outcome
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def default_model_name(path: Path) -> str:
     # A packaged checkpoint often lives in a folder called just "model": name it by its parent.
     return path.parent.name if path.name.lower() in ("model", "models") else path.name
@@ -223,15 +227,23 @@ def shown(path: Path) -> str:
         return str(path.resolve())
 
 
-def quiet_libraries() -> None:
+@contextlib.contextmanager
+def quiet_libraries():
     """No per-file progress bars from datasets/transformers and no load-report blocks (the core
-    logs one plain line about newly initialised head weights instead)."""
+    logs one plain line about newly initialised head weights instead); restored afterwards."""
     import datasets
     import transformers
 
+    verbosity = transformers.utils.logging.get_verbosity()
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        datasets.enable_progress_bars()
+        transformers.utils.logging.enable_progress_bar()
+        transformers.utils.logging.set_verbosity(verbosity)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -260,21 +272,25 @@ def main(argv: Optional[list[str]] = None) -> int:
               "save_pretrained (config.json, weights, tokenizer)", file=sys.stderr)
         return 2
 
-    quiet_libraries()
+    with quiet_libraries():
+        return run_demo(options, samples, out)
+
+
+def run_demo(options: argparse.Namespace, samples: Path, out: Path) -> int:
     from linkbert.tiny import build_tiny_model, texts_from_jsonl
 
     started = time.time()
     if options.model:
         model = Path(options.model)
         model_name, learning_rate = default_model_name(model.resolve()), options.learning_rate
-        print(f"Demo: {model_name} ({model}), {options.steps} updates per task, each task's own learning rate"
+        print(f"Demo: {model_name} ({model}), {plural(options.steps, 'update')} per task, each task's own learning rate"
               + (f" replaced by {learning_rate:g}" if learning_rate else ""))
     else:
         model = out / TINY_MODEL_NAME
         model_name, learning_rate = TINY_MODEL_NAME, options.learning_rate or TINY_LEARNING_RATE
         build_tiny_model(model, texts_from_jsonl(sorted(samples.rglob("*.json"))))
         print(f"Demo: a tiny random BERT built from the samples' text in {shown(model)} (no download), "
-              f"{options.steps} updates per task at learning rate {learning_rate:g}.")
+              f"{plural(options.steps, 'update')} per task at learning rate {learning_rate:g}.")
         print("Its scores are not meaningful (a random 2-layer model, invented samples; 0 is common): the checks "
               "are the point. For scores that mean something: python -m linkbert.demo --model PATH")
     print("Each task adds a new output layer (its head) to the model, initialised randomly as fine-tuning "

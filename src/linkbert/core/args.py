@@ -233,12 +233,11 @@ def _group_flags(parser: argparse.ArgumentParser, task_flags: set[str], task_tit
 
 def _program_and_description(task_arguments: type) -> tuple[str, str]:
     """`python -m linkbert.<task>.<module>` and the module's summary with its first example."""
-    main_module = sys.modules.get("__main__")
-    spec = getattr(main_module, "__spec__", None)
-    module_name = getattr(spec, "name", None) or task_arguments.__module__
-    if module_name == "__main__":
-        module_name = Path(sys.argv[0]).stem
-    doc = (sys.modules.get(task_arguments.__module__).__doc__ or "") if task_arguments.__module__ in sys.modules else ""
+    module_name = task_arguments.__module__
+    if module_name == "__main__":  # run as `python -m linkbert.<task>.<module>`
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module_name = spec.name if spec else Path(sys.argv[0]).stem
+    doc = getattr(sys.modules.get(task_arguments.__module__), "__doc__", None) or ""
     paragraphs = doc.strip().split("\n\n")
     # The summary, up to and including the first indented (example) paragraph.
     first_example = next((i for i, p in enumerate(paragraphs) if p.startswith("    ")), len(paragraphs) - 1)

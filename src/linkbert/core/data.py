@@ -18,14 +18,35 @@ from .task import RecordError, Task
 SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
 
 
-def check_file(path: Optional[str], split: str) -> Path:
-    if not path:
-        raise UserError("missing_split", f"{SPLIT_FLAGS[split]} is needed for this run")
-    p = Path(path)
-    if not p.is_file():
-        raise UserError("missing_file", f"{SPLIT_FLAGS[split]} {path} does not exist; fetch the data "
-                        "(bash scripts/download_data.sh) or fix the path", path=path)
-    return p
+def check_files(files: dict[str, Optional[str]], splits: list[str]) -> dict[str, Path]:
+    """The data file of every split the run needs; one error naming every missing file."""
+    for split in splits:
+        if not files[split]:
+            raise UserError("missing_split", f"{SPLIT_FLAGS[split]} is needed for this run")
+    missing = [split for split in splits if not Path(files[split]).is_file()]
+    if not missing:
+        return {split: Path(files[split]) for split in splits}
+    if any("samples" in Path(files[s]).parts for s in missing):
+        what = "the samples come with the repository (data/samples/): fix the path"
+    else:
+        what = f"fetch the data ({download_command()}) or fix the path"
+    if len(missing) == 1:
+        split = missing[0]
+        raise UserError("missing_file", f"{SPLIT_FLAGS[split]} {files[split]} does not exist; {what}",
+                        path=files[split])
+    named = ", ".join(f"{SPLIT_FLAGS[s]} {files[s]}" for s in missing)
+    raise UserError("missing_file", f"{len(missing)} data files do not exist: {named}; {what}s")
+
+
+def download_command() -> str:
+    """How to run the repository's download script from the current folder."""
+    script = Path(__file__).resolve().parents[3] / "scripts" / "download_data.sh"
+    if not script.is_file():  # an installed copy, away from the repository
+        return "bash scripts/download_data.sh in the repository"
+    try:
+        return f"bash {script.relative_to(Path.cwd())}"
+    except ValueError:
+        return f"bash {script}"
 
 
 def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
@@ -67,7 +88,7 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
              "test": data_args.test_file}
     limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
               "test": data_args.max_predict_samples}
-    paths = {split: check_file(files[split], split) for split in splits}
+    paths = check_files(files, splits)
     lines: dict[str, list[int]] = {split: [] for split in splits}
     kept = {split: validate_split(paths[split], split, task, limits[split], lines[split]) for split in splits}
     try:

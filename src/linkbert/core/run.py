@@ -98,17 +98,22 @@ def check_output_dir(args) -> Optional[str]:
     return resume
 
 
-def load_model(task: Task, train_kept: Optional[list], dist: DistState):
-    """Tokenizer, config (label space from the task) and model, in float32."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    m = task.model_args
-    # A name that cannot load fails here in a second, not after the hub's retries.
+def check_model_sources(m) -> bool:
+    """Model, config and tokenizer names that cannot load fail here, in a second, before any data is
+    read (not after the hub's retries). Returns whether to load from the hub cache only."""
     local_only = False
     for flag, name in (("--model_name_or_path", m.model_name_or_path), ("--config_name", m.config_name),
                        ("--tokenizer_name", m.tokenizer_name)):
         if name:
             local_only |= check_model_source(name, flag, m.cache_dir, m.model_revision)
+    return local_only
+
+
+def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_only: bool = False):
+    """Tokenizer, config (label space from the task) and model, in float32."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    m = task.model_args
     common = dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
                   trust_remote_code=m.trust_remote_code, local_files_only=local_only)
     try:
@@ -185,6 +190,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
         raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
                         "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
                         "maintained path) or --sharded_ddp simple")
+    local_only = check_model_sources(model_args)
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     dist = DistState(args)
     if args.fp16 and dist.device.type == "cpu" and dist.is_main:
@@ -195,7 +201,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     datasets_, kept = load_splits(task, splits)
 
     set_seed(args.seed)
-    model = load_model(task, kept.get("train"), dist)
+    model = load_model(task, kept.get("train"), dist, local_only)
     out = Path(args.output_dir)
     if dist.is_main:
         write_json(out / "run_args.json", {"argv": sys.argv if argv is None else argv,
