@@ -63,8 +63,8 @@ def test_demo_refuses_a_model_path_that_is_not_a_checkpoint(tmp_path, capsys):
     assert "error [missing_model]" in capsys.readouterr().err
 
 
-def failing(argv: list, capsys) -> tuple[str, float, str]:
-    """Run a task module that must fail: (its one error line, seconds it took, all of stderr)."""
+def failing(kind: str, argv: list, capsys) -> tuple[str, float, str]:
+    """Run a task module that must fail with `kind`: (its one error line, seconds it took, all of stderr)."""
     start = time.time()
     with pytest.raises(SystemExit) as exit_info:
         main(SeqClsTask, [str(a) for a in argv])
@@ -73,6 +73,7 @@ def failing(argv: list, capsys) -> tuple[str, float, str]:
     captured = capsys.readouterr()
     errors = [line for line in captured.err.splitlines() if line.startswith("error [")]
     assert len(errors) == 1 and "error [" not in captured.out, "printed once, on stderr"
+    assert errors[0].startswith(f"error [{kind}]: "), errors[0]
     return errors[0], seconds, captured.err
 
 
@@ -84,7 +85,7 @@ def train_argv(model, out: Path) -> list:
 def test_a_path_that_is_no_folder_says_so_at_once(tmp_path, capsys, tiny_model):
     real = Path(tiny_model([CHEMPROT / "train.json"]))
     typo = real.parent / (real.name + "t")
-    message, seconds, _ = failing(train_argv(typo, tmp_path / "out"), capsys)
+    message, seconds, _ = failing("missing_model", train_argv(typo, tmp_path / "out"), capsys)
     assert message.startswith("error [missing_model]") and "no such folder" in message
     assert f"did you mean {real}?" in message and "Repo id" not in message
     assert seconds < 5
@@ -92,7 +93,7 @@ def test_a_path_that_is_no_folder_says_so_at_once(tmp_path, capsys, tiny_model):
 
 
 def test_an_unknown_hub_id_offline_fails_at_once_with_the_prefetch_hint(tmp_path, capsys):
-    message, seconds, _ = failing(train_argv("michiyasunaga/BioLinkBERT-basee", tmp_path / "out"), capsys)
+    message, seconds, _ = failing("missing_model", train_argv("michiyasunaga/BioLinkBERT-basee", tmp_path / "out"), capsys)
     assert message.startswith("error [missing_model]") and "HF_HUB_OFFLINE=1" in message
     assert "prefetch_models.sh michiyasunaga/BioLinkBERT-basee" in message
     assert seconds < 5
@@ -105,7 +106,7 @@ def test_an_unreachable_hub_fails_at_once_not_after_retries(tmp_path, capsys, mo
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    message, seconds, _ = failing(train_argv("someone/some-model", tmp_path / "out"), capsys)
+    message, seconds, _ = failing("missing_model", train_argv("someone/some-model", tmp_path / "out"), capsys)
     assert "the hub cannot be reached: 127.0.0.1:9" in message and "prefetch_models.sh" in message
     assert seconds < 5
 
@@ -113,7 +114,7 @@ def test_an_unreachable_hub_fails_at_once_not_after_retries(tmp_path, capsys, mo
 def test_every_missing_data_file_is_named(tmp_path, capsys, tiny_model):
     argv = train_argv(tiny_model([CHEMPROT / "train.json"]), tmp_path / "out")
     argv[3] = tmp_path / "train.json"
-    message, _, _ = failing([*argv, "--validation_file", tmp_path / "dev.json", "--do_eval",
+    message, _, _ = failing("missing_file", [*argv, "--validation_file", tmp_path / "dev.json", "--do_eval",
                           "--test_file", CHEMPROT / "test.json", "--do_predict"], capsys)
     assert message.startswith("error [missing_file]: 2 data files do not exist")
     assert f"--train_file {tmp_path / 'train.json'}" in message and f"--validation_file {tmp_path / 'dev.json'}" in message
@@ -123,26 +124,26 @@ def test_every_missing_data_file_is_named(tmp_path, capsys, tiny_model):
 def test_fp16_on_a_cpu_suggests_bf16(tmp_path, capsys, caplog, tiny_model):
     argv = train_argv(tiny_model([CHEMPROT / "train.json"]), tmp_path / "out")
     argv[3] = tmp_path / "missing.json"  # stop right after the flags are checked
-    failing([*argv, "--fp16", "--use_cpu"], capsys)
+    failing("missing_file", [*argv, "--fp16", "--use_cpu"], capsys)
     assert any("--fp16 on a CPU" in r.message and "--bf16" in r.message for r in caplog.records)
 
 
 def test_no_arguments_give_the_top_of_the_help_and_one_error(capsys):
-    message, _, err = failing([], capsys)
+    message, _, err = failing("missing_flag", [], capsys)
     assert message.startswith("error [missing_flag]")
     assert err.startswith("BLURB sequence classification") and "--model_name_or_path" in err
     assert "--help" in err and len(err.splitlines()) < 20 and "usage:" not in err
 
 
 def test_a_typo_gets_did_you_mean(tmp_path, capsys):
-    message, _, _ = failing(["--model_name_or_path", "m", "--output_dir", tmp_path, "--learning_rat", "1e-5"], capsys)
+    message, _, _ = failing("unknown_flag", ["--model_name_or_path", "m", "--output_dir", tmp_path, "--learning_rat", "1e-5"], capsys)
     assert message.startswith("error [unknown_flag]") and "did you mean --learning_rate?" in message
 
 
 def test_a_bad_value_or_a_missing_flag_is_one_line(tmp_path, capsys):
-    message, _, _ = failing(["--output_dir", tmp_path, "--do_train"], capsys)
+    message, _, _ = failing("missing_flag", ["--output_dir", tmp_path, "--do_train"], capsys)
     assert message.startswith("error [missing_flag]") and "--model_name_or_path" in message
-    message, _, _ = failing(["--model_name_or_path", "m", "--output_dir", tmp_path, "--learning_rate", "fast"], capsys)
+    message, _, _ = failing("bad_flag_value", ["--model_name_or_path", "m", "--output_dir", tmp_path, "--learning_rate", "fast"], capsys)
     assert message.startswith("error [bad_flag_value]") and "--learning_rate" in message
 
 
