@@ -153,6 +153,7 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
     from transformers import AutoTokenizer
 
     from linkbert.core.args import parse_args
+    from linkbert.core.engine import TrainingInterrupted
     from linkbert.core.errors import UserError
     from linkbert.core.run import run
 
@@ -174,6 +175,8 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
             metrics = run(task_cls, argv)
         except UserError as e:
             outcome.error = str(e)
+        except TrainingInterrupted:
+            raise  # Ctrl-C / SIGTERM stops the whole demo, not just this task
         except Exception as e:  # the demo reports any failure as that task's verdict
             outcome.error = f"{type(e).__name__}: {e} (traceback in {shown(run_dir / 'log.txt')})"
             logging.getLogger("linkbert.demo").exception("demo task failed")
@@ -272,8 +275,14 @@ def main(argv: Optional[list[str]] = None) -> int:
               "save_pretrained (config.json, weights, tokenizer)", file=sys.stderr)
         return 2
 
+    from linkbert.core.engine import TrainingInterrupted
+
     with quiet_libraries():
-        return run_demo(options, samples, out)
+        try:
+            return run_demo(options, samples, out)
+        except TrainingInterrupted as e:
+            print(f"\ndemo stopped: {e}", file=sys.stderr)
+            return 130 if e.signal_name == "SIGINT" else 143
 
 
 def run_demo(options: argparse.Namespace, samples: Path, out: Path) -> int:
