@@ -121,7 +121,7 @@ def measure(model_name: str, seq_len: int, batch: int, steps: int, warmup: int, 
               "flops/s": steps * flops_per_update(model, config, seq_len, tokens) / seconds,
               "params": sum(p.numel() for p in model.parameters()),
               "memory_gib": torch.cuda.max_memory_allocated() / 2**30}
-    del engine, model
+    engine = model = None  # free the GPU memory before the next shape
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     return result

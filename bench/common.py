@@ -37,7 +37,8 @@ import torch  # noqa: E402
 from linkbert.core.args import parse_args  # noqa: E402
 from linkbert.core.data import load_splits  # noqa: E402
 from linkbert.core.distributed import DistState  # noqa: E402
-from linkbert.core.engine import Engine, TrainState  # noqa: E402
+from linkbert.core.checkpoint import TrainState  # noqa: E402
+from linkbert.core.engine import Engine  # noqa: E402
 from linkbert.core.run import build_features, load_model  # noqa: E402
 from linkbert.seqcls.run_seqcls import SeqClsTask  # noqa: E402
 

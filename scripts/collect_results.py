@@ -72,7 +72,7 @@ METRIC_NAMES = {"f1": "F1", "macro_f1": "macro F1", "F1": "micro F1", "pearsonr"
                 "accuracy": "accuracy"}
 MRQA_AVERAGE, BLURB_SCORE = "Avg.", "BLURB score"
 
-# The paper's numbers (shared/reference/paper_results.md), as printed there.
+# The paper's numbers (Yasunaga et al., ACL 2022, Tables 1-3), as printed there.
 PAPER: dict[str, dict[str, str]] = {
     "LinkBERT-base": dict(zip([t.folder for t in MRQA], "78.2 73.9 76.8 78.3 69.3 90.1".split()),
                           **{MRQA_AVERAGE: "77.8"}),

@@ -36,7 +36,7 @@ done
 
 die() { echo "download_data.sh: $*" >&2; exit 1; }
 
-# Every file the fine-tuning modules read (shared/reference/data_formats.md, "Preprocessed layout").
+# Every file the fine-tuning modules read (data/README.md gives the layout).
 # `missing DIR` prints the ones absent or empty under DIR; exit status 0 when none is.
 read -r -d '' LAYOUT_PY <<'PY' || true
 import sys

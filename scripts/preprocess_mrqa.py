@@ -36,7 +36,7 @@ DATASETS = {
     "naturalqa": ("NaturalQuestions", "NaturalQuestionsShort"),
 }
 
-# Paragraphs of the official dev file in the in-house (dev, test) halves (data_formats.md).
+# Paragraphs of the official dev file in the in-house (dev, test) halves (the release's in-house split files).
 INHOUSE_SIZES = {
     "squad": (1033, 1034), "newsqa": (319, 319), "triviaqa": (3892, 3893),
     "searchqa": (8490, 8490), "hotpot": (2950, 2951), "naturalqa": (6418, 6418),

@@ -19,7 +19,7 @@ MEDQA = SAMPLES / "mc" / "medqa_usmle_hf"
 MMLU = SAMPLES / "mc" / "mmlu_hf" / "professional_medicine"
 ALL_FILES = sorted(MEDQA.glob("*.json")) + sorted(MMLU.glob("*.json"))
 
-# run_examples_medqa_biolinkbert-large.sh, as upstream_hyperparameters.md lists them
+# run_examples_medqa_biolinkbert-large.sh
 MEDQA_LARGE_FLAGS = ["--do_train", "--do_eval", "--do_predict", "--per_device_train_batch_size", 2,
                      "--per_device_eval_batch_size", 2, "--gradient_accumulation_steps", 32, "--weight_decay", 0.01,
                      "--adam_beta1", 0.9, "--adam_beta2", 0.98, "--adam_epsilon", 1e-6, "--learning_rate", 3e-5,

@@ -13,7 +13,7 @@ from linkbert.seqcls.run_seqcls import SeqClsTask
 SEQCLS = SAMPLES / "seqcls"
 ALL_FILES = sorted(SEQCLS.glob("*/*.json"))
 
-# Original flags (upstream_hyperparameters.md, BioLinkBERT-large) plus --max_steps.
+# Original flags (run_examples_blurb_biolinkbert-large.sh) plus --max_steps.
 ORIGINAL_FLAGS = {
     "pubmedqa_hf": "--per_device_train_batch_size 8 --gradient_accumulation_steps 4 --fp16 --learning_rate 3e-5 "
                    "--warmup_ratio 0.5 --num_train_epochs 23 --max_seq_length 512",

@@ -20,7 +20,7 @@ NCBI = SAMPLES / "tokcls" / "NCBI-disease_hf"
 PICO = SAMPLES / "tokcls" / "ebmnlp_hf"
 ZERO_WIDTH = "\u200b"  # a "word" BERT's normaliser removes entirely
 
-# The original run_examples_blurb_biolinkbert-base.sh flags (upstream_hyperparameters.md).
+# The original run_examples_blurb_biolinkbert-base.sh flags .
 NCBI_FLAGS = ("--do_train --do_eval --do_predict --per_device_train_batch_size 32 --gradient_accumulation_steps 1 "
               "--fp16 --learning_rate 5e-5 --warmup_ratio 0.1 --num_train_epochs 20 --max_seq_length 512 "
               "--save_strategy no --evaluation_strategy no --overwrite_output_dir").split()

@@ -53,14 +53,14 @@ def build_tiny_model(
 ) -> Path:
     """Write a randomly initialised tiny BERT and its tokenizer to `out_dir`; return the path."""
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     vocab = build_vocab(texts, lowercase=lowercase)
     vocab_file = out / "vocab.txt"
     vocab_file.write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    # transformers 5 ignores `vocab_file=` (traps.md): pass the path as `vocab`.
+    # transformers 5 ignores `vocab_file=` (every word becomes [UNK]): pass the path as `vocab`.
     tokenizer = BertTokenizerFast(vocab=str(vocab_file), do_lower_case=lowercase)
     tokenizer.model_max_length = max_position_embeddings
     tokenizer.save_pretrained(out)

@@ -15,11 +15,25 @@ import shutil
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import UserError
+from .optim import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 STRATEGIES = ("no", "steps", "epoch")
+ATTENTION = ("sdpa", "eager")
+# TrainingArguments flags with a fixed set of values ("" = not given).
+CHOICES = {
+    "eval_strategy": STRATEGIES,
+    "save_strategy": STRATEGIES,
+    "optim": OPTIMIZERS,
+    "report_to": ("none", "wandb", "tensorboard"),
+    "sharded_ddp": ("", "simple", "zero_dp_2", "zero_dp_3", "offload"),
+    "fsdp": ("", "full_shard", "shard_grad_op"),
+}
 
 
 @dataclass
@@ -34,6 +48,14 @@ class ModelArguments:
     use_auth_token: bool = field(default=False, metadata={"help": "Use the token of `hf auth login`."})
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped with a hub model. Off unless asked for."})
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "sdpa (fast) | eager (the original's attention: nn.Dropout on the "
+                                           "attention probabilities; for exact parity)."})
+
+    def __post_init__(self) -> None:
+        if self.attn_implementation not in ATTENTION:
+            raise UserError("bad_flag_value", f"--attn_implementation {self.attn_implementation!r}: choose "
+                            f"{' or '.join(ATTENTION)}")
 
 
 @dataclass
@@ -67,7 +89,8 @@ class TrainingArguments:
     evaluation_strategy: Optional[str] = field(
         default=None, metadata={"help": "no | steps | epoch (alias of --eval_strategy)."})
     eval_strategy: Optional[str] = field(default=None, metadata={"help": "no | steps | epoch."})
-    eval_steps: Optional[int] = field(default=None, metadata={"help": "Updates between evaluations (default logging_steps)."})
+    eval_steps: Optional[int] = field(
+        default=None, metadata={"help": "Updates between evaluations (default logging_steps)."})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "Micro-batch per device."})
     per_device_eval_batch_size: int = field(default=8, metadata={"help": "Evaluation batch per device."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-batches per update."})
@@ -76,6 +99,9 @@ class TrainingArguments:
     adam_beta1: float = field(default=0.9, metadata={"help": "AdamW beta1."})
     adam_beta2: float = field(default=0.999, metadata={"help": "AdamW beta2."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    optim: str = field(
+        default="adamw_hf", metadata={"help": "adamw_hf (transformers 4.9.1's AdamW, as the paper) | adamw_torch "
+                                               "| adamw_torch_fused (torch.optim.AdamW)."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
     num_train_epochs: float = field(default=3.0, metadata={"help": "Epochs (fractions allowed)."})
     max_steps: int = field(default=-1, metadata={"help": "Updates to run; > 0 overrides --num_train_epochs."})
@@ -121,24 +147,22 @@ class TrainingArguments:
                             f"--eval_strategy {self.eval_strategy} disagree; give one of them")
         self.eval_strategy = self.eval_strategy or self.evaluation_strategy or "no"
         self.evaluation_strategy = self.eval_strategy
-        for name in ("eval_strategy", "save_strategy"):
-            if getattr(self, name) not in STRATEGIES:
-                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)!r}: choose one of {', '.join(STRATEGIES)}")
+        for name, choices in CHOICES.items():
+            value = getattr(self, name)
+            if value not in choices:
+                allowed = ", ".join(c for c in choices if c)
+                raise UserError("bad_flag_value", f"--{name} {value!r}: choose one of {allowed}")
         if self.eval_steps is None:
             self.eval_steps = self.logging_steps
         if self.fp16 and self.bf16:
             raise UserError("conflicting_flags", "--fp16 and --bf16 together: choose one precision")
-        if self.report_to not in ("none", "wandb", "tensorboard"):
-            raise UserError("bad_flag_value", f"--report_to {self.report_to!r}: choose none, wandb or tensorboard")
-        if self.sharded_ddp and self.sharded_ddp not in ("simple", "zero_dp_2", "zero_dp_3", "offload"):
-            raise UserError("bad_flag_value", f"--sharded_ddp {self.sharded_ddp!r}: choose simple, zero_dp_2, "
-                            "zero_dp_3 or offload")
-        if self.fsdp and self.fsdp not in ("full_shard", "shard_grad_op"):
-            raise UserError("bad_flag_value", f"--fsdp {self.fsdp!r}: choose full_shard or shard_grad_op")
         if self.sharded_ddp and self.fsdp:
             raise UserError("conflicting_flags", "--sharded_ddp and --fsdp together: choose one sharding")
         if self.load_best_model_at_end and self.eval_strategy == "no":
             raise UserError("conflicting_flags", "--load_best_model_at_end needs --evaluation_strategy steps or epoch")
+        self._check_counts()
+
+    def _check_counts(self) -> None:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise UserError("bad_flag_value", f"--{name} must be at least 1")
@@ -185,7 +209,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return "PATH"
         if getattr(action.type, "__name__", "") == "string_to_bool":
             return "{true,false}"
-        return {int: "N", float: "X"}.get(action.type, "TEXT")
+        return "N" if action.type is int else "X" if action.type is float else "TEXT"
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -194,25 +218,23 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text.rstrip('.')} (default {action.default})."
 
 
-class _Parser:
+def _make_parser(dataclasses_: tuple, prog: str, description: str, task_title: str) -> HfArgumentParser:
     """HfArgumentParser with a help page that reads and errors that are one `error [kind]` line."""
+    from transformers import HfArgumentParser
 
-    def __new__(cls, dataclasses_: tuple, prog: str, description: str, task_title: str):
-        from transformers import HfArgumentParser
+    class Parser(HfArgumentParser):
+        def error(self, message: str):  # argparse's own errors: one line, no usage block
+            kind = "missing_flag" if "required" in message else "bad_flag_value"
+            message = re.sub(r"(--\w+)/--[\w-]+", r"\1", message)  # not its --dashed-spelling alias
+            raise UserError(kind, f"{message}; see {prog} --help")
 
-        class Parser(HfArgumentParser):
-            def error(self, message: str):  # argparse's own errors: one line, no usage block
-                kind = "missing_flag" if "required" in message else "bad_flag_value"
-                message = re.sub(r"(--\w+)/--[\w-]+", r"\1", message)  # not its --dashed-spelling alias
-                raise UserError(kind, f"{message}; see {prog} --help")
-
-        # No abbreviations: `--learning_rat` must be an error, not silently --learning_rate.
-        parser = Parser(dataclasses_, prog=prog, description=description, allow_abbrev=False,
-                        formatter_class=_HelpFormatter,
-                        usage=f"{prog} --model_name_or_path PATH --output_dir PATH [--do_train] [--do_eval] "
-                              f"[--do_predict] [flags]\n       {prog} ARGUMENTS.json")
-        _group_flags(parser, {f.name for f in fields(dataclasses_[-1])}, task_title)
-        return parser
+    # No abbreviations: `--learning_rat` must be an error, not silently --learning_rate.
+    parser = Parser(dataclasses_, prog=prog, description=description, allow_abbrev=False,
+                    formatter_class=_HelpFormatter,
+                    usage=f"{prog} --model_name_or_path PATH --output_dir PATH [--do_train] [--do_eval] "
+                          f"[--do_predict] [flags]\n       {prog} ARGUMENTS.json")
+    _group_flags(parser, {f.name for f in fields(dataclasses_[-1])}, task_title)
+    return parser
 
 
 def _group_flags(parser: argparse.ArgumentParser, task_flags: set[str], task_title: str) -> None:
@@ -264,8 +286,8 @@ def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
     argv = sys.argv[1:] if argv is None else argv
     prog, description = _program_and_description(task_arguments)
     task_title = "this task's flags"
-    parser = _Parser((ModelArguments, DataArguments, TrainingArguments, task_arguments), prog, description,
-                     task_title)
+    parser = _make_parser((ModelArguments, DataArguments, TrainingArguments, task_arguments), prog, description,
+                          task_title)
     if not argv:
         # The top of --help, not the whole page: what the module does and one example.
         print(f"{description}\n\nEvery flag: {prog} --help\n", file=sys.stderr)

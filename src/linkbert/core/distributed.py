@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from .args import TrainingArguments
+from .optim import optimizer_class
 
 logger = logging.getLogger("linkbert")
 
@@ -48,9 +49,6 @@ class DistState:
         if use_cuda:
             self.device = torch.device("cuda", self.local_rank if self.world_size > 1 else torch.cuda.current_device())
             torch.cuda.set_device(self.device)
-            if args.tf32:
-                torch.backends.cuda.matmul.allow_tf32 = True
-                torch.backends.cudnn.allow_tf32 = True
         else:
             self.device = torch.device("cpu")
         if self.world_size > 1 and not torch.distributed.is_initialized():
@@ -65,7 +63,6 @@ class DistState:
                         "to use several)", "fsdp" if args.fsdp else "sharded_ddp", self.mode)
             self.mode = ""
         self.sharded_model: Optional[torch.nn.Module] = None  # FSDP2: needed to name optimizer state
-        self.reporter = None
 
     @property
     def is_main(self) -> bool:
@@ -131,6 +128,18 @@ class DistState:
                 merged.setdefault(index, value)
         return merged
 
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        if self.world_size == 1:
+            return value
+        value = value.detach().clone()
+        torch.distributed.all_reduce(value)
+        return value
+
+    @property
+    def can_save_pending_gradients(self) -> bool:
+        """FSDP2 keeps gradients inside its shards (a checkpoint cannot hold left-over ones)."""
+        return not (self.world_size > 1 and self.mode in FSDP2)
+
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         if self.world_size == 1:
             return value
@@ -170,15 +179,13 @@ class DistState:
         return model
 
     def make_optimizer(self, groups: list[dict], **kwargs) -> torch.optim.Optimizer:
-        # The fused kernel where this torch build has it for the device (CUDA, and CPU in
-        # recent releases): same update rule, fewer kernel launches.
-        fused = {"fused": True} if _fused_adamw_works(self.device) else {}
+        optim, extra = optimizer_class(self.args.optim, self.device)
         if self.mode == "simple":
             from fairscale.optim import OSS
 
             # Each rank keeps the AdamW state of its share of the parameters (ZeRO-1).
-            return OSS(groups, optim=torch.optim.AdamW, **fused, **kwargs)
-        return torch.optim.AdamW(groups, **fused, **kwargs)
+            return OSS(groups, optim=optim, **extra, **kwargs)
+        return optim(groups, **extra, **kwargs)
 
     def wrap_model(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.nn.Module:
         """The module the training loop calls (`model` itself stays the plain, saveable one)."""
@@ -302,37 +309,7 @@ class DistState:
             state["state"][index] = entry
         return state if (self.is_main or not gather) else None
 
-    # -- reporting --------------------------------------------------------------------------
-    def setup_reporting(self, args: TrainingArguments, config: dict) -> None:
-        if not self.is_main or args.report_to == "none":
-            return
-        if args.report_to == "wandb":
-            import wandb  # WANDB_MODE=offline keeps everything on this machine
-
-            wandb.init(project=os.environ.get("WANDB_PROJECT", "linkbert"), name=args.run_name,
-                       dir=args.output_dir, config=config)
-            self.reporter = ("wandb", wandb)
-        elif args.report_to == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.reporter = ("tensorboard", SummaryWriter(args.logging_dir or os.path.join(args.output_dir, "runs")))
-
-    def report(self, entry: dict, step: int) -> None:
-        if self.reporter is None:
-            return
-        kind, handle = self.reporter
-        numbers = {k: v for k, v in entry.items() if isinstance(v, (int, float)) and k != "step"}
-        if kind == "wandb":
-            handle.log(numbers, step=step)
-        else:
-            for key, value in numbers.items():
-                handle.add_scalar(key, value, step)
-
     def close(self) -> None:
-        if self.reporter is not None:
-            kind, handle = self.reporter
-            handle.finish() if kind == "wandb" else handle.close()
-            self.reporter = None
         if self.world_size > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
@@ -395,14 +372,6 @@ def _full_state_options(load: bool = False, strict: bool = True):
 
     # Saving: gathered to rank 0, in CPU memory. Loading: every rank read the full file.
     return StateDictOptions(full_state_dict=True, cpu_offload=not load, strict=strict)
-
-
-def _fused_adamw_works(device: torch.device) -> bool:
-    try:
-        torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1, device=device))], fused=True)
-        return True
-    except (RuntimeError, TypeError, ValueError):
-        return False
 
 
 def _quiet_logging() -> None:

@@ -11,16 +11,18 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
 from .args import as_dict, parse_args
 from .data import load_splits
 from .distributed import DistState
-from .engine import Engine, TrainingInterrupted, check_checkpoint, sorted_checkpoints
+from .checkpoint import STATE_FILE, check_checkpoint, sorted_checkpoints
+from .engine import Engine, TrainingInterrupted
 from .errors import UserError
 from .hub import PREFETCH_HINT, check_model_source
+from .report import Reporter
 from .results import environment, save_metrics, write_json, write_jsonl
 from .task import Task
 
@@ -122,7 +124,7 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_on
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
         model = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
-                                **common)
+                                attn_implementation=m.attn_implementation, **common)
     except OSError as e:
         raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
                         f"model of that name could be loaded; {PREFETCH_HINT.replace('NAME', m.model_name_or_path)}."
@@ -159,19 +161,28 @@ def load_pretrained(model_class, name: str, **kwargs):
     return model
 
 
+SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}
+
+
 def build_features(task: Task, split: str, examples, training: bool):
     d = task.data_args
-    return examples.map(
+    features = examples.map(
         lambda batch: task.encode(batch, training=training), batched=True,
         remove_columns=examples.column_names, num_proc=d.preprocessing_num_workers,
         load_from_cache_file=not d.overwrite_cache, desc=f"{task.name}: tokenising {split}")
+    limit = getattr(d, SAMPLE_LIMITS[split])
+    if task.sample_limit_cuts_features and limit is not None and len(features) > limit:
+        # As the original QA script: --max_*_samples also cuts the windows (examples whose
+        # windows are cut off are answered "empty").
+        features = features.select(range(limit))
+    return features
 
 
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
     start = time.time()
     outputs = engine.predict(features, desc={"eval": "dev", "predict": "test"}.get(prefix, prefix))
     records = task.prediction_records(outputs, examples, features)
-    metrics = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
+    metrics: dict[str, Any] = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
     runtime = time.time() - start
     metrics.update({f"{prefix}_{k}": v for k, v in task.summary(records).items()})
     metrics.update({f"{prefix}_samples": len(examples), f"{prefix}_runtime": round(runtime, 4),
@@ -179,17 +190,25 @@ def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) 
     return metrics, records
 
 
-def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
-    from transformers import set_seed
-
-    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
-    task = task_cls(model_args, data_args, args, task_args)
+def check_setup(args) -> None:
+    """What the flags ask of this machine, before any work; TF32 as asked."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
     if args.sharded_ddp in ("zero_dp_2", "zero_dp_3", "offload") and (args.use_cpu or not torch.cuda.is_available()):
         raise UserError("unsupported_setup", f"--sharded_ddp {args.sharded_ddp} is fairscale's FullyShardedDataParallel, "
                         "which cannot run without CUDA GPUs; on CPU use --fsdp full_shard (PyTorch FSDP, the "
                         "maintained path) or --sharded_ddp simple")
+    if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
+    from transformers import set_seed
+
+    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
+    task = task_cls(model_args, data_args, args, task_args)
+    check_setup(args)
     local_only = check_model_sources(model_args)
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     dist = DistState(args)
@@ -212,8 +231,9 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
-    engine = Engine(model, task, args, dist)
-    dist.setup_reporting(args, as_dict(model_args, data_args, args, task_args))
+    reporter = Reporter.create(args.report_to, args.output_dir, args.run_name, args.logging_dir,
+                               as_dict(model_args, data_args, args, task_args)) if dist.is_main else None
+    engine = Engine(model, task, args, dist, reporter)
     all_metrics: dict = {}
     try:
         if args.do_train:
@@ -225,7 +245,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                                    output_dir=str(out))
             engine.save_model(out, task.tokenizer)
             if dist.is_main:
-                write_json(out / "trainer_state.json", engine.state.to_json())
+                write_json(out / STATE_FILE, engine.state.to_json())
                 save_metrics(out, "train", metrics)
             all_metrics.update(metrics)
         for split, prefix in (("validation", "eval"), ("test", "predict")):
@@ -238,5 +258,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                 logger.info("%s metrics: %s", prefix, metrics)
             all_metrics.update(metrics)
     finally:
+        if reporter is not None:
+            reporter.close()
         dist.close()
     return all_metrics

@@ -36,19 +36,22 @@ class Task:
     #: The transformers Auto class of the model head.
     model_class: Any = None
     #: Dataclass of the task's own flags, parsed together with the shared ones.
-    arguments: type = None
+    arguments: Any = None
     #: max_seq_length when the flag is not given (the original scripts' defaults).
     default_max_seq_length: Optional[int] = None
     #: The original evaluated QA under fp16 autocast (its features carry no labels) and every
     #: labelled task in float32; `True` keeps the autocast at evaluation.
     eval_under_autocast: bool = False
+    #: --max_{train,eval,predict}_samples also cut the features to that many (the original QA
+    #: script did, after one example became several windows).
+    sample_limit_cuts_features: bool = False
     #: The score --metric_for_best_model and the results table use by default.
     main_metric: str = "accuracy"
 
     def __init__(self, model_args, data_args, training_args, task_args) -> None:
         self.model_args, self.data_args = model_args, data_args
         self.training_args, self.task_args = training_args, task_args
-        self.tokenizer = None  # set by the core once loaded
+        self.tokenizer: Any = None  # set by the core once loaded (a transformers fast tokenizer)
         self.max_seq_length: int = 0  # set by the core (flag, default, clamped to the model)
 
     # -- data -------------------------------------------------------------------------------

@@ -68,6 +68,18 @@ class MultipleChoiceTask(Task):
 
     # -- data -------------------------------------------------------------------------------
     def validate_record(self, record: dict, split: str) -> int:
+        n = self._check_choices(record, split)
+        if "label" not in record:
+            raise RecordError("missing_field", "no 'label' field (the index of the right choice)")
+        label = label_index(record["label"])
+        if label is None:
+            raise RecordError("wrong_type", f"'label' must be an integer choice index, found {record['label']!r}")
+        if not 0 <= label < n:
+            raise RecordError("label_out_of_range", f"label {label} is outside 0..{n - 1} ({n} choices)")
+        return label
+
+    def _check_choices(self, record: dict, split: str) -> int:
+        """The question and its endings; returns the number of choices."""
         if "sent1" not in record:
             raise RecordError("missing_field", "no 'sent1' field (the question)")
         for key in ("sent1", "sent2"):
@@ -76,6 +88,18 @@ class MultipleChoiceTask(Task):
         if not record["sent1"].strip():
             raise RecordError("empty_input", "'sent1' (the question) is empty")
 
+        n = self._count_endings(record)
+        if self.num_choices is None:
+            self.num_choices, self.choices_seen_in = n, split
+        elif n != self.num_choices:
+            raise RecordError("bad_choice_count", f"{n} choices (ending0..ending{n - 1}), but the first record of the "
+                              f"{self.choices_seen_in} file has {self.num_choices}; every question needs the same "
+                              "number of choices")
+        return n
+
+    @staticmethod
+    def _count_endings(record: dict) -> int:
+        """ending0, ending1, ... without gaps, each a string, at least two."""
         indices = sorted(int(m.group(1)) for key in record if (m := ENDING.fullmatch(key)))
         n = len(indices)
         if not indices or indices != list(range(n)):
@@ -88,21 +112,7 @@ class MultipleChoiceTask(Task):
                 raise RecordError("wrong_type", f"'ending{i}' must be a string, found {type(value).__name__}")
         if n < 2:
             raise RecordError("bad_choice_count", f"{n} ending field(s); a question needs at least 2 choices")
-        if self.num_choices is None:
-            self.num_choices, self.choices_seen_in = n, split
-        elif n != self.num_choices:
-            raise RecordError("bad_choice_count", f"{n} choices (ending0..ending{n - 1}), but the first record of the "
-                              f"{self.choices_seen_in} file has {self.num_choices}; every question needs the same "
-                              "number of choices")
-
-        if "label" not in record:
-            raise RecordError("missing_field", "no 'label' field (the index of the right choice)")
-        label = label_index(record["label"])
-        if label is None:
-            raise RecordError("wrong_type", f"'label' must be an integer choice index, found {record['label']!r}")
-        if not 0 <= label < n:
-            raise RecordError("label_out_of_range", f"label {label} is outside 0..{n - 1} ({n} choices)")
-        return label
+        return n
 
     # -- features ---------------------------------------------------------------------------
     def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:

@@ -132,11 +132,16 @@ def select_answers(logits: Sequence[np.ndarray], windows: Windows, num_examples:
     examples = windows.example_index
     order = np.lexsort((np.arange(num_windows), -best_score.astype(np.float32), examples))
     first = order[np.r_[True, examples[order][1:] != examples[order][:-1]]]
-    if len(first) != num_examples or not np.array_equal(examples[first], np.arange(num_examples)):
+    # The last questions may have no window left when --max_*_samples cut the windows (as the
+    # original): they get no candidate, hence the answer "empty".
+    if len(first) > num_examples or not np.array_equal(examples[first], np.arange(len(first))):
         raise ValueError("every question needs at least one window, in question order")
     rows_at = windows.token_start[first]
-    choices = Choices(char_start=windows.offsets[rows_at + best_start[first], 0],
-                      char_end=windows.offsets[rows_at + best_end[first], 1],
+    char_start = np.zeros(num_examples, np.int64)
+    char_end = np.zeros(num_examples, np.int64)
+    char_start[:len(first)] = windows.offsets[rows_at + best_start[first], 0]
+    char_end[:len(first)] = windows.offsets[rows_at + best_end[first], 1]
+    choices = Choices(char_start=char_start, char_end=char_end,
                       num_candidates=np.bincount(examples, weights=num_valid, minlength=num_examples).astype(int))
     if keep_nbest:
         choices.nbest = _merge_nbest(window_nbest, windows, num_examples, n_best_size)

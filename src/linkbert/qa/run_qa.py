@@ -87,6 +87,7 @@ class QATask(Task):
     arguments = QAArguments
     default_max_seq_length = 384
     eval_under_autocast = True  # the original's QA features carry no labels: fp16 logits at evaluation
+    sample_limit_cuts_features = True
     main_metric = "f1"
 
     def __init__(self, *args) -> None:
@@ -238,8 +239,9 @@ class QATask(Task):
     def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
         windows = windows_from_features(features)
         a = self.task_args
-        # Under --fp16 the original's logits were float16 arrays and its scores float16 sums.
-        dtype = np.float16 if self.training_args.fp16 else np.float32
+        # Under --fp16 the original's logits were float16 arrays and its scores float16 sums: the
+        # engine hands the outputs over in the dtype they were computed in.
+        dtype = np.float16 if outputs and outputs[0].dtype == np.float16 else np.float32
         choices = select_answers(outputs, windows, len(examples), a.n_best_size, a.max_answer_length,
                                  dtype=dtype, keep_nbest=a.save_nbest)
         columns = examples.select_columns([c for c in ("id", "context", "answers") if c in examples.column_names])

@@ -92,6 +92,10 @@ class SeqClsTask(Task):
             raise RecordError("mixed_label_types", f"labels of different kinds ({', '.join(sorted(kinds))}); "
                               "one task has one kind of label", line=line, split="train")
         self.kind = kinds.pop()
+        self._check_label_values(splits, reference)
+
+    def _check_label_values(self, splits: dict[str, list], reference: list) -> None:
+        """Classification: every label known from training; multi-label: lists of one width."""
         if self.kind == "single_label":
             known = set(reference)
             for split, labels in splits.items():

@@ -1,0 +1,147 @@
+"""Checkpoints: what a run needs to continue exactly where it stopped.
+
+A checkpoint folder `checkpoint-N` holds the model (`save_pretrained`: float32 safetensors +
+tokenizer), `optimizer.pt`, `scheduler.pt`, `scaler.pt`, `rng_state.pt` (every RNG, as tensors so
+it loads with `weights_only=True`), `trainer_state.json` (`TrainState`) and, when an epoch left
+micro-batches over, `pending_grads.pt` (their gradients, which carry into the next update). It is
+written into a temporary folder and renamed when complete, so the newest `checkpoint-N` is always
+a whole one; `--save_total_limit` then keeps the newest N (and the best model's folder).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from .errors import UserError
+from .results import read_json, write_json
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+NEEDED_FILES = ("model.safetensors", "optimizer.pt", "scheduler.pt", STATE_FILE, "rng_state.pt")
+
+
+@dataclass
+class TrainState:
+    """What the loop has done so far. `max_steps` and `num_train_epochs` are derived from the
+    arguments of the run that writes the state (a resumed run with a larger --max_steps says so)."""
+
+    global_step: int = 0
+    epoch: float = 0.0
+    epochs_done: int = 0          # complete epochs
+    steps_in_epoch_done: int = 0  # micro-batches of the current epoch already consumed
+    total_flos: float = 0.0
+    log_history: list = field(default_factory=list)
+    best_metric: Optional[float] = None
+    best_checkpoint: Optional[str] = None
+    max_steps: int = 0
+    num_train_epochs: int = 0
+    loss_sum: float = 0.0          # sum of update losses so far (for the logged means)
+    logged_loss_sum: float = 0.0
+    last_logged_step: int = 0
+    pending_loss: float = 0.0      # loss of left-over micro-batches carried into the next epoch
+    skipped_updates: int = 0       # fp16 steps the scaler skipped
+    consecutive_skips: int = 0
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def save_checkpoint(folder: Path, is_main: bool, save_model, optimizer_state: Optional[dict], scheduler,
+                    scaler, state: TrainState, pending: dict[str, torch.Tensor]) -> None:
+    """Write a complete checkpoint at `folder` (through a temporary folder). `save_model(path)`
+    writes the model (every rank takes part); the rest is written by rank 0."""
+    tmp = folder.parent / f".tmp-{folder.name}"
+    if is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    save_model(tmp)
+    if not is_main:
+        return
+    torch.save(optimizer_state, tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(scaler.state_dict(), tmp / "scaler.pt")
+    torch.save(rng_state(), tmp / "rng_state.pt")
+    if pending:  # left-over micro-batches whose gradients carry into the next update
+        torch.save(pending, tmp / "pending_grads.pt")
+    write_json(tmp / STATE_FILE, state.to_json())
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def load_training_files(folder: Path) -> dict[str, Any]:
+    """Everything of a checkpoint except the model weights, on the CPU."""
+    def load(name: str):
+        path = folder / name
+        return torch.load(path, weights_only=True, map_location="cpu") if path.exists() else None
+
+    return {"optimizer": load("optimizer.pt"), "scheduler": load("scheduler.pt"), "scaler": load("scaler.pt"),
+            "pending": load("pending_grads.pt") or {}, "rng": load("rng_state.pt"),
+            "state": TrainState(**read_json(folder / STATE_FILE))}
+
+
+def rotate_checkpoints(output_dir: str | Path, limit: Optional[int], keep_also: Optional[str] = None) -> None:
+    """Delete all but the newest `limit` checkpoints (and `keep_also`, the best model's folder)."""
+    if not limit or limit <= 0:
+        return
+    checkpoints = sorted_checkpoints(output_dir)
+    keep = set(checkpoints[-limit:])
+    if keep_also:
+        keep.add(Path(keep_also))
+    for old in checkpoints:
+        if old not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    folder = Path(path)
+    missing = [f for f in NEEDED_FILES if not (folder / f).exists()]
+    if missing:
+        raise UserError("bad_checkpoint", f"not a complete checkpoint (missing {', '.join(missing)}); "
+                        "give another checkpoint or start without --resume_from_checkpoint", path=path)
+    return folder
+
+
+def sorted_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints (renamed into place only once written), oldest first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.glob(f"{CHECKPOINT_PREFIX}*") if p.is_dir()
+             and p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / STATE_FILE).exists()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """Every RNG the run uses, as tensors only (loads with weights_only=True)."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python_version": torch.tensor(py_state[0]),
+        "python_state": torch.tensor(py_state[1], dtype=torch.int64),
+        "python_gauss": torch.tensor(float("nan") if py_state[2] is None else py_state[2]),
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": torch.tensor(np_state[2]),
+        "cpu": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    gauss = state["python_gauss"].item()
+    random.setstate((int(state["python_version"].item()), tuple(int(x) for x in state["python_state"].tolist()),
+                     None if math.isnan(gauss) else gauss))
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"].item())))
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))

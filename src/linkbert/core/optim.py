@@ -1,0 +1,82 @@
+"""The optimizers behind `--optim` (HF's own names):
+
+- `adamw_hf`: the AdamW of transformers 4.9.1 (`transformers.optimization.AdamW`, which the
+  paper's runs used), run through torch's fused (or multi-tensor) AdamW kernel with
+  per-step settings that make it the same update (see `AdamWHF`). It differs from
+  `torch.optim.AdamW` in two places: epsilon is added to sqrt(v) before the bias correction,
+  which is folded into the step size (lr * sqrt(1 - beta2^t) / (1 - beta1^t)), so the effective
+  epsilon is eps / sqrt(1 - beta2^t) (31.6x eps at step 1 with beta2 0.999); and the decoupled
+  weight decay is applied after the Adam update, to the updated weights (torch: before).
+- `adamw_torch`: `torch.optim.AdamW` (its foreach implementation).
+- `adamw_torch_fused`: `torch.optim.AdamW(fused=True)` where the build has the kernel for the
+  device, else the foreach one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Optional
+
+import torch
+
+OPTIMIZERS = ("adamw_hf", "adamw_torch", "adamw_torch_fused")
+
+
+class AdamWHF(torch.optim.AdamW):
+    """transformers 4.9.1's AdamW (correct_bias=True). Its per-parameter loop was:
+
+        m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2
+        p -= lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
+        p -= lr * weight_decay * p
+
+    Rewritten exactly in torch's AdamW terms (which decays first, then divides m / (1 - beta1^t)
+    by sqrt(v / (1 - beta2^t)) + eps), with c = lr * weight_decay:
+        eps' = eps / sqrt(1 - beta2^t),  lr' = lr (1 - c),  weight_decay' = weight_decay / (1 - c)
+    gives p (1 - c) - (1 - c) u = (p - u)(1 - c), the original's update. So each step runs torch's
+    fused kernel (or its multi-tensor one) with these settings: the same speed as torch's AdamW.
+    The step count t lives in each parameter group (host side: no device read), so it is saved
+    and restored with the optimizer's state; every parameter of a group steps together (a
+    BERT head's parameters either always or never get gradients)."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-6, weight_decay: float = 0.0, fused: Optional[bool] = None) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused,
+                         foreach=None if fused else True)
+        for group in self.param_groups:
+            group.setdefault("hf_step", 0)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        originals = []
+        for group in self.param_groups:
+            originals.append((group["lr"], group["weight_decay"], group["eps"]))
+            group["hf_step"] += 1
+            lr, weight_decay, eps = originals[-1]
+            decay = lr * weight_decay
+            group["eps"] = eps / math.sqrt(1.0 - group["betas"][1] ** group["hf_step"])
+            group["lr"] = lr * (1.0 - decay)
+            group["weight_decay"] = weight_decay / (1.0 - decay) if decay else 0.0
+        try:
+            return super().step(closure)
+        finally:
+            for group, (lr, weight_decay, eps) in zip(self.param_groups, originals):
+                group["lr"], group["weight_decay"], group["eps"] = lr, weight_decay, eps
+
+
+def optimizer_class(name: str, device: torch.device) -> tuple[type[torch.optim.Optimizer], dict]:
+    """The optimizer class for `--optim` and the extra keyword arguments it takes."""
+    if name in ("adamw_hf", "adamw_torch_fused") and fused_adamw_works(device):
+        return (AdamWHF if name == "adamw_hf" else torch.optim.AdamW), {"fused": True}
+    if name == "adamw_hf":
+        return AdamWHF, {}
+    if name == "adamw_torch_fused":
+        return torch.optim.AdamW, {"fused": True}
+    return torch.optim.AdamW, {}
+
+
+def fused_adamw_works(device: torch.device) -> bool:
+    try:
+        torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1, device=device))], fused=True)
+        return True
+    except (RuntimeError, TypeError, ValueError):
+        return False

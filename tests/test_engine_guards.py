@@ -1,0 +1,141 @@
+"""Guards against bugs that earlier tests let through: the loop reading the device every
+update, autocast off under --bf16/--fp16, the schedule advancing on a skipped fp16 step,
+QA answers picked in float32 under --fp16, rotation keeping the oldest checkpoints, and
+--group_by_length falling back to the plain order."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLES, run_task
+from linkbert.core import engine as engine_module
+from linkbert.core.checkpoint import STATE_FILE, rotate_checkpoints, sorted_checkpoints
+from linkbert.core.errors import UserError
+from linkbert.core.schedule import epoch_permutations, sampler_seed
+from linkbert.seqcls.run_seqcls import SeqClsTask
+
+CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
+
+
+def train_flags(model: str, out: Path, *extra) -> list:
+    return ["--model_name_or_path", model, "--train_file", CHEMPROT / "train.json", "--do_train",
+            "--metric_name", "PRF1", "--per_device_train_batch_size", "4", "--output_dir", out,
+            "--save_strategy", "no", "--disable_tqdm", *extra]
+
+
+def test_loop_reads_the_device_only_at_logging_boundaries(tiny_model, tmp_path, monkeypatch):
+    """fp32, one process: 12 updates logged every 4 read tensors on the host 3 times at the logs,
+    once at the end and once for the left-over loss, not once per update."""
+    engine_file = engine_module.__file__
+    reads: list[str] = []
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            if sys._getframe(1).f_code.co_filename == engine_file:
+                reads.append(name)
+            return original(self, *args, **kwargs)
+        return read
+
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy"):
+        monkeypatch.setattr(torch.Tensor, name, counting(name))
+    run_task(SeqClsTask, train_flags(tiny_model(ALL_FILES), tmp_path / "out", "--max_steps", "12",
+                                     "--logging_steps", "4"))
+    assert 0 < len(reads) <= 12 // 4 + 2, reads
+
+
+@pytest.mark.parametrize("precision,dtype", [("--bf16", torch.bfloat16), ("--fp16", torch.float16)])
+def test_training_forward_runs_under_autocast(precision, dtype, tiny_model, tmp_path):
+    seen: set = set()
+
+    def hook(module, inputs, output):
+        if module.training and isinstance(module, torch.nn.Linear):
+            seen.add(output.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        run_task(SeqClsTask, train_flags(tiny_model(ALL_FILES), tmp_path / "out", "--max_steps", "1", precision))
+    finally:
+        handle.remove()
+    assert seen == {dtype}
+
+
+def test_schedule_waits_while_fp16_steps_are_skipped(tiny_model, tmp_path, caplog):
+    """Every update overflows (labels of 3e30): the scaler skips them all, so the warm-up never
+    advances and every logged learning rate stays at its first value, 0."""
+    data = tmp_path / "data.json"
+    data.write_text("".join(json.dumps({"id": str(i), "sentence1": "aspirin binds", "sentence2": "it does",
+                                        "label": 3.0e30 if i % 2 else -3.0e30}) + "\n" for i in range(8)))
+    caplog.set_level(logging.INFO, logger="linkbert")
+    with pytest.raises(UserError) as err:
+        run_task(SeqClsTask, ["--model_name_or_path", tiny_model(ALL_FILES), "--train_file", data, "--do_train",
+                              "--metric_name", "pearsonr", "--fp16", "--max_steps", "30", "--warmup_steps", "5",
+                              "--logging_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy", "no",
+                              "--output_dir", tmp_path / "out", "--disable_tqdm"])
+    assert "fp16 gradients overflowed in 25 updates in a row" in str(err.value)
+    rates = [m for m in caplog.messages if "'learning_rate'" in m]
+    assert len(rates) >= 20 and all("'learning_rate': 0.0," in m for m in rates), rates[:3]
+
+
+def test_qa_answers_use_float16_sums_under_fp16(tiny_model, tmp_path):
+    """Two candidates 2048 + 0.5 (first in the pool) and 2046 + 3: float32 picks the second;
+    float16 rounds both sums to 2048 and, as the original, keeps the first."""
+    import datasets
+
+    from test_qa_run import CONTEXT, QUESTION, make_task
+
+    path = tmp_path / "text.json"
+    path.write_text(json.dumps({"t": CONTEXT + " " + QUESTION}) + "\n")
+    task = make_task(tiny_model([path]), "--doc_stride", "16")
+    example = {"id": ["q"], "question": [QUESTION], "context": [CONTEXT],
+               "answers": [{"answer_start": [0], "text": ["w0"]}]}
+    features = datasets.Dataset.from_dict(task.encode(example, training=False))
+    lo = features[0]["context_start"]
+    outputs = [np.full((2, 64), -10000.0, dtype=np.float32) for _ in range(len(features))]
+    outputs[0][0, lo + 40], outputs[0][1, lo + 41] = 2048.0, 0.5  # "w40 w41": highest start logit
+    outputs[0][0, lo], outputs[0][1, lo + 1] = 2046.0, 3.0         # "w0 w1": higher float32 sum
+    examples = datasets.Dataset.from_dict(example)
+    as_fp32 = task.prediction_records(outputs, examples, features)[0]["prediction_text"]
+    as_fp16 = task.prediction_records([o.astype(np.float16) for o in outputs], examples, features)[0]
+    assert (as_fp32, as_fp16["prediction_text"]) == ("w0 w1", "w40 w41")
+
+
+def test_rotation_keeps_the_newest_and_the_best(tmp_path):
+    for step in (1, 2, 3, 10, 20):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / STATE_FILE).write_text("{}")
+    rotate_checkpoints(tmp_path, 2, keep_also=str(tmp_path / "checkpoint-1"))
+    assert [p.name for p in sorted_checkpoints(tmp_path)] == ["checkpoint-1", "checkpoint-10", "checkpoint-20"]
+
+
+def test_group_by_length_batches_similar_lengths(tiny_model, tmp_path, monkeypatch):
+    """The batches the loop trains on under --group_by_length are not the plain order's, and
+    hold lengths closer together."""
+    seen: list = []
+    original = engine_module.Engine._loader
+
+    def recording(self, features, batches):
+        if not seen:
+            seen.append(([list(b) for b in batches], self._lengths(features)))
+        return original(self, features, batches)
+
+    monkeypatch.setattr(engine_module.Engine, "_loader", recording)
+    run_task(SeqClsTask, train_flags(tiny_model(ALL_FILES), tmp_path / "out", "--max_steps", "3",
+                                     "--group_by_length", "--per_device_train_batch_size", "8"))
+    grouped, lengths = seen[0]
+    plain = epoch_permutations(len(lengths), sampler_seed(42), 1)[0]
+    plain_batches = [plain[i:i + 8] for i in range(0, len(plain), 8)]
+    assert grouped != plain_batches and sorted(sum(grouped, [])) == sorted(plain)
+
+    def spread(batches):
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread(grouped) < spread(plain_batches)
