@@ -45,34 +45,51 @@ TINY_LEARNING_RATE = 1e-2
 MIN_UPDATES_COMPARED = 8
 
 
+# Where each kind of task lives: folder prefix under data/samples -> (module, Task class).
+TASK_MODULES = {"seqcls": ("linkbert.seqcls.run_seqcls", "SeqClsTask"), "tokcls": ("linkbert.tokcls.run_ner", "NerTask"),
+                "qa": ("linkbert.qa.run_qa", "QATask"), "mc": ("linkbert.mc.run_multiple_choice", "MultipleChoiceTask")}
+
+
 @dataclass(frozen=True)
 class DemoTask:
+    """One demo task with its flags from the paper's run scripts (BioLinkBERT-large; SQuAD: LinkBERT-base)."""
     name: str
-    module: str
-    task_class: str
-    folder: str   # under data/samples; its last part is the run folder's name, as in runs/
-    flags: str    # the paper's run-script flags (BioLinkBERT-large / LinkBERT-base), data files aside
-    metric: str   # the score shown (result key without its eval_/predict_ prefix)
-    percent: bool  # the result files hold percent already (QA); the others fractions
+    folder: str    # under data/samples; its last part is the run folder's name, as in runs/
+    metric: str    # the score shown (result key without its eval_/predict_ prefix)
+    batch: int     # --per_device_train_batch_size
+    accumulation: int
+    learning_rate: float
+    warmup_ratio: float
+    epochs: int
+    max_seq_length: int
+    extra: str = ""  # the task's own flags
+
+    @property
+    def module(self) -> str:
+        return TASK_MODULES[self.folder.split("/")[0]][0]
+
+    @property
+    def task_class(self) -> str:
+        return TASK_MODULES[self.folder.split("/")[0]][1]
+
+    @property
+    def percent(self) -> bool:  # QA's result files hold percent already, the others fractions
+        return self.folder.startswith("qa/")
+
+    @property
+    def flags(self) -> str:
+        return (f"{self.extra} --per_device_train_batch_size {self.batch} --gradient_accumulation_steps "
+                f"{self.accumulation} --learning_rate {self.learning_rate} --warmup_ratio {self.warmup_ratio} "
+                f"--num_train_epochs {self.epochs} --max_seq_length {self.max_seq_length}")
 
 
-DEMO_TASKS = [
-    DemoTask("ChemProt (relation extraction)", "linkbert.seqcls.run_seqcls", "SeqClsTask", "seqcls/chemprot_hf",
-             "--metric_name PRF1 --per_device_train_batch_size 16 --gradient_accumulation_steps 1 "
-             "--learning_rate 2e-5 --warmup_ratio 0.5 --num_train_epochs 4 --max_seq_length 256", "F1", False),
-    DemoTask("HoC (multi-label)", "linkbert.seqcls.run_seqcls", "SeqClsTask", "seqcls/HoC_hf",
-             "--metric_name hoc --per_device_train_batch_size 8 --gradient_accumulation_steps 4 "
-             "--learning_rate 3e-5 --warmup_ratio 0.5 --num_train_epochs 20 --max_seq_length 512", "F1", False),
-    DemoTask("NCBI-disease (NER)", "linkbert.tokcls.run_ner", "NerTask", "tokcls/NCBI-disease_hf",
-             "--per_device_train_batch_size 8 --gradient_accumulation_steps 2 --learning_rate 2e-5 "
-             "--warmup_ratio 0.5 --num_train_epochs 10 --max_seq_length 512", "f1", False),
-    DemoTask("SQuAD (extractive QA)", "linkbert.qa.run_qa", "QATask", "qa/squad_hf",
-             "--per_device_train_batch_size 16 --gradient_accumulation_steps 1 --learning_rate 2e-5 "
-             "--num_train_epochs 2 --max_seq_length 384 --doc_stride 128", "f1", True),
-    DemoTask("MedQA-USMLE (multiple choice)", "linkbert.mc.run_multiple_choice", "MultipleChoiceTask",
-             "mc/medqa_usmle_hf",
-             "--per_device_train_batch_size 2 --per_device_eval_batch_size 2 --gradient_accumulation_steps 2 "
-             "--learning_rate 3e-5 --num_train_epochs 6 --max_seq_length 512", "accuracy", False),
+DEMO_TASKS = [  # name, folder, metric, batch, accumulation, learning rate, warm-up, epochs, length, own flags
+    DemoTask("ChemProt (relation extraction)", "seqcls/chemprot_hf", "F1", 16, 1, 2e-5, 0.5, 4, 256, "--metric_name PRF1"),
+    DemoTask("HoC (multi-label)", "seqcls/HoC_hf", "F1", 8, 4, 3e-5, 0.5, 20, 512, "--metric_name hoc"),
+    DemoTask("NCBI-disease (NER)", "tokcls/NCBI-disease_hf", "f1", 8, 2, 2e-5, 0.5, 10, 512),
+    DemoTask("SQuAD (extractive QA)", "qa/squad_hf", "f1", 16, 1, 2e-5, 0.0, 2, 384, "--doc_stride 128"),
+    DemoTask("MedQA-USMLE (multiple choice)", "mc/medqa_usmle_hf", "accuracy", 2, 2, 3e-5, 0.0, 6, 512,
+             "--per_device_eval_batch_size 2"),
 ]
 
 
