@@ -43,10 +43,10 @@ def download_command() -> str:
     script = Path(__file__).resolve().parents[3] / "scripts" / "download_data.sh"
     if not script.is_file():  # an installed copy, away from the repository
         return "bash scripts/download_data.sh in the repository"
-    try:
-        return f"bash {script.relative_to(Path.cwd())}"
-    except ValueError:
-        return f"bash {script}"
+    repo = script.parents[1]
+    if Path.cwd().resolve() == repo:
+        return f"bash {script.relative_to(repo)}"
+    return f"bash {script}, which writes into {repo / 'data'}/"
 
 
 def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
