@@ -70,6 +70,13 @@ SHAPES = {
     "pubmedqa": Shape("pubmedqa", "PubMedQA-like question + abstract, max_seq_length 512, batch 8",
                       max_seq_length=512, train_batch=8, median_tokens=345, sigma=0.3, pair=True,
                       labels=("yes", "no", "maybe")),
+    # MRQA windows: question (~15 word pieces) + context, cut into windows of 384 with stride 128
+    # (LinkBERT-base MRQA setting, batch 12). SQuAD paragraphs (~150 words) fit one partial
+    # window; NewsQA/TriviaQA documents fill most windows: median 200, log-std 0.45, capped at
+    # 384 (long contexts give full windows). The QA task pads every window to 384 by default.
+    "qa": Shape("qa", "MRQA-like question + context windows, max_seq_length 384, batch 12",
+                max_seq_length=384, train_batch=12, median_tokens=200, sigma=0.45, pair=True,
+                labels=("start", "inside", "end")),
 }
 
 # Common words that are one word piece each in BERT's uncased vocabulary (and in the tiny
@@ -195,8 +202,12 @@ class CountingCollator:
 
     def __call__(self, rows: list[dict]) -> dict:
         batch = self.collate(rows)
-        self.real += int(batch["attention_mask"].sum())
-        self.padded += batch["attention_mask"].numel()
+        if "attention_mask" in batch:
+            self.real += int(batch["attention_mask"].sum())
+            self.padded += batch["attention_mask"].numel()
+        else:  # --padding_free: packed real tokens only
+            self.real += batch["input_ids"].numel()
+            self.padded += batch["input_ids"].numel()
         return batch
 
 

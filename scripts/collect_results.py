@@ -126,6 +126,9 @@ def read_run(folder: Path, task: Task) -> Optional[Run]:
     # predict_results.json (QA, MC), both with test_* keys; all_results.json holds them all.
     for name in ("predict_results.json", "test_results.json", "all_results.json"):
         results = _read_json(folder / name)
+        if results is None and (folder / name).exists():
+            # never fall back to another file (all_results.json may be an older run's score)
+            return Run(folder, None, seed, name, notes=[f"{name} is unreadable: rerun the prediction"])
         if not results:
             continue
         for key in (f"predict_{task.metric}", f"test_{task.metric}"):

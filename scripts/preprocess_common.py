@@ -49,6 +49,21 @@ def add_io_args(parser: argparse.ArgumentParser, raw_default: Path, out_default:
                         help=f"folder with the raw files (default: {raw_default})")
     parser.add_argument("--out_dir", type=Path, default=out_default,
                         help=f"root of the preprocessed layout (default: {out_default})")
+    parser.add_argument("--custom_data", action="store_true",
+                        help="the raw files are not the official splits: a count that differs from the known "
+                             "size is a warning, not an error")
+
+
+# Set from --custom_data by parse_io_args: whether a split of another size than the official one
+# may be written.
+CUSTOM_DATA = False
+
+
+def parse_io_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    global CUSTOM_DATA
+    args = parser.parse_args(argv)
+    CUSTOM_DATA = args.custom_data
+    return args
 
 
 def run_cli(main: Callable[[Optional[Sequence[str]]], None], argv: Optional[Sequence[str]] = None) -> int:
@@ -206,6 +221,9 @@ def write_jsonl(records: Iterable[dict], path: Path) -> int:
             for record in records:
                 out.write(json.dumps(record) + "\n")
                 count += 1
+        if count == 0:  # an empty input never replaces a good output
+            raise DataError(path, None, "no records to write: the input is empty",
+                            "re-download or re-extract the raw file")
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
@@ -217,14 +235,21 @@ Expected = Union[None, int, Sequence[int]]
 
 
 def check_count(what: str, got: int, expected: Expected) -> bool:
-    """Print a count; warn loudly if it is not one of the known sizes. True when it matches."""
+    """Print a count. No records, or (unless --custom_data) a count that is not one of the known
+    sizes of the official split, is an error: nothing is written from an input that is not whole."""
     known = () if expected is None else (expected,) if isinstance(expected, int) else tuple(expected)
+    if got == 0:
+        raise DataError(what, None, "no records: the input is empty", "re-download or re-extract the raw file")
     if not known or got in known:
         note = " (as expected)" if known else ""
         print(f"  {what}: {got}{note}")
         return True
+    sizes = " or ".join(map(str, known))
+    if not CUSTOM_DATA:
+        raise DataError(what, None, f"{got}, but the official split has {sizes} (a truncated or partial file?)",
+                        "re-download the raw file; add --custom_data if this is intentionally other data")
     # on stdout with the rest of the report: stderr is kept for the one-line error
-    print(f"  WARNING: {what}: {got}, but the known size is {' or '.join(map(str, known))} — "
+    print(f"  WARNING: {what}: {got}, but the known size is {sizes} — "
           "check that the raw file is the complete, official version")
     return False
 

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from preprocess_common import (DataError, add_io_args, answer_index, check_count, find_file,
+from preprocess_common import (parse_io_args, DataError, add_io_args, answer_index, check_count, find_file,
                                length_summary, mc_record, parse_json, read_lines, repo_path,
                                require, run_cli, write_jsonl)
 
@@ -53,7 +53,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_io_args(parser, repo_path("raw_data/medqa/data_clean/questions/US/4_options"), repo_path("data"))
     parser.add_argument("--splits", nargs="+", choices=list(SIZES), default=list(SIZES),
                         help="which splits to convert (default: all)")
-    args = parser.parse_args(argv)
+    args = parse_io_args(parser, argv)
     converted = {}
     for split in args.splits:  # convert every split before writing, so a bad file writes nothing
         path = find_file([args.raw_dir / f"phrases_no_exclude_{split}.jsonl"],

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from preprocess_common import (add_io_args, answer_index, check_count, csv_rows, find_file, length_summary,
+from preprocess_common import (parse_io_args, add_io_args, answer_index, check_count, csv_rows, find_file, length_summary,
                                mc_record, repo_path, run_cli, write_jsonl)
 
 SPLITS = ("dev", "val", "test")
@@ -41,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_io_args(parser, repo_path("raw_data/mmlu/data"), repo_path("data"))
     parser.add_argument("--subjects", nargs="+", default=["professional_medicine"],
                         help="MMLU subjects to convert (default: professional_medicine)")
-    args = parser.parse_args(argv)
+    args = parse_io_args(parser, argv)
     for subject in args.subjects:
         converted = {}
         for split in SPLITS:  # convert every split before writing, so a bad file writes nothing

@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
-from preprocess_common import (DataError, add_io_args, check_count, find_file, length_summary,
+from preprocess_common import (parse_io_args, DataError, add_io_args, check_count, find_file, length_summary,
                                load_json_file, parse_json, read_lines, repo_path,
                                require, run_cli, write_jsonl)
 
@@ -210,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                         help="folder with inhouse_split_<name>.json (default: %(default)s)")
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=list(DATASETS),
                         metavar="NAME", help=f"any of {', '.join(DATASETS)} (default: all)")
-    args = parser.parse_args(argv)
+    args = parse_io_args(parser, argv)
     for name in args.datasets:
         process(name, args.raw_dir, args.split_dir, args.out_dir)
 

@@ -155,7 +155,8 @@ _adjust_flags() {
   return 0
 }
 
-# Runs queued after this start only once every run queued before it has finished.
+# Runs queued after this start only once every run queued before it has finished, and only if
+# all of them succeeded (a later run may use their model: it must not test a stale one).
 wait_for_tasks_above() {
   _q_label+=("")
   _q_out+=("")
@@ -186,7 +187,21 @@ _gpu_list() {
   echo "${gpus//,/ }"
 }
 
-_status=()     # exit status of each queued run, by queue index
+_status=()     # exit status of each queued run, by queue index ("skipped" after a failed barrier)
+
+# At a barrier: whether a run queued before queue index i failed.
+_failed_before() {
+  local j
+  for ((j = 0; j < $1; j++)); do
+    [[ ${_q_cmd[j]} == wait || ${_status[j]:-0} == 0 ]] || return 0
+  done
+  return 1
+}
+
+_skip() {
+  _status[$1]=skipped
+  echo "=== ${_q_label[$1]}: skipped, a run it waits for failed"
+}
 
 # Run entry i in the foreground, its output on the terminal and in log.txt.
 _run_here() {
@@ -247,12 +262,14 @@ _run_parallel() {
   echo "running on GPUs: ${_gpus[*]} (one run per GPU; logs in each run's log.txt)"
   set -m  # every background run gets its own process group
   trap _kill_running INT TERM
-  local i k
+  local i k blocked=0
   for i in "${!_q_cmd[@]}"; do
     if [[ ${_q_cmd[i]} == wait ]]; then
       while _busy; do sleep 1; _reap_finished; done
+      _failed_before "$i" && blocked=1
       continue
     fi
+    [[ $blocked == 1 ]] && { _skip "$i"; continue; }
     until k=$(_free_slot); do sleep 1; _reap_finished; done
     mkdir -p "${_q_out[i]}"
     echo "=== $(date '+%F %T') ${_q_label[i]} on GPU ${_gpus[k]} -> ${_q_out[i]}/log.txt"
@@ -307,8 +324,15 @@ run_tasks() {
   if [[ $PARALLEL == 1 ]]; then
     _run_parallel
   else
+    local blocked=0
     for i in "${!_q_cmd[@]}"; do
-      [[ ${_q_cmd[i]} == wait ]] || _run_here "$i"
+      if [[ ${_q_cmd[i]} == wait ]]; then
+        _failed_before "$i" && blocked=1
+      elif [[ $blocked == 1 ]]; then
+        _skip "$i"
+      else
+        _run_here "$i"
+      fi
     done
   fi
 
@@ -318,6 +342,9 @@ run_tasks() {
     [[ ${_q_cmd[i]} == wait ]] && continue
     if [[ ${_status[i]} == 0 ]]; then
       echo "  ok      ${_q_label[i]}  ${_q_out[i]}"
+    elif [[ ${_status[i]} == skipped ]]; then
+      echo "  SKIPPED ${_q_label[i]}  (a run it waits for failed)"
+      failed=$((failed + 1))
     else
       echo "  FAILED  ${_q_label[i]}  (exit ${_status[i]}; see ${_q_out[i]}/log.txt)"
       failed=$((failed + 1))

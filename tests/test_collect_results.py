@@ -156,3 +156,13 @@ def test_nothing_found_says_where_it_looked_and_what_was_lacking(tmp_path, capsy
     (run_dir / "predict_results.json").write_text('{"predict_F1": 0.5}')
     collect_results.main([str(run_dir), "--no-chart"])
     assert "is itself a run folder" in capsys.readouterr().out
+
+
+def test_an_unreadable_predict_results_is_never_replaced_by_all_results(tmp_path):
+    folder = tmp_path / "run"
+    write_run(folder, "accuracy", 0.60)
+    (folder / "all_results.json").write_text(json.dumps({"predict_accuracy": 0.99}))  # an older score
+    (folder / "predict_results.json").write_text('{"predict_accuracy": 0.6')  # cut off mid-write
+    task = next(t for _, tasks in collect_results.SECTIONS for t in tasks if t.folder == "pubmedqa_hf")
+    run = collect_results.read_run(folder, task)
+    assert run.value is None and "unreadable" in " ".join(run.notes)

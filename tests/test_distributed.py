@@ -1,7 +1,7 @@
 """Two processes (torchrun, gloo on CPU) train what one process trains with the same global batch.
 
 For each wrapping (plain DDP, fairscale `--sharded_ddp simple`, PyTorch FSDP2 `--fsdp
-full_shard|shard_grad_op`) a 2-process run with --per_device_train_batch_size 4 is compared with
+full_shard|shard_grad_op`; DDP and full_shard also with `--padding_free`) a 2-process run with --per_device_train_batch_size 4 is compared with
 one process at batch 8 (same accumulation): final weights, a mid-run checkpoint (weights and
 full optimizer state), log history, metrics, and the prediction files. Exact equality (up to
 float summation order) holds because
@@ -42,6 +42,10 @@ MODES = {
     "simple": ["--sharded_ddp", "simple"],
     "full_shard": ["--fsdp", "full_shard"],
     "shard_grad_op": ["--fsdp", "shard_grad_op"],
+    # Padding-free BERT (packed batches, attention per sequence) under DDP and FSDP2 trains
+    # what one padded process trains.
+    "ddp_padding_free": ["--padding_free"],
+    "full_shard_padding_free": ["--fsdp", "full_shard", "--padding_free"],
 }
 RESUMED = ("simple", "full_shard")  # also resumed from checkpoint-4 by 2 processes
 ACCUMULATION = 2  # exercises no_sync (and FSDP2's set_requires_gradient_sync)

@@ -22,7 +22,7 @@ def read_jsonl(path: Path) -> list:
 
 
 def convert(raw: Path, out: Path, *names: str) -> Path:
-    blurb.main(["--raw_dir", str(raw), "--out_dir", str(out), "--datasets", *names])
+    blurb.main(["--custom_data", "--raw_dir", str(raw), "--out_dir", str(out), "--datasets", *names])
     return out
 
 
@@ -168,7 +168,7 @@ def test_all_sample_datasets_in_one_run(tmp_path):
 # ----------------------------------------------------------------------------- failures
 
 def expect_error(raw: Path, out: Path, name: str, capsys) -> str:
-    assert run_cli(blurb.main, ["--raw_dir", str(raw), "--out_dir", str(out), "--datasets", name]) == 1
+    assert run_cli(blurb.main, ["--custom_data", "--raw_dir", str(raw), "--out_dir", str(out), "--datasets", name]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     return err.strip()

@@ -28,7 +28,7 @@ def raw(tmp_path: Path) -> Path:
 
 
 def convert(raw: Path, out: Path) -> None:
-    mrqa.main(["--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
+    mrqa.main(["--custom_data", "--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
                "--out_dir", str(out), "--datasets", "squad"])
 
 
@@ -81,7 +81,7 @@ def test_gzip_input_official_names_and_no_header(raw, tmp_path):
     dev_lines = (raw / "dev" / "SQuAD.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     (raw / "dev" / "HotpotQA.jsonl").write_text("".join(dev_lines[1:]), encoding="utf-8")
     (raw / "inhouse_splits" / "inhouse_split_hotpot.json").write_text('{"dev": [1, 2], "test": [0, 3]}')
-    mrqa.main(["--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
+    mrqa.main(["--custom_data", "--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
                "--out_dir", str(tmp_path / "out"), "--datasets", "hotpot"])
     target = tmp_path / "out" / "qa" / "hotpot_hf"
     assert [r["id"] for r in read_jsonl(target / "train.json")] == ["sq-0001", "q-bbb", "q-ccc"]
@@ -106,7 +106,7 @@ def test_triviaqa_web_name_is_found(raw):
 def test_bad_split_file_fails_naming_file_and_line(raw, tmp_path, capsys, split, message):
     split_file = raw / "inhouse_splits" / "inhouse_split_squad.json"
     split_file.write_text(json.dumps(split))
-    argv = ["--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
+    argv = ["--custom_data", "--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
             "--out_dir", str(tmp_path / "out"), "--datasets", "squad"]
     assert run_cli(mrqa.main, argv) == 1
     err = capsys.readouterr().err
@@ -128,7 +128,7 @@ def test_truncated_json_line(raw, tmp_path, capsys):
     path = raw / "train" / "SQuAD.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text(lines[0] + lines[1] + lines[2][:40] + "\n", encoding="utf-8")
-    argv = ["--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
+    argv = ["--custom_data", "--raw_dir", str(raw), "--split_dir", str(raw / "inhouse_splits"),
             "--out_dir", str(tmp_path / "out"), "--datasets", "squad"]
     assert run_cli(mrqa.main, argv) == 1
     err = capsys.readouterr().err.strip()
@@ -181,7 +181,7 @@ def test_question_without_any_id(raw, tmp_path):
 
 def test_missing_raw_file_says_what_to_do(tmp_path):
     with pytest.raises(DataError) as info:
-        mrqa.main(["--raw_dir", str(tmp_path), "--out_dir", str(tmp_path / "out"), "--datasets", "newsqa"])
+        mrqa.main(["--custom_data", "--raw_dir", str(tmp_path), "--out_dir", str(tmp_path / "out"), "--datasets", "newsqa"])
     assert info.value.path == str(tmp_path / "dev" / "NewsQA.jsonl")
     assert "file not found" in info.value.problem and "download_raw_data.sh" in info.value.fix
 

@@ -164,6 +164,14 @@ def test_bad_input_names_file_and_line(tmp_path, words_model, change, kind, word
     assert f"{dev}:2: " in str(info.value) and words in str(info.value)
 
 
+def test_ids_of_mixed_types_are_refused(tmp_path, words_model):
+    dev = write_lines(tmp_path / "dev.json", [GOOD, dict(GOOD, id=7)])
+    with pytest.raises(UserError) as info:
+        run_task(QATask, ["--model_name_or_path", words_model, "--validation_file", dev, "--do_eval",
+                          "--output_dir", tmp_path / "out"])
+    assert info.value.kind == "wrong_type" and f"{dev}:2: " in str(info.value) and "7" in str(info.value)
+
+
 def test_unsupported_flags(tmp_path, words_model):
     for flags in (["--version_2_with_negative"], ["--dataset_name", "squad"], ["--n_best_size", "0"],
                   ["--dynamic_padding", "--pad_to_max_length"]):
@@ -180,7 +188,8 @@ def test_irregularities_are_counted_not_fatal(tmp_path, words_model, caplog):
     dev = write_lines(tmp_path / "dev.json", records)
     with caplog.at_level(logging.INFO, logger="linkbert"):
         metrics = run_task(QATask, ["--model_name_or_path", words_model, "--validation_file", dev, "--do_eval",
-                                    "--max_seq_length", "64", "--doc_stride", "16", "--output_dir", tmp_path / "out"])
+                                    "--max_seq_length", "64", "--doc_stride", "16", "--output_dir", tmp_path / "out",
+                                    "--allow_untrained_head"])
     assert "1 answer(s) whose text differs" in caplog.text and "1 duplicate question id(s)" in caplog.text
     assert metrics["eval_duplicate_ids"] == 1
     lines = [json.loads(l) for l in (tmp_path / "out" / "eval_predictions.jsonl").read_text().splitlines()]
@@ -195,7 +204,7 @@ def test_questions_without_answers_are_predicted_not_scored(tmp_path, words_mode
     records[1].pop("answers")
     test = write_lines(tmp_path / "test.json", records)
     metrics = run_task(QATask, ["--model_name_or_path", words_model, "--test_file", test, "--do_predict",
-                                "--output_dir", tmp_path / "out"])
+                                "--output_dir", tmp_path / "out", "--allow_untrained_head"])
     assert not any(k.endswith(("_f1", "_exact_match")) for k in metrics)
     lines = [json.loads(l) for l in (tmp_path / "out" / "predict_predictions.jsonl").read_text().splitlines()]
     assert [(l["id"], l["answers"]) for l in lines] == [("a", None), ("b", None)]
@@ -204,6 +213,16 @@ def test_questions_without_answers_are_predicted_not_scored(tmp_path, words_mode
     with pytest.raises(UserError, match=":2: .*no 'answers' field"):
         run_task(QATask, ["--model_name_or_path", words_model, "--test_file", test, "--do_predict",
                           "--output_dir", tmp_path / "out2"])
+
+
+def test_a_test_file_without_answers_beside_training_files_is_predicted(tmp_path, words_model):
+    train = write_lines(tmp_path / "train.json", [GOOD, dict(GOOD, id="b")])
+    test = write_lines(tmp_path / "test.json", [{k: v for k, v in GOOD.items() if k != "answers"}])
+    metrics = run_task(QATask, ["--model_name_or_path", words_model, "--train_file", train, "--validation_file",
+                                train, "--test_file", test, "--do_train", "--do_eval", "--do_predict", "--max_steps",
+                                "1", "--max_seq_length", "64", "--doc_stride", "16", "--output_dir", tmp_path / "out"])
+    assert "eval_f1" in metrics and not any(k.startswith("predict_f1") for k in metrics)
+    assert json.loads((tmp_path / "out" / "predict_predictions.jsonl").read_text())["answers"] is None
 
 
 # -- whole runs -------------------------------------------------------------------------------

@@ -305,6 +305,18 @@ def test_sequential_runs_tee_their_log_and_go_on_after_a_failure(tmp_path):
     assert (runs / "GAD_hf" / "BioLinkBERT-base" / "log.txt").read_text().count("fake run") == 2
 
 
+@pytest.mark.parametrize("parallel", ["0", "1"])
+def test_mmlu_is_skipped_when_medqa_failed(parallel, tmp_path):
+    """MMLU tests the model MedQA trains: after a failed MedQA run it must not test a stale one."""
+    env, record = fake_setup(tmp_path, {"mc/medqa_usmle_hf": ["train", "dev", "test"],
+                                        "mc/mmlu_hf/professional_medicine": ["dev", "val", "test"]})
+    result = run_script("run_examples_medqa_biolinkbert-large.sh", PARALLEL=parallel, GPUS="0",
+                        FAIL_TASK="medqa_usmle_hf", **env)
+    assert result.returncode == 1
+    assert "SKIPPED professional_medicine" in result.stdout, result.stdout
+    assert not any("/mmlu_professional_medicine_eval/" in out for _, _, _, out in read_record(record))
+
+
 def test_parallel_runs_one_per_gpu_and_mmlu_waits_for_medqa(tmp_path):
     env, record = fake_setup(tmp_path, {"mc/medqa_usmle_hf": ["train", "dev", "test"],
                                         "mc/mmlu_hf/professional_medicine": ["dev", "val", "test"]})

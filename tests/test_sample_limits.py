@@ -27,7 +27,7 @@ def test_label_list_comes_from_the_whole_training_file(tiny_model, tmp_path):
     # Only record 0 (label A) trains; the dev label C is in the file's third record: known.
     metrics = run_task(SeqClsTask, ["--model_name_or_path", model, "--train_file", train, "--validation_file", dev,
                                     "--do_train", "--do_eval", "--max_train_samples", "1", "--max_steps", "1",
-                                    "--output_dir", out, "--disable_tqdm"])
+                                    "--output_dir", out, "--disable_tqdm", "--allow_untrained_head"])
     assert metrics["train_samples"] == 1
     assert json.loads((out / "config.json").read_text())["label2id"] == {"A": 0, "B": 1, "C": 2}
 
@@ -42,7 +42,7 @@ def test_qa_sample_limit_also_cuts_the_windows(words_model, tmp_path):  # noqa: 
     # keeps 2 questions, then 2 windows: both of q0's, none of q1's, which is answered "empty".
     metrics = run_task(QATask, ["--model_name_or_path", words_model, "--validation_file", data, "--do_eval",
                                 "--max_seq_length", "64", "--doc_stride", "16", "--max_eval_samples", "2",
-                                "--output_dir", out, "--disable_tqdm"])
+                                "--output_dir", out, "--disable_tqdm", "--allow_untrained_head"])
     predictions = [json.loads(line) for line in (out / "eval_predictions.jsonl").read_text().splitlines()]
     assert [p["id"] for p in predictions] == ["q0", "q1"] and metrics["eval_samples"] == 2
     assert predictions[1]["prediction_text"] == "empty" and predictions[0]["prediction_text"] != "empty"

@@ -39,7 +39,8 @@ def prepare(model_dir: str, name: str, tmp_path, flags: list[str]):
     d = SEQCLS / name
     argv = ["--model_name_or_path", model_dir, "--train_file", str(d / "train.json"),
             "--validation_file", str(d / "train.json"), "--do_eval", "--metric_name", metric,
-            "--max_seq_length", str(max_len), "--output_dir", str(tmp_path / "out"), "--disable_tqdm", *flags]
+            "--max_seq_length", str(max_len), "--output_dir", str(tmp_path / "out"), "--disable_tqdm",
+            "--allow_untrained_head", *flags]
     model_args, data_args, args, task_args = parse_args(SeqClsTask.arguments, argv)
     task = SeqClsTask(model_args, data_args, args, task_args)
     splits, kept = load_splits(task, ["train", "validation"])

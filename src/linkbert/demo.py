@@ -185,7 +185,6 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
             "--logging_steps", "1", "--save_strategy", "no", "--overwrite_output_dir", "--output_dir", str(run_dir),
             *([] if progress_bar else ["--disable_tqdm"])]
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "demo_command.txt").write_text(f"python -m {spec.module} {' '.join(argv)}\n")
     start = time.time()
     with run_log(run_dir / "log.txt"):
         try:
@@ -198,6 +197,8 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
             outcome.error = f"{type(e).__name__}: {e} (traceback in {shown(run_dir / 'log.txt')})"
             logging.getLogger("linkbert.demo").exception("demo task failed")
     outcome.seconds = time.time() - start
+    # After the run: a rerun's --overwrite_output_dir moves the previous files to previous_runs/.
+    (run_dir / "demo_command.txt").write_text(f"python -m {spec.module} {' '.join(argv)}\n")
     if outcome.error:
         return outcome
     scale = 1 if spec.percent else 100

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
+import math
 import re
 import shutil
 import sys
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -76,6 +79,18 @@ class DataArguments:
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N dev examples."})
     max_predict_samples: Optional[int] = field(default=None, metadata={"help": "Use the first N test examples."})
 
+    def __post_init__(self) -> None:
+        if self.max_seq_length is not None and self.max_seq_length < 1:
+            raise UserError("bad_flag_value", f"--max_seq_length {self.max_seq_length}: give a positive length "
+                            "(or leave it out for the task's default)")
+        if self.preprocessing_num_workers is not None and self.preprocessing_num_workers < 1:
+            raise UserError("bad_flag_value", f"--preprocessing_num_workers {self.preprocessing_num_workers}: give "
+                            "at least 1 (or leave it out for one process)")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)}: give at least 1 "
+                                "(or leave it out for every example)")
+
 
 @dataclass
 class TrainingArguments:
@@ -128,6 +143,9 @@ class TrainingArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per DataLoader."})
     group_by_length: bool = field(
         default=False, metadata={"help": "Training batches of similar length (seeded); faster, changes the order."})
+    padding_free: bool = field(
+        default=False, metadata={"help": "BERT only: compute on real tokens only (no padding), attention per "
+                                          "sequence. Same results within float rounding (QA: no padding logits)."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     report_to: str = field(default="none", metadata={"help": "none | wandb | tensorboard (nothing leaves the "
@@ -138,6 +156,9 @@ class TrainingArguments:
     sharded_ddp: str = field(default="", metadata={"help": "fairscale: simple | zero_dp_2 | zero_dp_3 | offload."})
     fsdp: str = field(default="", metadata={"help": "PyTorch FSDP: full_shard | shard_grad_op."})
     local_rank: int = field(default=-1, metadata={"help": "Set by the launcher; torchrun uses LOCAL_RANK."})
+    allow_untrained_head: bool = field(
+        default=False, metadata={"help": "Allow evaluating/predicting (without --do_train) with a task head that "
+                                          "the model folder does not hold (newly initialised: chance-level scores)."})
 
     def __post_init__(self) -> None:
         if self.no_cuda:
@@ -163,9 +184,40 @@ class TrainingArguments:
         self._check_counts()
 
     def _check_counts(self) -> None:
-        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                     "logging_steps", "save_steps", "eval_steps"):
             if getattr(self, name) < 1:
-                raise UserError("bad_flag_value", f"--{name} must be at least 1")
+                raise UserError("bad_flag_value", f"--{name} {getattr(self, name)}: must be at least 1")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Values outside their range fail here, before any work, not hours into training.
+        Each test is written so that NaN fails it too."""
+        from transformers.trainer_utils import SchedulerType
+
+        finite = lambda x: x < math.inf
+        ranges = [  # flag, test, what to give
+            ("learning_rate", lambda x: 0 < x and finite(x), "give a positive, finite learning rate"),
+            ("seed", lambda x: 0 <= x < 2**32, "give a seed in 0..2^32-1"),
+            ("warmup_ratio", lambda x: 0 <= x <= 1, "give a fraction in [0, 1]"),
+            ("adam_beta1", lambda x: 0 <= x < 1, "give a value in [0, 1)"),
+            ("adam_beta2", lambda x: 0 <= x < 1, "give a value in [0, 1)"),
+            ("adam_epsilon", lambda x: 0 < x and finite(x), "give a positive value"),
+            ("weight_decay", lambda x: 0 <= x and finite(x), "give a value of 0 or more"),
+            ("max_grad_norm", lambda x: 0 <= x and finite(x), "give a value of 0 or more"),
+            ("warmup_steps", lambda x: x >= 0, "give 0 or more"),
+            ("dataloader_num_workers", lambda x: x >= 0, "give 0 or more"),
+            ("save_total_limit", lambda x: x is None or x >= 1, "give at least 1 (or leave it out to keep all)"),
+            ("num_train_epochs", lambda x: not self.do_train or self.max_steps > 0 or 0 < x and finite(x),
+             "training needs a positive number of epochs (or --max_steps)"),
+        ]
+        for flag, ok, allowed in ranges:
+            if not ok(getattr(self, flag)):
+                raise UserError("bad_flag_value", f"--{flag} {getattr(self, flag)}: {allowed}")
+        schedulers = [s.value for s in SchedulerType if s.value != "reduce_lr_on_plateau"]
+        if self.lr_scheduler_type not in schedulers:
+            raise UserError("bad_flag_value", f"--lr_scheduler_type {self.lr_scheduler_type}: choose one of "
+                            f"{', '.join(schedulers)}")
 
     @property
     def mixed_precision(self) -> Optional[str]:
@@ -294,14 +346,59 @@ def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
         raise UserError("missing_flag", "no arguments: give at least --model_name_or_path, --output_dir and one "
                         "of --do_train/--do_eval/--do_predict with their data files")
     if len(argv) == 1 and argv[0].endswith(".json"):
+        classes = (ModelArguments, DataArguments, TrainingArguments, task_arguments)
+        values = read_args_file(argv[0], classes)
         try:
-            return parser.parse_json_file(json_file=argv[0])
+            return parser.parse_dict(values)
         except ValueError as e:  # keys no argument has
             raise UserError("unknown_flag", f"{e}; see --help for the accepted arguments", path=argv[0]) from None
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise UserError("unknown_flag", f"{_did_you_mean(unknown, parser)}; see {prog} --help for every flag")
     return tuple(parsed)
+
+
+def _accepts(kind, value) -> bool:
+    """Whether a JSON value fits a field's type as a flag would: no "false" for a bool."""
+    if typing.get_origin(kind) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_accepts(k, value) for k in typing.get_args(kind))
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is str:
+        return isinstance(value, str)
+    return True
+
+
+def read_args_file(path: str, classes: tuple) -> dict:
+    """A .json arguments file, its values type-checked against the arguments' fields."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = json.load(f)
+    except FileNotFoundError:
+        raise UserError("bad_args_file", "does not exist; give the path of a .json arguments file", path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError("bad_args_file", f"cannot be read as JSON ({e})", path=path) from None
+    if not isinstance(values, dict):
+        raise UserError("bad_args_file", f"holds a JSON {type(values).__name__}, not an object of arguments", path=path)
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for arg in fields(cls):
+            if arg.name not in values:
+                if arg.default is MISSING and arg.default_factory is MISSING:
+                    raise UserError("bad_args_file", f"has no {arg.name!r}, which every run needs", path=path)
+                continue
+            value, kind = values[arg.name], hints[arg.name]
+            if not _accepts(kind, value):
+                raise UserError("bad_args_file", f"{arg.name!r} is {json.dumps(value)} ({type(value).__name__}); "
+                                f"it must be a {getattr(kind, '__name__', str(kind))}, as JSON true/false for "
+                                "a bool", path=path)
+    return values
 
 
 def as_dict(*dataclasses_) -> dict:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -23,6 +24,7 @@ import torch
 
 from .errors import UserError
 from .results import read_json, write_json
+from .rundir import is_own_checkpoint, write_identity
 
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
@@ -55,26 +57,37 @@ class TrainState:
         return dict(self.__dict__)
 
 
-def save_checkpoint(folder: Path, is_main: bool, save_model, optimizer_state: Optional[dict], scheduler,
-                    scaler, state: TrainState, pending: dict[str, torch.Tensor]) -> None:
-    """Write a complete checkpoint at `folder` (through a temporary folder). `save_model(path)`
-    writes the model (every rank takes part); the rest is written by rank 0."""
-    tmp = folder.parent / f".tmp-{folder.name}"
-    if is_main:
-        shutil.rmtree(tmp, ignore_errors=True)
-    save_model(tmp)
-    if not is_main:
-        return
-    torch.save(optimizer_state, tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(scaler.state_dict(), tmp / "scaler.pt")
-    torch.save(rng_state(), tmp / "rng_state.pt")
-    if pending:  # left-over micro-batches whose gradients carry into the next update
-        torch.save(pending, tmp / "pending_grads.pt")
-    write_json(tmp / STATE_FILE, state.to_json())
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+def temporary_folder(folder: Path) -> Path:
+    """A fresh temporary folder beside `folder`: created, never reused (an existing one could be
+    a planted link, followed to write elsewhere)."""
+    return Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=folder.parent))
+
+
+def save_checkpoint(folder: Path, tmp: Path, is_main: bool, save_model, optimizer_state: Optional[dict], scheduler,
+                    scaler, state: TrainState, pending: dict[str, torch.Tensor],
+                    identity: Optional[dict] = None) -> None:
+    """Write a complete checkpoint at `folder` through the temporary folder `tmp` (removed if the
+    write fails). `save_model(path)` writes the model (every rank takes part); the rest, and the
+    run identity (rundir.py), is written by rank 0."""
+    try:
+        save_model(tmp)
+        if not is_main:
+            return
+        torch.save(optimizer_state, tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(scaler.state_dict(), tmp / "scaler.pt")
+        torch.save(rng_state(), tmp / "rng_state.pt")
+        if pending:  # left-over micro-batches whose gradients carry into the next update
+            torch.save(pending, tmp / "pending_grads.pt")
+        write_json(tmp / STATE_FILE, state.to_json())
+        write_identity(tmp, identity)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        if is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def load_training_files(folder: Path) -> dict[str, Any]:
@@ -88,11 +101,13 @@ def load_training_files(folder: Path) -> dict[str, Any]:
             "state": TrainState(**read_json(folder / STATE_FILE))}
 
 
-def rotate_checkpoints(output_dir: str | Path, limit: Optional[int], keep_also: Optional[str] = None) -> None:
-    """Delete all but the newest `limit` checkpoints (and `keep_also`, the best model's folder)."""
+def rotate_checkpoints(output_dir: str | Path, limit: Optional[int], keep_also: Optional[str] = None,
+                       identity: Optional[dict] = None) -> None:
+    """Delete all but the newest `limit` checkpoints of this run (and `keep_also`, the best
+    model's folder); another run's checkpoints (another `identity`) are not ours to delete."""
     if not limit or limit <= 0:
         return
-    checkpoints = sorted_checkpoints(output_dir)
+    checkpoints = [c for c in sorted_checkpoints(output_dir) if is_own_checkpoint(c, identity)]
     keep = set(checkpoints[-limit:])
     if keep_also:
         keep.add(Path(keep_also))

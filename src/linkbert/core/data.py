@@ -8,12 +8,42 @@ file itself (Arrow, cached), and `map` caches the tokenised features.
 
 from __future__ import annotations
 
+import glob
 import json
+import re
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import UserError
+from .results import file_sha256
 from .task import RecordError, Task
+
+# A \uD800-\uDFFF escape: the cheap test before the exact one.
+LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _decode(raw: bytes, path: Path, line_no: int) -> str:
+    """A line as text; a non-UTF-8 byte or a lone surrogate is an error naming the line."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError("bad_json", f"not UTF-8 text (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                        "save the file as UTF-8", path=path, line=line_no) from None
+    if LONE_SURROGATE.search(line) and _has_lone_surrogate(line):
+        raise UserError("bad_json", "a \\u escape of a lone UTF-16 surrogate, which is no character; fix the text",
+                        path=path, line=line_no)
+    return line
+
+
+def _has_lone_surrogate(line: str) -> bool:
+    try:
+        json.dumps(json.loads(line), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except ValueError:
+        return False  # not JSON: reported as such next
+    return False
+
 
 SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
 
@@ -54,10 +84,11 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
     """Check every record of a JSON Lines file; return what the task keeps of each record
     (and append each record's line number to `line_numbers`, blank lines being skipped)."""
     kept: list[Any] = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with open(path, "rb") as f:  # bytes, so a non-UTF-8 line is named by its number
+        for line_no, raw in enumerate(f, start=1):
             if limit is not None and len(kept) >= limit:
                 break
+            line = _decode(raw, path, line_no)
             if not line.strip():
                 continue
             try:
@@ -100,9 +131,14 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
         line = lines[e.split][e.line - 1] if e.split in lines and e.line else e.line
         raise UserError(e.kind, e.message, path=paths.get(e.split or ""), line=line) from None
 
-    loaded = datasets.load_dataset(
-        "json", data_files={split: str(paths[split]) for split in splits},
-        cache_dir=task.model_args.cache_dir)
+    # Paths are literal (`datasets` would read `d[1]` as a glob); the cache is keyed on what the
+    # file holds (`datasets` keys it on path and mtime, so a rewritten file could be stale); each
+    # file loads on its own (a test file without QA answers beside training files with them).
+    task.data_sha256 = {split: file_sha256(paths[split]) for split in splits}
+    loaded = {split: datasets.load_dataset(
+        "json", name=f"sha256-{task.data_sha256[split][:16]}", data_files={split: glob.escape(str(paths[split]))},
+        cache_dir=task.model_args.cache_dir,
+        download_mode="force_redownload" if data_args.overwrite_cache else None)[split] for split in splits}
     out = {}
     for split in splits:
         ds = loaded[split]

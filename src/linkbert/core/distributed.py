@@ -266,6 +266,8 @@ class DistState:
             _reshard(model)
             set_model_state_dict(model, state, options=_full_state_options(load=True, strict=False))
         else:  # one process, DDP, simple; fairscale FSDP's load_state_dict shards a full state itself
+            # Not strict: wrapped models name their tensors differently. The core checks a
+            # checkpoint's tensors against the model's before loading (rundir.check_weights).
             model.load_state_dict(state, strict=False)
 
     def save_pretrained(self, model: torch.nn.Module, path: str | Path) -> None:

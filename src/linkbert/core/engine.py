@@ -35,12 +35,14 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from . import padding_free
 from .args import TrainingArguments
 from .checkpoint import (CHECKPOINT_PREFIX, TrainState, check_checkpoint, load_training_files,
-                         rotate_checkpoints, save_checkpoint, set_rng_state)
+                         rotate_checkpoints, save_checkpoint, set_rng_state, sorted_checkpoints, temporary_folder)
 from .distributed import DistState
 from .errors import UserError
 from .report import Reporter
+from .rundir import is_disk_full
 from .schedule import (epoch_permutations, is_update_step, length_grouped, num_epochs_to_run, sampler_seed,
                        total_updates, warmup_updates)
 from .task import MODEL_INPUTS, Task
@@ -53,29 +55,38 @@ MAX_CONSECUTIVE_SKIPS = 25
 
 
 class TrainingInterrupted(Exception):
-    """SIGTERM/SIGINT arrived: the current update was finished and a checkpoint written."""
+    """SIGTERM/SIGINT arrived: the current update was finished and a checkpoint written (or, on a
+    second signal or outside training, the run stopped at once keeping what was written)."""
 
-    def __init__(self, signal_name: str, step: int, checkpoint: Optional[Path]) -> None:
+    def __init__(self, signal_name: str, step: int, checkpoint: Optional[Path], message: str = "") -> None:
         self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
         where = f"checkpoint {checkpoint} written" if checkpoint else "no output folder to checkpoint into"
-        super().__init__(f"{signal_name} received: stopped after update {step}, {where}. Run the same command "
-                         "again (without --overwrite_output_dir, or with --resume_from_checkpoint) to continue.")
+        super().__init__(message or f"{signal_name} received: stopped after update {step}, {where}. Run the same "
+                         "command again (without --overwrite_output_dir, or with --resume_from_checkpoint) to continue.")
 
 
 class StopOnSignal:
     """While training, SIGTERM (cluster pre-emption) and SIGINT (Ctrl-C) only set a flag: the
-    loop finishes its current update, writes a checkpoint and stops. A second signal stops at once."""
+    loop finishes its current update, writes a checkpoint and stops. A second signal stops at once
+    (the checkpoints already written are kept). Outside training (`outside_training`: loading,
+    evaluation, prediction) a signal stops at once with the same kind of message."""
 
-    def __init__(self) -> None:
+    def __init__(self, outside_training: bool = False) -> None:
         self.received: bool = False
         self.name = ""
+        self.outside_training = outside_training
         self._previous: dict = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.received:  # asked twice: do not wait any longer
+        name = signal.Signals(signum).name
+        if self.received or self.outside_training:  # asked twice, or nothing to finish: stop now
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            raise KeyboardInterrupt
-        self.received, self.name = True, signal.Signals(signum).name
+            when = "outside training (loading, evaluation or prediction)" if self.outside_training and \
+                not self.received else "a second time"
+            raise TrainingInterrupted(name, -1, None, f"{name} received {when}: stopped at once; what was already "
+                                      "written (checkpoints, the trained model, results) is kept. Run the same "
+                                      "command again to continue: a finished training is not repeated.")
+        self.received, self.name = True, name
         logger.warning("%s received: finishing the current update, then writing a checkpoint and stopping "
                        "(send it again to stop at once)", self.name)
 
@@ -164,13 +175,22 @@ class Engine:
         self.model = model.to(self.device)
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision or "")
-        self.collate = _ModelInputCollator(task.collator(8 if args.mixed_precision else None))
+        collate = task.collator(8 if args.mixed_precision and not args.padding_free else None)
+        if args.padding_free:  # the model computes on real tokens only; batches arrive packed
+            padding_free.enable(self.model)
+            collate = padding_free.PackingCollator(collate)
+        self.collate = _ModelInputCollator(collate)
         self._length_cache: dict = {}
+        self.run_identity: Optional[dict] = None  # written into every checkpoint (see rundir.py)
 
     # -- helpers ----------------------------------------------------------------------------
     def autocast(self, enabled: bool = True):
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=enabled and self.autocast_dtype is not None)
+
+    def _to_device(self, batch: dict) -> dict:
+        # Packed batches also carry host values (padding_free.HOST_KEYS), which stay here.
+        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
     def _loader(self, features, batches: list[list[int]]) -> DataLoader:
         inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
@@ -286,7 +306,7 @@ class Engine:
             update = is_update_step(step, len(batches), self.plan.accumulation)
             with self.dist.no_sync(self.train_model, enabled=not update):
                 with self.autocast():
-                    loss = self.train_model(**{k: v.to(self.device, non_blocking=True) for k, v in batch.items()}).loss
+                    loss = self.train_model(**self._to_device(batch)).loss
                 loss = loss / self.plan.accumulation
                 self.scaler.scale(loss).backward()
             self.micro_loss += loss.detach()
@@ -462,7 +482,7 @@ class Engine:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             for ids, batch in zip(batches, tqdm(self._loader(features, batches), desc=desc, leave=False,
                                                 disable=self.args.disable_tqdm or not self.dist.is_main)):
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if k != "labels"}
+                batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
                 with self.autocast(enabled=self.task.eval_under_autocast):
                     out = self.task.output_tensor(model(**batch))
                 rows = (out.float() if out.dtype == torch.bfloat16 else out).cpu().numpy()
@@ -480,16 +500,27 @@ class Engine:
 
     def save_checkpoint(self, output_dir: str) -> Path:
         """checkpoint-N (see checkpoint.py), after reading the loss totals: a NaN loss stops the
-        run before its weights are saved."""
+        run before its weights are saved. A full disk is one clear error; the last complete
+        checkpoint stays the one a rerun resumes from."""
         self._settle()
         self.state.pending_loss = self.dist.mean(self.micro_loss).item()
         folder = Path(output_dir) / f"{CHECKPOINT_PREFIX}{self.state.global_step}"
         optimizer_state = self.dist.optimizer_state(self.optimizer)
         pending = self._pending_gradients()
-        save_checkpoint(folder, self.dist.is_main, lambda path: self.save_model(path, self.task.tokenizer),
-                        optimizer_state, self.scheduler, self.scaler, self.state, pending)
+        tmp = Path(self.dist.broadcast_object(temporary_folder(folder) if self.dist.is_main else None))
+        try:
+            save_checkpoint(folder, tmp, self.dist.is_main, lambda path: self.save_model(path, self.task.tokenizer),
+                            optimizer_state, self.scheduler, self.scaler, self.state, pending, self.run_identity)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            last = sorted_checkpoints(output_dir)
+            need = sum(p.numel() * 4 * 3 for p in self.model.parameters()) >> 20  # weights + two Adam moments
+            raise UserError("disk_full", f"no space left to write {folder.name} (about {need} MiB needed); the "
+                            "temporary folder was removed. Free space and rerun the same command: it resumes from "
+                            f"{last[-1].name if last else 'the start (no checkpoint yet)'}", path=output_dir) from None
         if self.dist.is_main:
-            rotate_checkpoints(output_dir, self.args.save_total_limit, self.state.best_checkpoint)
+            rotate_checkpoints(output_dir, self.args.save_total_limit, self.state.best_checkpoint, self.run_identity)
         self.dist.barrier()
         logger.info("Saved checkpoint %s", folder)
         return folder

@@ -58,6 +58,17 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                                  "in its config", "the folder; predict with the fine-tuned folder"),
     "unsupported_setup": ("a set-up this machine cannot run (e.g. fairscale FSDP without CUDA)",
                           "what to use instead"),
+    "output_dir_locked": ("a second run started into a folder another live run is using",
+                          "the folder and the lock holder (pid, host, start time); a dead run's lock is taken over"),
+    "results_exist": ("an evaluation/prediction-only run into a folder that already holds those results",
+                      "the files; add --overwrite_output_dir to set them aside (moved, not deleted)"),
+    "bad_args_file": ("a .json arguments file that is missing, unreadable, lacks output_dir or gives a value "
+                      "of the wrong type (e.g. the string \"false\" for a bool)", "the file, the key, expected "
+                      "and found type"),
+    "disk_full": ("no space left while writing a checkpoint or the final model",
+                  "the folder, about how much space is needed, and the checkpoint a rerun resumes from"),
+    "untrained_head": ("a prediction-only run from a model whose task head was never trained (e.g. the base "
+                       "checkpoint)", "the model and the untrained weights; add --allow_untrained_head if intended"),
     "non_finite_loss": ("a training loss that stays NaN/inf", "the step; the last good checkpoint is kept"),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -14,10 +15,29 @@ from pathlib import Path
 from typing import Any, Iterable
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _finite(obj: Any) -> Any:
+    """NaN/inf become null: `json.dumps` would write `NaN`, which is not JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; results are for the group, as any file under the umask.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             write(f)
             f.flush()
@@ -29,13 +49,13 @@ def _atomic_write(path: Path, write) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    _atomic_write(Path(path), lambda f: f.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"))
+    _atomic_write(Path(path), lambda f: f.write(json.dumps(_finite(obj), indent=2, sort_keys=False, default=str) + "\n"))
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
     def write(f) -> None:
         for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.write(json.dumps(_finite(record), ensure_ascii=False) + "\n")
 
     _atomic_write(Path(path), write)
 
@@ -66,7 +86,7 @@ def file_sha256(path: str | Path, limit: int = 1 << 30) -> str:
     return digest.hexdigest()
 
 
-def environment(data_files: dict[str, str | None]) -> dict:
+def environment(data_files: dict[str, str | None], hashes: dict[str, str] | None = None) -> dict:
     """Package versions, device, git commit and data file hashes, for env.json."""
     import datasets
     import torch
@@ -89,7 +109,8 @@ def environment(data_files: dict[str, str | None]) -> dict:
         "device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
         "gpus": torch.cuda.device_count() if cuda else 0,
         "git_commit": commit,
-        "data_files": {split: {"path": str(p), "sha256": file_sha256(p)} for split, p in data_files.items()
+        "data_files": {split: {"path": str(p), "sha256": (hashes or {}).get(split) or file_sha256(p)}
+                       for split, p in data_files.items()
                        if p and Path(p).is_file()},
         "argv": sys.argv,
     }

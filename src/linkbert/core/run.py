@@ -18,57 +18,52 @@ import torch
 from .args import as_dict, parse_args
 from .data import load_splits
 from .distributed import DistState
-from .checkpoint import STATE_FILE, check_checkpoint, sorted_checkpoints
-from .engine import Engine, TrainingInterrupted
+from .checkpoint import STATE_FILE, TrainState, check_checkpoint, sorted_checkpoints
+from .engine import Engine, StopOnSignal, TrainingInterrupted
 from .errors import UserError
 from .hub import PREFETCH_HINT, check_model_source
 from .report import Reporter
-from .results import environment, save_metrics, write_json, write_jsonl
+from .results import environment, read_json, save_metrics, write_json, write_jsonl
+from .rundir import (IDENTITY_FILE, KEPT_IN_PLACE, RunLock, check_results_not_replaced, check_resume, check_weights,
+                     finished_training, is_disk_full, phase, provenance_names, remove_stale_temporaries,
+                     result_names, run_identity, set_aside, write_identity)
 from .task import Task
 
 logger = logging.getLogger("linkbert")
 
-# Files a run script or the user may leave in a fresh output folder.
-IGNORED_IN_OUTPUT_DIR = {"log.txt"}
 
 
 def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO, stream=sys.stdout)
-    created = _missing_folders(argv)
+    # Under torchrun every rank meets the same error: rank 0 alone says it, every rank exits 2.
+    speaks = os.environ.get("RANK", "0") == "0"
     try:
-        run(task_cls, argv)
+        with StopOnSignal(outside_training=True):  # SIGTERM in evaluation: a message, not a kill
+            run(task_cls, argv)
     except UserError as e:
-        # Once, on stderr (the run scripts tee stderr into log.txt too).
-        print(e, file=sys.stderr)
-        _remove_if_empty(created)
+        if speaks:  # once, on stderr (the run scripts tee stderr into log.txt too)
+            print(e, file=sys.stderr)
         sys.exit(2)
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
 
 
-def _missing_folders(argv: Optional[list[str]]) -> list[Path]:
-    """The --output_dir folders (it and its parents) that do not exist yet, deepest first."""
-    argv = sys.argv[1:] if argv is None else argv
-    given = [a.split("=", 1)[1] for a in argv if a.startswith("--output_dir=")]
-    given += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("--output_dir", "--output-dir")]
-    if not given:
-        return []
-    missing, path = [], Path(given[-1]).absolute()
-    while not path.exists() and path != path.parent:
-        missing.append(path)
-        path = path.parent
-    return missing
-
-
-def _remove_if_empty(folders: list[Path]) -> None:
-    """A run that failed leaves no empty --output_dir behind (only folders it created itself)."""
-    for folder in folders:
+def on_main(dist: DistState, decide):
+    """Rank 0 decides (inspects the folder: the others would see its first files); every rank
+    gets its answer, or raises its UserError."""
+    if not dist.is_main:
+        outcome = dist.broadcast_object(None)
+    else:
         try:
-            folder.rmdir()  # only if empty
-        except OSError:
-            return
+            outcome = ("ok", decide())
+        except UserError as e:
+            outcome = ("error", e)
+        outcome = dist.broadcast_object(outcome)
+    if outcome[0] == "error":
+        raise outcome[1]
+    return outcome[1]
 
 
 def check_output_dir(args) -> Optional[str]:
@@ -78,13 +73,13 @@ def check_output_dir(args) -> Optional[str]:
     out = Path(args.output_dir)
     resume = args.resume_from_checkpoint
     if args.do_train and out.is_dir() and not args.overwrite_output_dir and not resume:
-        contents = [p for p in out.iterdir() if p.name not in IGNORED_IN_OUTPUT_DIR]
+        contents = [p for p in out.iterdir() if p.name not in KEPT_IN_PLACE]
         checkpoints = sorted_checkpoints(out)
         if checkpoints:
             resume = str(checkpoints[-1])
             logger.info("%s holds checkpoints and --overwrite_output_dir is not given: resuming from %s",
                         out, resume)
-        elif contents:
+        elif contents and not (out / IDENTITY_FILE).exists():  # a finished run (checked later) reruns
             raise UserError("output_dir_not_empty", "is not empty and holds no checkpoint; add "
                             "--overwrite_output_dir to write over it, or choose another --output_dir", path=out)
     try:
@@ -97,7 +92,23 @@ def check_output_dir(args) -> Optional[str]:
                         "--output_dir", path=out) from None
     if resume and args.do_train:
         check_checkpoint(resume)
+    check_results_not_replaced(out, args)
     return resume
+
+
+def stay_offline(model_args, args) -> None:
+    """Nothing leaves the machine unless the user names a hub model (or asks for wandb): with
+    local model folders, `datasets` and the hub client are put offline (they would otherwise
+    send requests, e.g. a download count, even for local files)."""
+    names = [n for n in (model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name) if n]
+    if args.report_to == "wandb" or not all(Path(n).is_dir() for n in names):
+        return
+    import datasets
+    import huggingface_hub
+
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # read at each request (is_offline_mode)
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
 
 
 def check_model_sources(m) -> bool:
@@ -123,12 +134,18 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_on
         task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **common)
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
-        model = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
-                                attn_implementation=m.attn_implementation, **common)
+        model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
+                                         attn_implementation=m.attn_implementation, **common)
     except OSError as e:
         raise UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
                         f"model of that name could be loaded; {PREFETCH_HINT.replace('NAME', m.model_name_or_path)}."
                         f" Detail: {str(e).splitlines()[0]}") from None
+    untrained = loading.get("missing_keys") or []
+    if untrained and not task.training_args.do_train and not task.training_args.allow_untrained_head:
+        raise UserError("untrained_head", f"--model_name_or_path {m.model_name_or_path} has no trained weights for "
+                        f"{', '.join(sorted(untrained)[:3])}{' ...' if len(untrained) > 3 else ''}: without --do_train "
+                        "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
+                        "this is intended")
     if not getattr(task.tokenizer, "is_fast", False):
         raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
                         f"{m.tokenizer_name or m.model_name_or_path} has none")
@@ -142,7 +159,8 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_on
 
 
 def load_pretrained(model_class, name: str, **kwargs):
-    """`from_pretrained`, with transformers' load-report block replaced by one plain line."""
+    """`from_pretrained` and its loading info, with transformers' load-report block replaced by
+    one plain line."""
     import transformers
 
     verbosity = transformers.logging.get_verbosity()
@@ -158,7 +176,7 @@ def load_pretrained(model_class, name: str, **kwargs):
         prefixes = sorted({k.split(".")[0] for k in unused})
         logger.info("Checkpoint weights this task does not use (e.g. pretraining heads): %d under %s",
                     len(unused), ", ".join(prefixes))
-    return model
+    return model, info
 
 
 SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}
@@ -204,50 +222,64 @@ def check_setup(args) -> None:
 
 
 def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
-    from transformers import set_seed
-
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
     check_setup(args)
     local_only = check_model_sources(model_args)
-    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
+    stay_offline(model_args, args)
     dist = DistState(args)
     if args.fp16 and dist.device.type == "cpu" and dist.is_main:
         logger.warning("--fp16 on a CPU: float16 autocast is slow there and not what the paper ran on its GPUs; "
                        "on a CPU use --bf16 (or no precision flag)")
-    # Rank 0 alone inspects the folder (the others would see its first files); all follow it.
-    resume = dist.broadcast_object(check_output_dir(args) if dist.is_main else None)
+    lock = RunLock(args.output_dir)  # held by rank 0 for the run's whole life
+    try:
+        return _run(task, dist, lock, argv, (model_args, data_args, args, task_args), local_only)
+    finally:
+        lock.release()
+        dist.close()
+
+
+def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], all_args: tuple,
+         local_only: bool = False) -> dict:
+    from transformers import set_seed
+
+    model_args, data_args, args, task_args = all_args
+    splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
+    resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
     datasets_, kept = load_splits(task, splits)
 
     set_seed(args.seed)
     model = load_model(task, kept.get("train"), dist, local_only)
+    arguments = as_dict(model_args, data_args, args, task_args)
+    identity = run_identity(task, arguments, model, dist.world_size, task.data_sha256.get("train"))
     out = Path(args.output_dir)
-    if dist.is_main:
-        write_json(out / "run_args.json", {"argv": sys.argv if argv is None else argv,
-                                           **as_dict(model_args, data_args, args, task_args)})
-        write_json(out / "env.json", environment({"train": data_args.train_file,
-                                                  "validation": data_args.validation_file,
-                                                  "test": data_args.test_file}))
+    # A rerun of a finished training evaluates its model; it does not train again.
+    finished = args.do_train and not args.overwrite_output_dir and not args.resume_from_checkpoint \
+        and finished_training(out, identity)
+    if finished:
+        logger.info("%s holds this run's finished training: its model is evaluated, not trained again", out)
+        dist.load_model_state(model, check_weights(out / "model.safetensors", model, lambda what: UserError(
+            "bad_checkpoint", f"{what}; rerun with --overwrite_output_dir to train afresh", path=out)))
+    elif resume and args.do_train:  # checked whole before anything is written
+        check_resume(resume, identity, model, set(TrainState.__dataclass_fields__))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
         features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in splits}
+    # Every check has passed: only now is the folder touched.
+    if dist.is_main:
+        start_writing(out, args, resume, {"argv": sys.argv if argv is None else argv, "phase": phase(args),
+                                          **arguments},
+                      environment({"train": data_args.train_file, "validation": data_args.validation_file,
+                                   "test": data_args.test_file}, task.data_sha256))
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     reporter = Reporter.create(args.report_to, args.output_dir, args.run_name, args.logging_dir,
-                               as_dict(model_args, data_args, args, task_args)) if dist.is_main else None
+                               arguments) if dist.is_main else None
     engine = Engine(model, task, args, dist, reporter)
+    engine.run_identity = identity
     all_metrics: dict = {}
     try:
         if args.do_train:
-            evaluate = None
-            if args.do_eval and args.eval_strategy != "no":
-                evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"],
-                                                  "eval")[0]
-            metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
-                                   output_dir=str(out))
-            engine.save_model(out, task.tokenizer)
-            if dist.is_main:
-                write_json(out / STATE_FILE, engine.state.to_json())
-                save_metrics(out, "train", metrics)
-            all_metrics.update(metrics)
+            all_metrics.update(read_json(out / "train_results.json") if finished else
+                               train_and_save(task, engine, datasets_, features, resume, identity))
         for split, prefix in (("validation", "eval"), ("test", "predict")):
             if split not in splits:
                 continue
@@ -260,5 +292,48 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     finally:
         if reporter is not None:
             reporter.close()
-        dist.close()
     return all_metrics
+
+
+def train_and_save(task: Task, engine: Engine, datasets_: dict, features: dict, resume: Optional[str],
+                   identity: dict) -> dict:
+    args, dist, out = task.training_args, engine.dist, Path(task.training_args.output_dir)
+    evaluate = None
+    if args.do_eval and args.eval_strategy != "no":
+        evaluate = lambda: evaluate_split(task, engine, datasets_["validation"], features["validation"], "eval")[0]
+    metrics = engine.train(features["train"], seed=args.seed, evaluate=evaluate, resume_from=resume,
+                           output_dir=str(out))
+    save_final_model(engine, out, task)
+    if dist.is_main:
+        write_json(out / STATE_FILE, engine.state.to_json())
+        save_metrics(out, "train", metrics)
+        write_identity(out, identity)  # last: marks the training finished
+    return metrics
+
+
+def start_writing(out: Path, args, resume: Optional[str], run_args: dict, env: dict) -> None:
+    """The first writes of a run: set the previous run's files aside (--overwrite_output_dir),
+    then the provenance of this phase."""
+    run_args_name, env_name = provenance_names(out, args)
+    if args.overwrite_output_dir:
+        if args.do_train:
+            keep = {Path(resume).resolve()} if resume else set()
+            set_aside(out, [p.name for p in out.iterdir() if p.resolve() not in keep])
+        else:
+            set_aside(out, [*result_names(args), run_args_name, env_name])
+    remove_stale_temporaries(out)
+    write_json(out / run_args_name, run_args)
+    write_json(out / env_name, env)
+
+
+def save_final_model(engine: Engine, out: Path, task: Task) -> None:
+    try:
+        engine.save_model(out, task.tokenizer)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        last = sorted_checkpoints(out)
+        raise UserError("disk_full", f"no space left to save the final model (about "
+                        f"{sum(p.numel() * 4 for p in engine.model.parameters()) >> 20} MiB needed); free space and "
+                        f"rerun the same command: it resumes from {last[-1] if last else 'the start (no checkpoint yet)'}",
+                        path=out) from None

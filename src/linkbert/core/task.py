@@ -53,6 +53,7 @@ class Task:
         self.training_args, self.task_args = training_args, task_args
         self.tokenizer: Any = None  # set by the core once loaded (a transformers fast tokenizer)
         self.max_seq_length: int = 0  # set by the core (flag, default, clamped to the model)
+        self.data_sha256: dict[str, str] = {}  # split -> hash of its file, set by the core when loaded
 
     # -- data -------------------------------------------------------------------------------
     def validate_record(self, record: dict, split: str) -> Any:

@@ -156,6 +156,11 @@ class QATask(Task):
 
     def check_splits(self, splits: dict[str, list]) -> None:
         for split, kept in splits.items():
+            first = type(kept[0][0])
+            mixed = next((i for i, (id_, _) in enumerate(kept, 1) if type(id_) is not first), None)
+            if mixed:  # `datasets` would turn them all into strings: predictions would not match their ids
+                raise RecordError("wrong_type", f"'id' {kept[mixed - 1][0]!r} is a {type(kept[mixed - 1][0]).__name__}, "
+                                  f"the first id a {first.__name__}; give every id as a string", line=mixed, split=split)
             ids = Counter(id_ for id_, _ in kept)
             duplicates = sum(n - 1 for n in ids.values() if n > 1)
             mismatches = sum(m for _, m in kept)

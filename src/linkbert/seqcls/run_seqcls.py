@@ -13,6 +13,8 @@ The label type decides the problem, as upstream: a string label is single-label 
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -41,6 +43,14 @@ def label_kind(label: Any) -> str:
     if isinstance(label, (str, int)) and not isinstance(label, bool):
         return "single_label"
     return "unknown"
+
+
+def _check_one_label_type(labels: list) -> None:
+    """"0" and 0 would be two labels that print alike."""
+    line = next((i for i, l in enumerate(labels, 1) if type(l) is not type(labels[0])), None)
+    if line:
+        raise RecordError("mixed_label_types", f"labels are both strings and integers (e.g. {labels[0]!r} and "
+                          f"{labels[line - 1]!r}); use one kind", line=line, split="train")
 
 
 class SeqClsTask(Task):
@@ -77,6 +87,12 @@ class SeqClsTask(Task):
         kind = label_kind(label)
         if kind == "unknown" or (kind == "multi_label" and not all(v in (0, 1) for v in label)):
             raise RecordError("wrong_type", f"'label' must be a string, a number or a list of 0/1, found {label!r}")
+        if isinstance(label, float) and not math.isfinite(label) or \
+                isinstance(label, int) and not isinstance(label, bool) and abs(label) >= 2**63:
+            raise RecordError("wrong_type", f"'label' {label!r} is not a finite number of a usable size")
+        if self.task_args.metric_name == "hoc" and not isinstance(record.get("id"), str):
+            # HoC is scored per document (the id before its last `_`): without ids all would be one
+            raise RecordError("missing_field", "no string 'id' field; --metric_name hoc scores per document id")
         return label
 
     def check_splits(self, splits: dict[str, list]) -> None:
@@ -92,11 +108,13 @@ class SeqClsTask(Task):
             raise RecordError("mixed_label_types", f"labels of different kinds ({', '.join(sorted(kinds))}); "
                               "one task has one kind of label", line=line, split="train")
         self.kind = kinds.pop()
+        self._check_metric_fits()
         self._check_label_values(splits, reference)
 
     def _check_label_values(self, splits: dict[str, list], reference: list) -> None:
         """Classification: every label known from training; multi-label: lists of one width."""
         if self.kind == "single_label":
+            _check_one_label_type(reference)
             known = set(reference)
             for split, labels in splits.items():
                 for i, label in enumerate(labels, 1):
@@ -110,6 +128,13 @@ class SeqClsTask(Task):
                     if len(label) != width:
                         raise RecordError("wrong_type", f"label list of length {len(label)}, the first training "
                                           f"label has {width}", line=i, split=split)
+
+    def _check_metric_fits(self) -> None:
+        metric, fits = self.task_args.metric_name, {"hoc": "multi_label", "pearsonr": "regression"}
+        if metric in fits and fits[metric] != self.kind:
+            raise UserError("bad_flag_value", f"--metric_name {metric} needs {fits[metric].replace('_', '-')} "
+                            f"labels, but the training labels are {self.kind.replace('_', '-')}; choose a metric "
+                            "that fits the data")
 
     def setup_labels(self, train_labels: Optional[list], config) -> dict:
         if train_labels is None:  # prediction-only run from a fine-tuned folder
@@ -142,6 +167,12 @@ class SeqClsTask(Task):
         texts = [batch[k] for k in self.text_keys]
         padding = "max_length" if self.data_args.pad_to_max_length else False
         features = self.tokenizer(*texts, truncation=True, max_length=self.max_seq_length, padding=padding)
+        special = set(self.tokenizer.all_special_ids)
+        for i, ids in enumerate(features["input_ids"]):
+            if all(t in special for t in ids):  # e.g. only characters the tokenizer drops
+                name = batch["id"][i] if "id" in batch else f"number {i + 1} of its batch"
+                raise UserError("empty_input", f"the text of example {name!r} ({texts[0][i][:40]!r}) tokenises to "
+                                "nothing; fix or drop it")
         if "label" in batch:
             if self.kind == "single_label":
                 index = {str(l): i for i, l in enumerate(self.label_list)}

@@ -1,0 +1,395 @@
+"""One command that checks a GPU machine for this project, and measures it.
+
+    python bench/gpu_check.py                    # on a CUDA machine: < 8 min on one H100/H200
+    python bench/gpu_check.py --cpu_smoke        # tiny shapes on the CPU (the test suite runs this)
+    python bench/gpu_check.py --only tasks,throughput --out my_report
+
+Nothing is downloaded: task runs use a tiny BERT built from the repository's own data samples;
+memory and speed use BERT-base/-large shapes (random weights, BERT's 30522-word vocabulary)
+built from `BertConfig`. Checks, each reported as pass / fail / skipped with its figures:
+
+- tasks: every task (seqcls, NER, QA, MC) runs N updates with --fp16 and with --bf16, with and
+  without --padding_free, and writes its result and prediction files;
+- cpu_equal: fp32 predictions on the GPU equal those on the CPU (tiny model, every task);
+- sharding: --sharded_ddp simple/zero_dp_2/zero_dp_3/offload and --fsdp full_shard/shard_grad_op
+  under torchrun (1 process, and 2 when there are 2 GPUs) run and end with plain DDP's weights
+  (with one process the engine trains unsharded: the check then shows they run);
+- memory: peak memory of BERT-large on the MedQA-large shape (2 questions x 4 choices x 512
+  tokens) in fp32/fp16/bf16, with and without --gradient_checkpointing and --padding_free;
+- throughput: samples/s and MFU of BERT-base/-large at 128/384/512 tokens, fp16 and bf16:
+  the original configuration (pad to max length, per-parameter AdamW) vs the project's defaults
+  (dynamic padding, fused AdamW) vs --padding_free, on lengths drawn like the BLURB/MRQA data;
+- host_syncs: host-device synchronisations inside the update loop
+  (`torch.cuda.set_sync_debug_mode`), counted between two logging boundaries.
+
+Writes OUT/gpu_report.json and OUT/gpu_report.md (a Markdown table per check), prints the
+Markdown, and exits 1 if a check failed. In --cpu_smoke mode every check runs its code path on
+tiny shapes where the CPU can, and the GPU-only parts are reported as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_gpu  # noqa: E402
+import common  # noqa: E402
+from common import torch  # noqa: E402
+
+from linkbert.core.args import TrainingArguments  # noqa: E402
+from linkbert.core.engine import Engine  # noqa: E402
+from linkbert.core.run import run  # noqa: E402
+from linkbert.core.task import Task  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "data" / "samples"
+# task module -> (sample folder, its flags)
+TASKS = {
+    "seqcls": ("linkbert.seqcls.run_seqcls", SAMPLES / "seqcls" / "chemprot_hf", ["--metric_name", "PRF1"]),
+    "ner": ("linkbert.tokcls.run_ner", SAMPLES / "tokcls" / "NCBI-disease_hf", []),
+    "qa": ("linkbert.qa.run_qa", SAMPLES / "qa" / "squad_hf", ["--doc_stride", "32"]),
+    "mc": ("linkbert.mc.run_multiple_choice", SAMPLES / "mc" / "medqa_usmle_hf", []),
+}
+RESULT_FILES = ("train_results.json", "eval_results.json", "predict_results.json", "eval_predictions.jsonl",
+                "predict_predictions.jsonl", "model.safetensors")
+SHARDING = {"ddp": [], "simple": ["--sharded_ddp", "simple"], "zero_dp_2": ["--sharded_ddp", "zero_dp_2"],
+            "zero_dp_3": ["--sharded_ddp", "zero_dp_3"], "offload": ["--sharded_ddp", "offload"],
+            "full_shard": ["--fsdp", "full_shard"], "shard_grad_op": ["--fsdp", "shard_grad_op"]}
+# Real lengths (word pieces) per max length, as the benchmarks' shapes: RE sentences at 128,
+# MRQA windows at 384, PubMedQA abstracts at 512 (median, log-std).
+LENGTHS = {128: (48, 0.5), 384: (200, 0.45), 512: (345, 0.3)}
+
+
+def task_module(name: str):
+    import importlib
+
+    module = importlib.import_module(TASKS[name][0])
+    return next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Task) and v is not Task)
+
+
+def tiny_model(out: Path) -> str:
+    from linkbert.tiny import build_tiny_model, texts_from_jsonl
+
+    files = sorted(f for _, folder, _ in TASKS.values() for f in folder.glob("*.json"))
+    return str(build_tiny_model(out / "tiny_model", texts_from_jsonl(files), dropout=0.0))
+
+
+def task_argv(name: str, model: str, out: Path, steps: int, *extra: str) -> list[str]:
+    _, folder, flags = TASKS[name]
+    return ["--model_name_or_path", model, "--train_file", str(folder / "train.json"),
+            "--validation_file", str(folder / "dev.json"), "--test_file", str(folder / "test.json"),
+            "--do_train", "--do_eval", "--do_predict", "--max_steps", str(steps), "--max_seq_length", "128",
+            "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--save_strategy", "no",
+            "--disable_tqdm", "--overwrite_output_dir", "--output_dir", str(out), *flags, *extra]
+
+
+def smoke_limits(ctx) -> list[str]:
+    """CPU smoke: a few examples per split (the code path, not the figures)."""
+    return [] if ctx.cuda else ["--max_train_samples", "8", "--max_eval_samples", "4", "--max_predict_samples", "4"]
+
+
+# -- checks: each returns (status, rows for its table, notes) --------------------------------
+def check_tasks(ctx) -> tuple:
+    rows, failed = [], False
+    runs = [(name, precision, packed) for name in TASKS for precision in ("--fp16", "--bf16")
+            for packed in ([], ["--padding_free"])]
+    if not ctx.cuda:  # smoke: each precision and model path once (the tasks themselves have their own tests)
+        runs = [("seqcls", "--fp16", []), ("qa", "--bf16", ["--padding_free"])]
+    for name, precision, packed in runs:
+        out = ctx.out / "tasks" / f"{name}{precision.replace('--', '_')}{'_pf' if packed else ''}"
+        extra = [precision, *packed, *([] if ctx.cuda else ["--use_cpu"]), *smoke_limits(ctx)]
+        start = time.perf_counter()
+        metrics = run(task_module(name), task_argv(name, ctx.model, out, ctx.steps, *extra))
+        missing = [f for f in RESULT_FILES if not (out / f).exists()]
+        failed |= bool(missing)
+        score = {k: v for k, v in metrics.items() if k.startswith("eval_") and
+                 not k.endswith(("runtime", "per_second", "samples"))}
+        rows.append([name, precision[2:], "yes" if packed else "no", f"{metrics['train_loss']:.4f}",
+                     json.dumps(score), ", ".join(missing) or "all written",
+                     f"{time.perf_counter() - start:.1f}"])
+    return ("fail" if failed else "pass",
+            ["task", "precision", "padding-free", "train loss", "dev metrics", "result files", "s"], rows,
+            [f"{ctx.steps} updates each, tiny BERT, {'GPU' if ctx.cuda else 'CPU (smoke)'}."])
+
+
+def check_cpu_equal(ctx) -> tuple:
+    if not ctx.cuda:
+        return "skipped", [], [], ["needs CUDA"]
+    rows, failed = [], False
+    for name in TASKS:
+        folders = {}
+        for device, extra in (("gpu", []), ("cpu", ["--use_cpu"])):
+            folders[device] = ctx.out / "cpu_equal" / f"{name}_{device}"
+            run(task_module(name), task_argv(name, ctx.model, folders[device], ctx.steps, *extra))
+        same = [(folders["gpu"] / f).read_text() == (folders["cpu"] / f).read_text()
+                for f in ("eval_predictions.jsonl", "predict_predictions.jsonl")]
+        failed |= not all(same)
+        rows.append([name, "identical" if all(same) else "DIFFERENT"])
+    return "fail" if failed else "pass", ["task", "fp32 predictions, GPU vs CPU"], rows, []
+
+
+def check_sharding(ctx) -> tuple:
+    if not ctx.cuda:
+        return "skipped", [], [], ["needs CUDA (fairscale FSDP is CUDA-only); two-process gloo runs of DDP, simple "
+                                   "and FSDP2 are in tests/test_distributed.py"]
+    from safetensors.torch import load_file
+
+    rows, failed = [], False
+    counts = [1] + ([2] if torch.cuda.device_count() >= 2 else [])
+    for nproc in counts:
+        weights = {}
+        for mode, extra in SHARDING.items():
+            out = ctx.out / "sharding" / f"{mode}_{nproc}"
+            argv = task_argv("seqcls", ctx.model, out, ctx.steps, *extra)
+            command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+                       "-m", TASKS["seqcls"][0], *argv]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ctx.env, check=False)
+            if done.returncode != 0:
+                failed = True
+                rows.append([str(nproc), mode, f"FAILED ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}", "-"])
+                continue
+            weights[mode] = load_file(out / "model.safetensors")
+            gap = max((weights[mode][k] - weights["ddp"][k]).abs().max().item() for k in weights["ddp"]) \
+                if "ddp" in weights else float("nan")
+            failed |= not gap <= 1e-5
+            rows.append([str(nproc), mode, "ran", f"{gap:.1e}"])
+    return ("fail" if failed else "pass", ["processes", "mode", "run", "largest weight difference vs DDP"], rows,
+            ["fp32, tiny BERT; with 1 process the engine trains without sharding (nothing to shard)."])
+
+
+class PaddedTask(Task):
+    """Just enough task for `Engine.train`: token ids of varying length, padded per batch
+    (to a multiple of 8 under mixed precision) or to max length (the original)."""
+
+    name = "gpu_check"
+
+    def __init__(self, args, max_length: int, pad_to_max: bool, choices: int = 0) -> None:
+        super().__init__(None, None, args, None)
+        self.max_length, self.pad_to_max, self.choices = max_length, pad_to_max, choices
+
+    def collator(self, pad_to_multiple_of):
+        def collate(rows: list[dict]) -> dict:
+            ids = [row["input_ids"] for row in rows]
+            flat = [seq for seqs in ids for seq in seqs] if self.choices else ids
+            width = self.max_length if self.pad_to_max else max(len(s) for s in flat)
+            if pad_to_multiple_of and not self.pad_to_max:
+                width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
+            input_ids = torch.zeros(len(flat), width, dtype=torch.long)
+            mask = torch.zeros(len(flat), width, dtype=torch.long)
+            for i, seq in enumerate(flat):
+                input_ids[i, :len(seq)], mask[i, :len(seq)] = torch.tensor(seq), 1
+            shape = (len(rows), self.choices, width) if self.choices else (len(rows), width)
+            return {"input_ids": input_ids.view(shape), "attention_mask": mask.view(shape),
+                    "token_type_ids": torch.zeros(shape, dtype=torch.long),
+                    "labels": torch.tensor([row["labels"] for row in rows])}
+        return collate
+
+
+def synthetic_features(n: int, max_length: int, vocab_size: int, choices: int = 0, full: bool = False):
+    import datasets
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    median, sigma = LENGTHS.get(max_length, (max_length // 2, 0.5))
+    count = n * max(choices, 1)
+    lengths = np.full(count, max_length) if full else \
+        np.clip(rng.lognormal(np.log(median), sigma, count), 8, max_length).astype(int)
+    seqs = [[101, *rng.integers(1000, vocab_size, int(length) - 2).tolist(), 102] for length in lengths]
+    if choices:
+        seqs = [seqs[i:i + choices] for i in range(0, count, choices)]
+    return datasets.Dataset.from_dict({"input_ids": seqs, "labels": rng.integers(0, 2, n).tolist()}), lengths
+
+
+def bert(size: str, ctx, head: str = "seqcls"):
+    from transformers import (
+        BertConfig,
+        BertForMultipleChoice,
+        BertForSequenceClassification,
+    )
+
+    shape = bench_gpu.MODELS[size] if ctx.cuda else dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                                         intermediate_size=128)
+    config = BertConfig(vocab_size=30522, max_position_embeddings=512, num_labels=2, **shape)
+    torch.manual_seed(0)
+    with torch.device("cuda" if ctx.cuda else "cpu"):  # BERT-large initialises much faster on the GPU
+        model = (BertForMultipleChoice if head == "mc" else BertForSequenceClassification)(config)
+    return model, config
+
+
+def run_engine(ctx, model, flags: dict, features, max_length: int, steps: int, original: bool = False,
+               choices: int = 0, logging_steps: int = 500) -> float:
+    """`Engine.train` for `steps` updates; returns the seconds they took (after one warm-up)."""
+    args = TrainingArguments(output_dir=str(ctx.out / "engine"), save_strategy="no", disable_tqdm=True,
+                             learning_rate=1e-5, max_steps=steps, logging_steps=logging_steps,
+                             use_cpu=not ctx.cuda, **flags)
+    dist_cls = common.OriginalOptimizerDist if original else common.DistState
+    engine = Engine(model, PaddedTask(args, max_length, original, choices), args, dist_cls(args))
+    common.sync()
+    start = time.perf_counter()
+    engine.train(features, seed=args.seed)
+    common.sync()
+    return time.perf_counter() - start
+
+
+def check_memory(ctx) -> tuple:
+    rows = []
+    batch, choices, length = (2, 4, 512) if ctx.cuda else (2, 4, 32)
+    features, _ = synthetic_features(batch * 2, length, 30522, choices=choices, full=True)
+    configurations = [(precision, checkpointing, packed) for precision in ("fp32", "fp16", "bf16")
+                      for checkpointing in (False, True) for packed in (False, True)]
+    for precision, checkpointing, packed in configurations if ctx.cuda else [("bf16", True, True)]:
+        model, _ = bert("large", ctx, head="mc")
+        if ctx.cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        flags = dict(per_device_train_batch_size=batch, gradient_checkpointing=checkpointing,
+                     padding_free=packed, fp16=precision == "fp16", bf16=precision == "bf16")
+        run_engine(ctx, model, flags, features, length, steps=2, choices=choices)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if ctx.cuda else None
+        rows.append([precision, "yes" if checkpointing else "no", "yes" if packed else "no",
+                     f"{peak:.2f}" if peak is not None else "- (CPU)"])
+        del model
+    return ("pass" if ctx.cuda else "skipped (figures)",
+            ["precision", "--gradient_checkpointing", "--padding_free", "peak memory GiB"], rows,
+            [f"BERT-large multiple choice, {batch} questions x {choices} choices x {length} tokens, AdamW, "
+             "2 updates." if ctx.cuda else "CPU smoke: the code path on a tiny BERT; no memory figures."])
+
+
+def check_throughput(ctx) -> tuple:
+    rows = []
+    sizes = ("base", "large") if ctx.cuda else ("base",)
+    lengths = (128, 384, 512) if ctx.cuda else (128,)
+    precisions = ("fp16", "bf16") if ctx.cuda else ("bf16",)
+    batch, steps = (32, 10) if ctx.cuda else (4, 1)
+    peak = bench_gpu.peak_tflops(torch.cuda.get_device_name()) if ctx.cuda else None
+    for size in sizes:
+        for length in lengths:
+            features, real = synthetic_features(batch * steps, length, 30522)
+            # Model FLOPs of the real tokens: matmuls 6 x parameters per token, attention
+            # 12 x layers x hidden per pair of tokens of one sequence (forward + backward).
+            tokens, pairs = float(real.sum()), float((real.astype(float) ** 2).sum())
+            for precision in precisions:
+                for variant, original, packed in (("original", True, False), ("defaults", False, False),
+                                                  ("--padding_free", False, True)):
+                    model, config = bert(size, ctx)
+                    options = dict(per_device_train_batch_size=batch, fp16=precision == "fp16", bf16=precision == "bf16",
+                                   padding_free=packed)
+                    run_engine(ctx, model, options, features.select(range(batch)), length, 1, original)  # warm-up
+                    seconds = run_engine(ctx, model, options, features.select(range(batch * steps)), length, steps,
+                                         original)
+                    flops = (6 * bench_gpu.non_embedding_parameters(model) * tokens +
+                             12 * config.num_hidden_layers * config.hidden_size * pairs)
+                    mfu = flops / seconds / (peak * 1e12) if peak else None
+                    rows.append([f"BERT-{size}" if ctx.cuda else "tiny", str(length), precision, variant,
+                                 f"{batch * steps / seconds:.1f}", f"{100 * mfu:.1f}%" if mfu is not None else "-"])
+                    del model
+    return ("pass", ["model", "max length", "precision", "variant", "samples/s", "MFU (real tokens)"], rows,
+            [f"batch {batch}, {steps} timed updates after one warm-up, lengths drawn like the BLURB/MRQA data; "
+             "MFU counts real tokens only, against the dense bf16 peak" +
+             ("" if ctx.cuda else "; CPU smoke: figures say nothing")])
+
+
+def check_host_syncs(ctx) -> tuple:
+    if not ctx.cuda:
+        return "skipped", [], [], ["needs CUDA (torch.cuda.set_sync_debug_mode)"]
+    rows, failed = [], False
+    steps = 8
+    features, _ = synthetic_features(32 * steps, 128, 30522)
+    for variant, flags in (("defaults", {}), ("--padding_free", {"padding_free": True})):
+        model, _ = bert("base", ctx)
+        options = dict(per_device_train_batch_size=32, bf16=True, **flags)
+        run_engine(ctx, model, options, features.select(range(32)), 128, 1)  # warm-up
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                run_engine(ctx, model, options, features, 128, steps, logging_steps=steps)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        syncs = [w for w in caught if "synchroniz" in str(w.message)]
+        places: dict[str, int] = {}
+        for w in syncs:
+            place = f"{Path(w.filename).name}:{w.lineno}"
+            places[place] = places.get(place, 0) + 1
+        per_update = len(syncs) / steps
+        failed |= per_update >= 1  # one logging boundary in `steps` updates: fewer than one per update
+        rows.append([variant, str(len(syncs)), f"{per_update:.1f}", ", ".join(f"{p} x{n}" for p, n in places.items())])
+    return ("fail" if failed else "pass", ["variant", "synchronisations", "per update", "where"], rows,
+            [f"BERT-base, bf16, {steps} updates with one logging boundary (logging_steps {steps}); "
+             "pass: fewer than one synchronisation per update."])
+
+
+CHECKS: dict[str, Callable] = {"tasks": check_tasks, "cpu_equal": check_cpu_equal, "sharding": check_sharding,
+                               "memory": check_memory, "throughput": check_throughput, "host_syncs": check_host_syncs}
+
+
+class Context:
+    def __init__(self, out: Path, cuda: bool, steps: int) -> None:
+        self.out, self.cuda, self.steps = out, cuda, steps
+        self.model = tiny_model(out)
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def markdown(report: dict) -> str:
+    lines = [f"# GPU check: {report['machine']}", "", f"{report['mode']}; {report['seconds']:.0f} s in all.", ""]
+    for name, result in report["checks"].items():
+        lines += [f"## {name}: {result['status']} ({result['seconds']:.0f} s)", ""]
+        if result.get("error"):
+            lines += ["```", result["error"], "```", ""]
+        if result["rows"]:
+            lines += ["| " + " | ".join(result["header"]) + " |", "|" + "|".join("---" for _ in result["header"]) + "|"]
+            lines += ["| " + " | ".join(row) + " |" for row in result["rows"]] + [""]
+        lines += [note for note in result["notes"]] + ([""] if result["notes"] else [])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cpu_smoke", action="store_true", help="tiny shapes on the CPU; GPU-only parts skipped")
+    parser.add_argument("--only", default=",".join(CHECKS), help=f"comma-separated subset of: {', '.join(CHECKS)}")
+    parser.add_argument("--steps", type=int, default=None, help="updates per task run (default 10; smoke 2)")
+    parser.add_argument("--out", default="gpu_report", help="folder for gpu_report.json / .md")
+    opts = parser.parse_args(argv)
+    cuda = torch.cuda.is_available() and not opts.cpu_smoke
+    if not cuda and not opts.cpu_smoke:
+        print("gpu_check.py: no CUDA GPU here (torch.cuda.is_available() is False); run it on a GPU machine, "
+              "or add --cpu_smoke for the CPU smoke run.", file=sys.stderr)
+        sys.exit(2)
+    common.quiet()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ctx = Context(out, cuda, opts.steps or (10 if cuda else 2))
+    report = {"machine": common.machine(), "mode": "GPU" if cuda else "CPU smoke (--cpu_smoke)", "checks": {}}
+    for name in opts.only.split(","):
+        if name not in CHECKS:
+            parser.error(f"--only {name}: choose from {', '.join(CHECKS)}")
+        start = time.perf_counter()
+        try:
+            status, header, rows, notes = CHECKS[name](ctx)
+            result = {"status": status, "header": header, "rows": rows, "notes": notes}
+        except Exception:  # a check that crashes is a failed check; the others still run
+            result = {"status": "fail", "header": [], "rows": [], "notes": [],
+                      "error": traceback.format_exc(limit=-3).strip()}
+        result["seconds"] = time.perf_counter() - start
+        report["checks"][name] = result
+        print(f"{name}: {result['status']} ({result['seconds']:.0f} s)", flush=True)
+    report["seconds"] = time.perf_counter() - started
+    (out / "gpu_report.json").write_text(json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    (out / "gpu_report.md").write_text(text + "\n")
+    print(text)
+    sys.exit(1 if any(r["status"] == "fail" for r in report["checks"].values()) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Padding-free BERT (`--padding_free`): compute on the real tokens of a batch only.
+
+A padded batch of B sequences of width L costs B x L tokens of work in every linear layer,
+LayerNorm and dropout; with dynamic padding about half of them are padding on BLURB relation
+sentences. Here the collator packs the real tokens of the batch into one row of T tokens
+(`pack_batch`), and the model runs the HF BERT modules themselves over that row:
+
+    embeddings(input_ids[T], token_type_ids[T], position_ids[T])    -> [1, T, hidden]
+    encoder layers (HF's BertLayer, its own weights)                 -> [1, T, hidden]
+        attention: one sequence at a time (`packed_attention`)
+    task head on the packed tokens (pooler on each sequence's first token for seqcls/MC)
+    token outputs scattered back to [B, L] for the task's post-processing
+
+Nothing about the model changes: the weights are the HF module's own, its `state_dict` and
+`save_pretrained` folder are the ordinary ones, and `type(model).forward(model, ...)` stays the
+padded reference (the tests compare the two). `enable(model)` only sets this instance's
+`forward` and registers the attention function under `ATTENTION_NAME`.
+
+Attention per sequence: on CUDA, SDPA over a jagged nested tensor (torch's variable-length
+kernels; attention dropout included); on CPU, SDPA on each sequence in turn, which measured
+1.9-3.4x faster than re-padding for attention only and 3.9-4.4x faster than the nested tensor
+on an RE batch with MiniLM's heads (`bench/bench_padding_free.py`, bench/README.md). Position
+ids are each token's position in its padded row, as the HF forward numbers them, so the outputs
+equal the padded forward's on real tokens.
+
+What differs from a padded run: the QA span loss and answer search see no padding positions
+(padding logits are -inf), as with no padding at all; dropout masks differ, as with any change
+of padding. Everything else is equal within float rounding (tests/test_padding_free.py).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Optional
+
+import torch
+from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+
+from .errors import UserError
+
+ATTENTION_NAME = "linkbert_packed"
+#: Batch keys that stay on the host (the engine moves only tensors): the per-sequence lengths
+#: the attention loop needs, and the padded shape the token outputs go back to.
+HOST_KEYS = ("seq_lengths", "padded_shape")
+SUPPORTED = ("BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering",
+             "BertForMultipleChoice")
+
+
+# -- the batch ----------------------------------------------------------------------------------
+def pack_batch(batch: dict) -> dict:
+    """A padded batch ([B, L], or [B, N, L] for multiple choice) -> its real tokens, packed.
+
+    Returns input_ids / token_type_ids / position_ids of shape [T], `packed_index` (each real
+    token's place in the flattened padded batch, to scatter token outputs back), `cu_seqlens`
+    ([S+1], S = number of sequences), `seq_lengths` and `padded_shape` (host values), and the
+    labels: per-sequence labels as they are, per-token labels (NER) packed like the tokens."""
+    mask = batch["attention_mask"].bool()
+    shape = tuple(mask.shape)
+    rows = mask.reshape(-1, shape[-1])
+    index = rows.reshape(-1).nonzero().squeeze(1)
+    lengths = rows.sum(1)
+    packed = {"packed_index": index, "seq_lengths": lengths.tolist(), "padded_shape": shape,
+              "cu_seqlens": torch.nn.functional.pad(lengths.cumsum(0), (1, 0)),
+              "position_ids": torch.arange(shape[-1]).expand_as(rows).reshape(-1)[index]}
+    for key, value in batch.items():
+        if key == "attention_mask":
+            continue
+        # NER labels are per token (integers, shaped like the mask); multi-label targets are floats.
+        per_token = key in ("input_ids", "token_type_ids") or (
+            key == "labels" and value.shape == mask.shape and not value.is_floating_point())
+        packed[key] = value.reshape(-1)[index] if per_token else value
+    return packed
+
+
+class PackingCollator:
+    """The task's own collator (which pads), then `pack_batch`."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+
+    def __call__(self, rows: list[dict]) -> dict:
+        return pack_batch(self.collate(rows))
+
+
+# -- attention ------------------------------------------------------------------------------------
+def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: Optional[torch.Tensor], dropout: float = 0.0, scaling: Optional[float] = None,
+                     seq_lengths: Optional[list[int]] = None, cu_seqlens: Optional[torch.Tensor] = None,
+                     **kwargs) -> tuple[torch.Tensor, None]:
+    """HF attention interface. query/key/value: [1, heads, T, head_dim] over the packed row;
+    each sequence attends to itself only. Returns [1, T, heads, head_dim]. A call without
+    `seq_lengths` is an ordinary padded one (the reference forward) and goes to SDPA."""
+    if seq_lengths is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    q, k, v = query[0], key[0], value[0]  # [heads, T, head_dim]
+    if q.is_cuda:
+        out = _nested_attention(q, k, v, cu_seqlens, seq_lengths, dropout, scaling)
+    else:
+        out = _per_sequence_attention(q, k, v, seq_lengths, dropout, scaling)
+    return out.transpose(0, 1).unsqueeze(0), None  # [1, T, heads, head_dim]
+
+
+def _per_sequence_attention(q, k, v, seq_lengths: list[int], dropout: float, scaling: Optional[float]):
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    parts = [sdpa(qs, ks, vs, dropout_p=dropout, scale=scaling)
+             for qs, ks, vs in zip(q.split(seq_lengths, 1), k.split(seq_lengths, 1), v.split(seq_lengths, 1))]
+    return torch.cat(parts, dim=1)
+
+
+def _nested_attention(q, k, v, cu_seqlens: torch.Tensor, seq_lengths: list[int], dropout: float,
+                      scaling: Optional[float]):
+    """SDPA over a jagged nested tensor: torch's variable-length flash / memory-efficient
+    kernels on CUDA (the offsets are `cu_seqlens` on the device, the extreme lengths come from
+    the host: no synchronisation)."""
+    offsets = cu_seqlens.to(torch.int64)
+
+    def nested(x):  # [heads, T, d] -> [S, heads, j, d] (no copy: HF's projections are [T, heads, d] in memory)
+        return torch.nested.nested_tensor_from_jagged(x.transpose(0, 1).contiguous(), offsets=offsets,
+                                                      max_seqlen=max(seq_lengths),
+                                                      min_seqlen=min(seq_lengths)).transpose(1, 2)
+
+    out = torch.nn.functional.scaled_dot_product_attention(nested(q), nested(k), nested(v), dropout_p=dropout,
+                                                           scale=scaling)
+    return out.transpose(1, 2).values().transpose(0, 1)  # [heads, T, d]
+
+
+# -- the model ------------------------------------------------------------------------------------
+def check_supported(model: torch.nn.Module) -> None:
+    name = type(model).__name__
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type != "bert" or name not in SUPPORTED:
+        raise UserError("unsupported_setup", f"--padding_free runs BERT models ({', '.join(SUPPORTED)}); this "
+                        f"model is {name} (model_type {model_type!r}): drop --padding_free")
+
+
+def enable(model: torch.nn.Module) -> torch.nn.Module:
+    """Make `model` (one of SUPPORTED) take packed batches. Returns the same object."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    check_supported(model)
+    AttentionInterface.register(ATTENTION_NAME, packed_attention)
+    # Padded calls (the reference forward) get SDPA's mask; packed calls build none.
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    model.set_attn_implementation(ATTENTION_NAME)
+    model.forward = types.MethodType(_FORWARDS[type(model).__name__], model)
+    return model
+
+
+def is_enabled(model: torch.nn.Module) -> bool:
+    return "forward" in vars(model)
+
+
+def _encode(model, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens) -> torch.Tensor:
+    """The BERT encoder over the packed row: [T] ids -> [T, hidden]."""
+    bert = model.bert
+    hidden = bert.embeddings(input_ids=input_ids[None], position_ids=position_ids[None],
+                             token_type_ids=None if token_type_ids is None else token_type_ids[None])
+    hidden = bert.encoder(hidden, attention_mask=None, seq_lengths=seq_lengths, cu_seqlens=cu_seqlens)
+    return hidden.last_hidden_state[0]
+
+
+def _pooled(model, hidden: torch.Tensor, cu_seqlens: torch.Tensor) -> torch.Tensor:
+    """BertPooler on each sequence's first token ([CLS]): [S, hidden]."""
+    return model.bert.pooler(hidden[cu_seqlens[:-1]].unsqueeze(1))
+
+
+def _unpack(values: torch.Tensor, packed_index: torch.Tensor, shape: tuple, fill: float) -> torch.Tensor:
+    """[T, ...] token outputs -> [*shape, ...], `fill` at the padding positions."""
+    out = values.new_full((shape[0] * shape[1], *values.shape[1:]), fill)
+    return out.index_copy(0, packed_index, values).view(*shape, *values.shape[1:])
+
+
+def _seqcls_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_lengths, padded_shape,
+                    token_type_ids=None, labels=None, **kwargs):
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    hidden = _encode(self, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens)
+    logits = self.classifier(self.dropout(_pooled(self, hidden, cu_seqlens)))
+    loss = None
+    if labels is not None:  # as BertForSequenceClassification
+        if self.config.problem_type is None:
+            self.config.problem_type = ("regression" if self.num_labels == 1 else "single_label_classification"
+                                        if labels.dtype in (torch.long, torch.int) else "multi_label_classification")
+        if self.config.problem_type == "regression":
+            loss = MSELoss()(logits.squeeze(), labels.squeeze()) if self.num_labels == 1 else MSELoss()(logits, labels)
+        elif self.config.problem_type == "single_label_classification":
+            loss = CrossEntropyLoss()(logits.view(-1, self.num_labels), labels.view(-1))
+        else:
+            loss = BCEWithLogitsLoss()(logits, labels)
+    return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _mc_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_lengths, padded_shape,
+                token_type_ids=None, labels=None, **kwargs):
+    from transformers.modeling_outputs import MultipleChoiceModelOutput
+
+    hidden = _encode(self, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens)
+    logits = self.classifier(self.dropout(_pooled(self, hidden, cu_seqlens))).view(padded_shape[0], padded_shape[1])
+    loss = CrossEntropyLoss()(logits, labels) if labels is not None else None
+    return MultipleChoiceModelOutput(loss=loss, logits=logits)
+
+
+def _tokcls_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_lengths, padded_shape,
+                    token_type_ids=None, labels=None, **kwargs):
+    from transformers.modeling_outputs import TokenClassifierOutput
+
+    hidden = _encode(self, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens)
+    logits = self.classifier(self.dropout(hidden))  # [T, labels]
+    loss = CrossEntropyLoss()(logits, labels) if labels is not None else None  # labels packed alike
+    return TokenClassifierOutput(loss=loss, logits=_unpack(logits, packed_index, padded_shape, 0.0))
+
+
+def _qa_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_lengths, padded_shape,
+                token_type_ids=None, start_positions=None, end_positions=None, **kwargs):
+    from transformers.modeling_outputs import QuestionAnsweringModelOutput
+
+    hidden = _encode(self, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens)
+    logits = self.qa_outputs(hidden)  # [T, 2]
+    # Padding positions get -inf: no probability in the loss, never among the best answers.
+    start_logits, end_logits = _unpack(logits, packed_index, padded_shape, float("-inf")).unbind(-1)
+    loss = None
+    if start_positions is not None and end_positions is not None:  # as BertForQuestionAnswering
+        ignored_index = start_logits.size(1)
+        loss_fct = CrossEntropyLoss(ignore_index=ignored_index)
+        loss = (loss_fct(start_logits, start_positions.view(-1).clamp(0, ignored_index)) +
+                loss_fct(end_logits, end_positions.view(-1).clamp(0, ignored_index))) / 2
+    return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
+
+
+_FORWARDS = {"BertForSequenceClassification": _seqcls_forward, "BertForMultipleChoice": _mc_forward,
+             "BertForTokenClassification": _tokcls_forward, "BertForQuestionAnswering": _qa_forward}

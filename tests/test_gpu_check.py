@@ -1,0 +1,35 @@
+"""bench/gpu_check.py in its CPU smoke mode (tiny shapes on the CPU; GPU-only parts skipped), so
+the one GPU check that users run first cannot rot while no GPU is at hand."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from conftest import REPO
+
+
+def test_gpu_check_cpu_smoke_runs_every_check_and_writes_its_report(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    with pytest.raises(SystemExit) as done:
+        gpu_check.main(["--cpu_smoke", "--out", str(tmp_path)])
+    report = json.loads((tmp_path / "gpu_report.json").read_text())
+    checks = report["checks"]
+    assert done.value.code == 0, {k: v.get("error") for k, v in checks.items()}
+    assert list(checks) == list(gpu_check.CHECKS) and report["mode"].startswith("CPU smoke")
+    # What a CPU can run, ran; what needs CUDA says so.
+    assert checks["tasks"]["status"] == "pass" and checks["throughput"]["status"] == "pass"
+    assert {checks[name]["status"] for name in ("cpu_equal", "sharding", "host_syncs")} == {"skipped"}
+    runs = [tuple(row[:3]) for row in checks["tasks"]["rows"]]
+    assert runs == [("seqcls", "fp16", "no"), ("qa", "bf16", "yes")]
+    assert all(row[5] == "all written" for row in checks["tasks"]["rows"])
+    variants = [row[3] for row in checks["throughput"]["rows"]]
+    assert variants == ["original", "defaults", "--padding_free"]
+    assert all(float(row[4]) > 0 for row in checks["throughput"]["rows"])
+    markdown = (tmp_path / "gpu_report.md").read_text()
+    assert all(f"## {name}: " in markdown for name in checks)

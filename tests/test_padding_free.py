@@ -1,0 +1,174 @@
+"""--padding_free (linkbert.core.padding_free) computes what the padded HF forward computes.
+
+Each task's real features (tokenised by the task itself from the samples) are batched by the
+task's own collator, which pads; the reference is the HF class's own forward on that padded
+batch (`type(model).forward`), the padding-free one the same model on the packed batch. With
+dropout off they must agree on every real token within float32 rounding (1e-5): logits, loss
+and every gradient. Whole runs with and without the flag must end with the same weights and
+the same prediction files; the two-process DDP and FSDP2 runs are in test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import SAMPLES, run_task
+from safetensors.torch import load_file
+
+from linkbert.core import padding_free
+from linkbert.core.args import parse_args
+from linkbert.core.data import load_splits
+from linkbert.core.distributed import DistState
+from linkbert.core.engine import _ModelInputCollator
+from linkbert.core.errors import UserError
+from linkbert.core.run import build_features, load_model
+from linkbert.mc.run_multiple_choice import MultipleChoiceTask
+from linkbert.qa.run_qa import QATask
+from linkbert.seqcls.run_seqcls import SeqClsTask
+from linkbert.tokcls.run_ner import NerTask
+
+ATOL = 1e-5
+# name -> (task, sample folder, flags as the original scripts pass them, shortened)
+CASES = {
+    "chemprot": (SeqClsTask, SAMPLES / "seqcls" / "chemprot_hf", ["--metric_name", "PRF1", "--max_seq_length", "256"]),
+    "pubmedqa": (SeqClsTask, SAMPLES / "seqcls" / "pubmedqa_hf", ["--max_seq_length", "512"]),
+    "biosses": (SeqClsTask, SAMPLES / "seqcls" / "BIOSSES_hf", ["--metric_name", "pearsonr"]),
+    "hoc": (SeqClsTask, SAMPLES / "seqcls" / "HoC_hf", ["--metric_name", "hoc"]),
+    "ner": (NerTask, SAMPLES / "tokcls" / "NCBI-disease_hf", ["--max_seq_length", "512"]),
+    "qa": (QATask, SAMPLES / "qa" / "squad_hf", ["--max_seq_length", "128", "--doc_stride", "32"]),
+    "mc": (MultipleChoiceTask, SAMPLES / "mc" / "medqa_usmle_hf", ["--max_seq_length", "128"]),
+}
+
+
+# One tiny model (dropout off) whose vocabulary covers every sample used here: built once.
+ALL_FILES = sorted(f for _, folder, _ in CASES.values() for f in folder.glob("*.json"))
+
+
+def task_and_batch(name: str, model_dir: str, tmp_path, batch_size: int = 6):
+    """The task's model and a padded training batch of its first `batch_size` features."""
+    from transformers import set_seed
+
+    task_cls, folder, flags = CASES[name]
+    argv = ["--model_name_or_path", model_dir, "--train_file", str(folder / "train.json"), "--do_train",
+            "--output_dir", str(tmp_path / "out"), *flags]
+    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
+    task = task_cls(model_args, data_args, args, task_args)
+    splits, kept = load_splits(task, ["train"])
+    set_seed(0)
+    model = load_model(task, kept["train"], DistState(args))
+    features = build_features(task, "train", splits["train"], training=True)
+    collate = _ModelInputCollator(task.collator(None))
+    return task, model, collate([features[i] for i in range(batch_size)])
+
+
+def real_token_outputs(name: str, out, mask: torch.Tensor) -> list[torch.Tensor]:
+    """The outputs that belong to real tokens (padding positions have no meaning)."""
+    if name == "qa":
+        return [out.start_logits[mask], out.end_logits[mask]]
+    if name == "ner":
+        return [out.logits[mask]]
+    return [out.logits]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward_and_gradients_equal_the_padded_hf_forward(name, tiny_model, tmp_path):
+    model_dir = tiny_model(ALL_FILES, dropout=0.0)
+    _, model, batch = task_and_batch(name, model_dir, tmp_path)
+    mask = batch["attention_mask"].bool()
+    lengths = mask.reshape(-1, mask.shape[-1]).sum(1)
+    assert lengths.min() < mask.shape[-1], "the batch must hold padding, or the comparison says nothing"
+
+    model.train()  # dropout is 0: train mode must still be deterministic
+    reference = type(model).forward(model, **batch)
+    ref_loss = reference.loss
+    if name == "qa":  # padding-free QA spreads the span softmax over real tokens only
+        lost = [torch.nn.functional.cross_entropy(logits.masked_fill(~mask, float("-inf")), batch[key])
+                for logits, key in ((reference.start_logits, "start_positions"),
+                                    (reference.end_logits, "end_positions"))]
+        ref_loss = (lost[0] + lost[1]) / 2
+    ref_loss.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    padding_free.enable(model)
+    packed = padding_free.pack_batch(batch)
+    assert packed["input_ids"].numel() == int(mask.sum())  # only real tokens go in
+    out = model(**packed)
+    out.loss.backward()
+
+    for got, want in zip(real_token_outputs(name, out, mask), real_token_outputs(name, reference, mask), strict=True):
+        torch.testing.assert_close(got, want, atol=ATOL, rtol=0)
+    torch.testing.assert_close(out.loss, ref_loss, atol=ATOL, rtol=0)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads.keys() == ref_grads.keys()
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], atol=ATOL, rtol=0, msg=n)
+    if name == "qa":  # padding positions never win an answer
+        assert torch.isneginf(out.start_logits[~mask]).all()
+
+
+@pytest.mark.parametrize("name", ["chemprot", "ner", "mc"])  # QA: loss differs by design (forward test above)
+def test_training_run_ends_with_the_same_weights_and_predictions(name, tiny_model, tmp_path):
+    """A few updates (dropout off) with and without --padding_free: the same weights within
+    float32 rounding, the same prediction files, and ordinary save_pretrained folders."""
+    task_cls, folder, flags = CASES[name]
+    # adam_epsilon 1e-6 as the original MedQA/BLURB scripts: AdamW turns float noise in a
+    # gradient that is exactly zero in theory (MC's classifier bias: a softmax over choices
+    # ignores a shift) into steps of up to lr x noise / eps; with eps 1e-8 that alone is 2.7e-4.
+    common = ["--model_name_or_path", tiny_model(ALL_FILES, dropout=0.0), "--train_file", folder / "train.json",
+              "--validation_file", folder / "dev.json", "--do_train", "--do_eval", "--max_steps", "4",
+              "--per_device_train_batch_size", "4", "--learning_rate", "5e-4", "--adam_epsilon", "1e-6",
+              "--save_strategy", "no", "--disable_tqdm", *flags]
+    runs = {}
+    for variant, extra in (("padded", []), ("padding_free", ["--padding_free"])):
+        runs[variant] = tmp_path / variant
+        run_task(task_cls, [*common, *extra, "--output_dir", runs[variant]])
+    got, want = (load_file(runs[v] / "model.safetensors") for v in ("padding_free", "padded"))
+    start = {f"bert.{k}": v for k, v in load_file(f"{common[1]}/model.safetensors").items()}  # a BertModel
+    assert got.keys() == want.keys()
+    assert max((want[k] - start[k]).abs().max() for k in start if k in want) > 1e-3, \
+        "the run must change the weights, or the comparison says nothing"
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=ATOL, rtol=0, msg=k)
+    assert (runs["padding_free"] / "eval_predictions.jsonl").read_text() == \
+        (runs["padded"] / "eval_predictions.jsonl").read_text()
+    config = json.loads((runs["padding_free"] / "config.json").read_text())
+    assert config["architectures"] == [type_name(task_cls)] and padding_free.ATTENTION_NAME not in json.dumps(config)
+
+
+def type_name(task_cls) -> str:
+    return {SeqClsTask: "BertForSequenceClassification", NerTask: "BertForTokenClassification",
+            MultipleChoiceTask: "BertForMultipleChoice"}[task_cls]
+
+
+def test_other_architectures_are_refused_in_one_line():
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    config = RobertaConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=16)
+    with pytest.raises(UserError) as caught:
+        padding_free.enable(RobertaForSequenceClassification(config))
+    assert caught.value.kind == "unsupported_setup" and "RobertaForSequenceClassification" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cuda_attention_path_computes_what_the_cpu_path_computes():
+    """The nested-tensor SDPA used on CUDA, run here on the CPU, against the per-sequence loop,
+    and both keep sequences apart."""
+    torch.manual_seed(0)
+    lengths = [7, 1, 12, 4]
+    q, k, v = (torch.randn(2, sum(lengths), 8) for _ in range(3))
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()])
+    loop = padding_free._per_sequence_attention(q, k, v, lengths, 0.0, None)
+    nested = padding_free._nested_attention(q, k, v, cu, lengths, 0.0, None)
+    torch.testing.assert_close(nested, loop, atol=1e-6, rtol=0)
+    # Sequences stay apart: changing the last sequence's keys leaves the others' outputs alone.
+    k2 = k.clone()
+    k2[:, -lengths[-1]:] += 1.0
+    for attend in (lambda kk: padding_free._per_sequence_attention(q, kk, v, lengths, 0.0, None),
+                   lambda kk: padding_free._nested_attention(q, kk, v, cu, lengths, 0.0, None)):
+        a, b = attend(k), attend(k2)
+        torch.testing.assert_close(a[:, :-lengths[-1]], b[:, :-lengths[-1]], atol=0, rtol=0)
+        assert not torch.equal(a[:, -lengths[-1]:], b[:, -lengths[-1]:])
