@@ -203,6 +203,33 @@ def collect(runs_dir: Path) -> dict[str, dict[str, list[Run]]]:
     return found
 
 
+RESULT_FILES = ("predict_results.json", "test_results.json", "all_results.json")
+
+
+def why_nothing_found(runs_dir: Path) -> list[str]:
+    """What each folder under RUNS lacked, for a report that found no run at all."""
+    task_folders = {t.folder for _, tasks in SECTIONS for t in tasks}
+    lines = [f"Looked for RUNS/<task>/<model>/ (or .../<model>/seed<N>/) holding one of {', '.join(RESULT_FILES)}, "
+             f"with RUNS = `{runs_dir}`:"]
+    if any((runs_dir / name).is_file() for name in RESULT_FILES):
+        lines.append(f"- `{runs_dir}` is itself a run folder: give the folder two levels above it")
+    subfolders = sorted(p for p in runs_dir.iterdir() if p.is_dir()) if runs_dir.is_dir() else []
+    for folder in subfolders:
+        if folder.name not in task_folders:
+            lines.append(f"- `{folder.name}/`: not a task folder name (e.g. {', '.join(sorted(task_folders)[:4])}, ...)")
+            continue
+        models = [p for p in folder.iterdir() if p.is_dir()]
+        if not models:
+            lines.append(f"- `{folder.name}/`: no <model>/ folder inside")
+        elif any((folder / name).is_file() for name in RESULT_FILES):
+            lines.append(f"- `{folder.name}/`: results directly in the task folder; the layout is <task>/<model>/")
+        else:
+            lines.append(f"- `{folder.name}/`: {', '.join(sorted(p.name for p in models))}: no results file yet")
+    if not subfolders:
+        lines.append("- it holds no folders")
+    return lines
+
+
 @dataclass
 class Score:
     mean: Optional[float]  # None: missing
@@ -315,6 +342,8 @@ def build_report(runs_dir: Path) -> tuple[str, list[dict]]:
     if details:
         lines += ["## Run folders", "", "| folder | seed | score | read from | notes |", "|---|---|---|---|---|",
                   *details, ""]
+    if not found:
+        lines += ["## No runs found", "", *why_nothing_found(runs_dir), ""]
     return "\n".join(lines), chart_rows
 
 
@@ -331,7 +360,7 @@ def draw_chart(rows: list[dict], path: Path) -> Optional[str]:
     for row in rows:
         panels.setdefault((row["section"], row["model"]), []).append(row)
     if not panels:
-        return "no runs: no chart"
+        return "not drawn (no runs to draw)"
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 0.9 * max(len(r) for r in panels.values()) + 2),
                                                       3.2 * len(panels)), squeeze=False)
     for ax, ((section, model), items) in zip(axes[:, 0], panels.items()):

@@ -62,6 +62,22 @@ if missing "$DATA_DIR" >/dev/null; then
 fi
 
 mkdir -p "$WORK"
+# However the script ends, no empty data/.download/ stays behind (a partial download does, to resume).
+trap 'rmdir "$WORK" 2>/dev/null || true' EXIT
+
+# Why the host of $URL cannot be reached, in words (empty when it can be, or cannot be told).
+unreachable() {
+  command -v curl >/dev/null || return 0
+  local host rc=0
+  host="$(echo "$URL" | sed -E 's#^[a-z]+://([^/:]+).*#\1#')"
+  curl -sS -I -L -m 20 -o /dev/null "$URL" 2>/dev/null || rc=$?
+  case "$rc" in
+    6) echo "$host cannot be reached: its name does not resolve (no network, or no DNS)" ;;
+    7) echo "$host cannot be reached: the connection is refused or there is no route to it" ;;
+    28) echo "$host cannot be reached: no answer within 20 s" ;;
+    *) ;;
+  esac
+}
 
 # 1. Download (resumable: the partial file is kept as data.zip.part until it is a valid zip).
 zip_ok() { "$PYTHON" -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); sys.exit(z.testzip() is not None)' "$1" 2>/dev/null; }
@@ -78,13 +94,20 @@ if [ ! -f "$ZIP" ]; then
     echo "Copying $SRC"
     cp "$SRC" "$ZIP.part"
   else
+    LOCAL_COPY="on a machine with internet download $URL, bring data.zip here, then run: DATA_ZIP_URL=/path/to/data.zip bash $0"
+    why="$(unreachable)"
+    [ -z "$why" ] || die "$why. Nothing was downloaded; $LOCAL_COPY"
     echo "Downloading $URL (resumes if interrupted)"
+    resume_hint() {  # a partial file worth resuming, or none
+      if [ -s "$ZIP.part" ]; then echo "run this script again to resume ($(du -h "$ZIP.part" | cut -f1) kept in $ZIP.part)"
+      else rm -f "$ZIP.part"; echo "nothing was kept; $LOCAL_COPY"; fi
+    }
     if command -v curl >/dev/null; then
-      curl -fL --retry 3 -C - -o "$ZIP.part" "$URL" || die "download failed; run this script again to resume"
+      curl -fL --retry 3 -C - -o "$ZIP.part" "$URL" || die "download failed (curl exit $?); $(resume_hint)"
     elif command -v wget >/dev/null; then
-      wget -c -O "$ZIP.part" "$URL" || die "download failed; run this script again to resume"
+      wget -c -O "$ZIP.part" "$URL" || die "download failed (wget exit $?); $(resume_hint)"
     else
-      die "neither curl nor wget is installed; download $URL by hand to $ZIP"
+      die "neither curl nor wget is installed; $LOCAL_COPY"
     fi
   fi
   zip_ok "$ZIP.part" || { rm -f "$ZIP.part"; die "$URL is not a complete zip file (removed); run this script again"; }

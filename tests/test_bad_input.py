@@ -23,14 +23,18 @@ def write(path: Path, lines: list) -> Path:
 
 
 def expect_error(kind: str, argv: list, capsys, out: Path) -> str:
+    existed = out.exists()
     with pytest.raises(SystemExit) as exit_info:
         main(SeqClsTask, [str(a) for a in argv])
     assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()  # progress bars may come before it
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()  # progress bars may come before it
     stderr = lines[-1]
     assert stderr.startswith(f"error [{kind}]"), lines
     assert sum(line.startswith("error [") for line in lines) == 1, "one clear line"
+    assert "error [" not in captured.out, "printed once (stderr), not also in the log"
     if out.exists():
+        assert existed, "a failed run leaves no empty --output_dir behind"
         assert not [p for p in out.rglob("*") if p.is_file()], "nothing written to the output folder"
     return stderr
 

@@ -178,6 +178,21 @@ def test_glue_few_shot_and_distracting_documents_sections(tmp_path):
                                                           f"{expected - 79.6:+.2f}"]
 
 
+def test_nothing_found_says_where_it_looked_and_what_was_lacking(tmp_path, capsys):
+    (tmp_path / "chemprot_hf" / "BioLinkBERT-base").mkdir(parents=True)
+    (tmp_path / "chemprot").mkdir()  # not a task folder name
+    (tmp_path / "HoC_hf").mkdir()    # no model folder inside
+    assert collect_results.main([str(tmp_path), "--no-chart"]) == 0
+    report = capsys.readouterr().out
+    assert "## No runs found" in report and "RUNS/<task>/<model>/" in report
+    assert "`chemprot_hf/`: BioLinkBERT-base: no results file yet" in report
+    assert "`chemprot/`: not a task folder name" in report and "`HoC_hf/`: no <model>/ folder inside" in report
+    run_dir = tmp_path / "chemprot_hf" / "BioLinkBERT-base"
+    (run_dir / "predict_results.json").write_text('{"predict_F1": 0.5}')
+    collect_results.main([str(run_dir), "--no-chart"])
+    assert "is itself a run folder" in capsys.readouterr().out
+
+
 def test_an_unreadable_predict_results_is_never_replaced_by_all_results(tmp_path):
     folder = tmp_path / "run"
     write_run(folder, "accuracy", 0.60)

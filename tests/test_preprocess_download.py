@@ -123,6 +123,20 @@ def test_unknown_option(tmp_path, data_dir):
     assert result.returncode == 2 and "unknown option" in result.stderr
 
 
+def test_unreachable_host_is_named_with_the_local_zip_way_and_no_empty_folder(tmp_path, data_dir):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "curl").write_text('#!/usr/bin/env bash\necho "curl: (6) Could not resolve host" >&2\nexit 6\n')
+    (bin_dir / "curl").chmod(0o755)
+    env = dict(os.environ, DATA_DIR=str(data_dir), DATA_ZIP_URL="https://data.example.org/data.zip",
+               PYTHON=sys.executable, PATH=os.pathsep.join([str(bin_dir), os.environ["PATH"]]))
+    result = subprocess.run(["bash", str(DOWNLOAD_DATA)], env=env, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "data.example.org cannot be reached: its name does not resolve" in result.stderr
+    assert "DATA_ZIP_URL=/path/to/data.zip" in result.stderr and "resume" not in result.stderr
+    assert not (data_dir / ".download").exists()
+
+
 # ----------------------------------------------------------------------------- download_raw_data.sh
 
 FAKE_CURL = """#!/usr/bin/env bash

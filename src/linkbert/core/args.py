@@ -8,15 +8,23 @@ dataclass of their own flags (e.g. `--metric_name`, `--doc_stride`).
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import json
 import math
+import re
+import shutil
 import sys
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
 from .errors import UserError
 from .optim import OPTIMIZERS
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
 
 STRATEGIES = ("no", "steps", "epoch")
 ATTENTION = ("sdpa", "eager")
@@ -216,13 +224,127 @@ class TrainingArguments:
         return "fp16" if self.fp16 else "bf16" if self.bf16 else None
 
 
-def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
-    """Parse model, data, training and task flags (or one .json file holding them all)."""
+# The flags the original run scripts pass: shown first in --help, the additions after them.
+ORIGINAL_FLAGS = {
+    "model_name_or_path", "train_file", "validation_file", "test_file", "max_seq_length", "output_dir",
+    "overwrite_output_dir", "do_train", "do_eval", "do_predict", "per_device_train_batch_size",
+    "per_device_eval_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay", "adam_beta1",
+    "adam_beta2", "adam_epsilon", "warmup_ratio", "warmup_steps", "num_train_epochs", "fp16", "seed",
+    "save_strategy", "evaluation_strategy", "eval_steps", "preprocessing_num_workers",
+}
+# Accepted so that old commands run; they change nothing here.
+COMPATIBILITY_FLAGS = {"use_fast_tokenizer", "no_use_fast_tokenizer", "fp16_opt_level", "local_rank", "no_cuda"}
+
+
+def _is_switch(action: argparse.Action) -> bool:
+    # HfArgumentParser's booleans: `--do_train` alone means true (`--do_train false` also parses).
+    return action.nargs == 0 or (action.nargs == "?" and action.const is True)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """One line per flag where it fits: its first spelling, a short metavar, the default when it says something."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=36, width=min(120, shutil.get_terminal_size((110, 24)).columns))
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings or action.dest == "help":
+            return super()._format_action_invocation(action)
+        name = action.option_strings[0]  # not its --dashed-spelling alias
+        if _is_switch(action):
+            return name
+        return f"{name} {self._format_args(action, self._metavar(action))}"
+
+    @staticmethod
+    def _metavar(action: argparse.Action) -> str:
+        if action.dest.endswith(("_file", "_dir", "name_or_path", "config_name", "tokenizer_name", "checkpoint")):
+            return "PATH"
+        if getattr(action.type, "__name__", "") == "string_to_bool":
+            return "{true,false}"
+        return "N" if action.type is int else "X" if action.type is float else "TEXT"
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if _is_switch(action) or action.default in (None, "", argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text.rstrip('.')} (default {action.default})."
+
+
+def _make_parser(dataclasses_: tuple, prog: str, description: str, task_title: str) -> HfArgumentParser:
+    """HfArgumentParser with a help page that reads and errors that are one `error [kind]` line."""
     from transformers import HfArgumentParser
 
-    argv = sys.argv[1:] if argv is None else argv
+    class Parser(HfArgumentParser):
+        def error(self, message: str):  # argparse's own errors: one line, no usage block
+            kind = "missing_flag" if "required" in message else "bad_flag_value"
+            message = re.sub(r"(--\w+)/--[\w-]+", r"\1", message)  # not its --dashed-spelling alias
+            raise UserError(kind, f"{message}; see {prog} --help")
+
     # No abbreviations: `--learning_rat` must be an error, not silently --learning_rate.
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, task_arguments), allow_abbrev=False)
+    parser = Parser(dataclasses_, prog=prog, description=description, allow_abbrev=False,
+                    formatter_class=_HelpFormatter,
+                    usage=f"{prog} --model_name_or_path PATH --output_dir PATH [--do_train] [--do_eval] "
+                          f"[--do_predict] [flags]\n       {prog} ARGUMENTS.json")
+    _group_flags(parser, {f.name for f in fields(dataclasses_[-1])}, task_title)
+    return parser
+
+
+def _group_flags(parser: argparse.ArgumentParser, task_flags: set[str], task_title: str) -> None:
+    """Regroup the flags for --help: the original's, the task's, the additions, compatibility."""
+    groups = [(parser.add_argument_group("the original scripts' flags"), lambda d: d in ORIGINAL_FLAGS),
+              (parser.add_argument_group(task_title), lambda d: d in task_flags),
+              (parser.add_argument_group("compatibility (accepted, no effect here)"),
+               lambda d: d in COMPATIBILITY_FLAGS),
+              (parser.add_argument_group("beyond the original"), lambda d: True)]
+    optionals = parser._optionals  # argparse keeps each group's actions in _group_actions
+    for action in list(optionals._group_actions):
+        if action.dest == "help":
+            continue
+        optionals._group_actions.remove(action)
+        group = next(g for g, wanted in groups if wanted(action.dest))
+        group._group_actions.append(action)
+
+
+def _program_and_description(task_arguments: type) -> tuple[str, str]:
+    """`python -m linkbert.<task>.<module>` and the module's summary with its first example."""
+    module_name = task_arguments.__module__
+    if module_name == "__main__":  # run as `python -m linkbert.<task>.<module>`
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module_name = spec.name if spec else Path(sys.argv[0]).stem
+    doc = getattr(sys.modules.get(task_arguments.__module__), "__doc__", None) or ""
+    paragraphs = doc.strip().split("\n\n")
+    # The summary, up to and including the first indented (example) paragraph.
+    first_example = next((i for i, p in enumerate(paragraphs) if p.startswith("    ")), len(paragraphs) - 1)
+    text = "\n\n".join(paragraphs[:first_example + 1])
+    # A docstring's `\<newline>` joins the example's lines: break them again before each flag run.
+    text = re.sub(r" {3,}(?=--)", " \\\n        ", text)
+    return f"python -m {module_name}", text
+
+
+def _did_you_mean(unknown: list[str], parser: argparse.ArgumentParser) -> str:
+    known = [o for a in parser._actions for o in a.option_strings if o.startswith("--")]
+    flags = [u for u in unknown if u.startswith("-")]
+    if not flags:
+        return f"unexpected value(s) {' '.join(unknown)}: every value follows its --flag"
+    parts = []
+    for flag in flags:
+        close = difflib.get_close_matches(flag.split("=")[0], known, n=1, cutoff=0.6)
+        parts.append(f"{flag} (did you mean {close[0]}?)" if close else flag)
+    return f"unknown flag{'s' if len(flags) > 1 else ''} {', '.join(parts)}"
+
+
+def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
+    """Parse model, data, training and task flags (or one .json file holding them all)."""
+    argv = sys.argv[1:] if argv is None else argv
+    prog, description = _program_and_description(task_arguments)
+    task_title = "this task's flags"
+    parser = _make_parser((ModelArguments, DataArguments, TrainingArguments, task_arguments), prog, description,
+                          task_title)
+    if not argv:
+        # The top of --help, not the whole page: what the module does and one example.
+        print(f"{description}\n\nEvery flag: {prog} --help\n", file=sys.stderr)
+        raise UserError("missing_flag", "no arguments: give at least --model_name_or_path, --output_dir and one "
+                        "of --do_train/--do_eval/--do_predict with their data files")
     if len(argv) == 1 and argv[0].endswith(".json"):
         classes = (ModelArguments, DataArguments, TrainingArguments, task_arguments)
         values = read_args_file(argv[0], classes)
@@ -232,7 +354,7 @@ def parse_args(task_arguments: type, argv: Optional[list[str]] = None):
             raise UserError("unknown_flag", f"{e}; see --help for the accepted arguments", path=argv[0]) from None
     *parsed, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
-        raise UserError("unknown_flag", f"unknown flag(s) {' '.join(unknown)}; see --help for the accepted flags")
+        raise UserError("unknown_flag", f"{_did_you_mean(unknown, parser)}; see {prog} --help for every flag")
     return tuple(parsed)
 
 

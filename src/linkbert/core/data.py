@@ -48,15 +48,37 @@ def _has_lone_surrogate(line: str) -> bool:
 SPLIT_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
 
 
-def check_file(path: Optional[str], split: str, flag: Optional[str] = None) -> Path:
-    flag = flag or SPLIT_FLAGS[split]
-    if not path:
-        raise UserError("missing_split", f"{flag} is needed for this run")
-    p = Path(path)
-    if not p.is_file():
-        raise UserError("missing_file", f"{flag} {path} does not exist; fetch the data "
-                        "(bash scripts/download_data.sh) or fix the path", path=path)
-    return p
+def check_files(files: dict[str, Optional[str]], splits: list[str],
+                flags: Optional[dict[str, str]] = None) -> dict[str, Path]:
+    """The data file of every split the run needs; one error naming every missing file."""
+    flags = flags or SPLIT_FLAGS
+    for split in splits:
+        if not files[split]:
+            raise UserError("missing_split", f"{flags[split]} is needed for this run")
+    missing = [split for split in splits if not Path(files[split]).is_file()]
+    if not missing:
+        return {split: Path(files[split]) for split in splits}
+    if any("samples" in Path(files[s]).parts for s in missing):
+        what = "the samples come with the repository (data/samples/): fix the path"
+    else:
+        what = f"fetch the data ({download_command()}) or fix the path"
+    if len(missing) == 1:
+        split = missing[0]
+        raise UserError("missing_file", f"{flags[split]} {files[split]} does not exist; {what}",
+                        path=files[split])
+    named = ", ".join(f"{flags[s]} {files[s]}" for s in missing)
+    raise UserError("missing_file", f"{len(missing)} data files do not exist: {named}; {what}s")
+
+
+def download_command() -> str:
+    """How to run the repository's download script from the current folder."""
+    script = Path(__file__).resolve().parents[3] / "scripts" / "download_data.sh"
+    if not script.is_file():  # an installed copy, away from the repository
+        return "bash scripts/download_data.sh in the repository"
+    repo = script.parents[1]
+    if Path.cwd().resolve() == repo:
+        return f"bash {script.relative_to(repo)}"
+    return f"bash {script}, which writes into {repo / 'data'}/"
 
 
 def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
@@ -113,7 +135,7 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
         if extra.of_split in splits:
             splits.append(extra.name)
             files[extra.name], limits[extra.name], flags[extra.name] = extra.path, limits[extra.of_split], extra.flag
-    paths = {split: check_file(files[split], split, flags[split]) for split in splits}
+    paths = check_files(files, splits, flags)
     lines: dict[str, list[int]] = {split: [] for split in splits}
     # The training file is checked whole even under --max_train_samples: as the original, the
     # label list comes from every training record, so a smoke run knows every dev label.

@@ -463,11 +463,11 @@ class Engine:
 
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
-    def predict(self, features) -> list[np.ndarray]:
+    def predict(self, features, desc: str = "predict") -> list[np.ndarray]:
         """Model outputs per feature, in feature order, in the dtype they were computed in
         (float16 under an fp16 autocast; bfloat16 comes back as float32, which numpy lacks).
         Batches are formed by length (fewer pad tokens; padding is masked, so no prediction
-        changes) and gathered from every rank."""
+        changes) and gathered from every rank. `desc` labels the progress bar (dev, test)."""
         if len(features) == 0:
             return []
         model = self.model
@@ -481,7 +481,7 @@ class Engine:
         outputs: dict[int, np.ndarray] = {}
         # Evaluation must not consume the training RNG (DataLoader draws a seed per iterator).
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            for ids, batch in zip(batches, tqdm(self._loader(features, batches), desc="predict", leave=False,
+            for ids, batch in zip(batches, tqdm(self._loader(features, batches), desc=desc, leave=False,
                                                 disable=self.args.disable_tqdm or not self.dist.is_main)):
                 batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
                 with self.autocast(enabled=self.task.eval_under_autocast):

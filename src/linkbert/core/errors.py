@@ -14,7 +14,7 @@ from pathlib import Path
 # kind -> (situation that causes it, what the user sees / should do)
 CATALOGUE: dict[str, tuple[str, str]] = {
     "missing_file": ("a --train_file/--validation_file/--test_file that does not exist",
-                     "the path is named; fetch the data (scripts/download_data.sh) or fix the flag"),
+                     "every missing path; fetch the data (scripts/download_data.sh) or fix the flags"),
     "bad_json": ("a line of a JSON Lines file that does not parse",
                  "file and line number, with the parser's complaint"),
     "missing_field": ("a record without a field its task needs (e.g. no `label`, no `question`)",
@@ -41,7 +41,9 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "bad_flag_value": ("a flag value outside its choices (e.g. --evaluation_strategy sometimes)",
                        "the flag and its allowed values"),
     "unknown_flag": ("a flag the program does not know (a typo such as --learning_rat)",
-                     "the unknown flag(s); nothing runs"),
+                     "the unknown flag(s) and the closest known one (did you mean --learning_rate?)"),
+    "missing_flag": ("no arguments at all, or without --model_name_or_path / --output_dir",
+                     "the missing flags, after --help's first lines when nothing was given"),
     "missing_split": ("--do_train without --train_file, --do_eval without --validation_file, "
                       "--do_predict without --test_file", "which flag needs which file"),
     "nothing_to_do": ("none of --do_train, --do_eval, --do_predict", "the three flags named"),
@@ -50,7 +52,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                              "without --overwrite_output_dir", "the folder; add --overwrite_output_dir"),
     "output_dir_not_writable": ("an --output_dir that cannot be created or written", "the folder"),
     "missing_model": ("--model_name_or_path that is neither a folder nor reachable on the hub",
-                      "the name; what to check (path, HF_HUB_OFFLINE, prefetch script)"),
+                      "in a second or two: \"no such folder\" for a path; for a hub id, why it cannot load "
+                      "(offline, hub unreachable) and the prefetch script"),
     "bad_checkpoint": ("--resume_from_checkpoint that is not a complete checkpoint folder",
                        "the folder and what is missing"),
     "no_labels_for_prediction": ("a prediction-only run from a model folder with no label names "

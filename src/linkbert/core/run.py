@@ -20,6 +20,7 @@ from .distributed import DistState
 from .checkpoint import STATE_FILE, TrainState, check_checkpoint, sorted_checkpoints
 from .engine import Engine, StopOnSignal, TrainingInterrupted
 from .errors import UserError
+from .hub import PREFETCH_HINT, check_model_source
 from .report import Reporter
 from .results import environment, read_json, save_metrics, write_json, write_jsonl, write_text
 from .rundir import (IDENTITY_FILE, KEPT_IN_PLACE, RunLock, check_results_not_replaced, check_resume, check_weights,
@@ -40,12 +41,10 @@ def main(task_cls: type[Task], argv: Optional[list[str]] = None) -> None:
         with StopOnSignal(outside_training=True):  # SIGTERM in evaluation: a message, not a kill
             run(task_cls, argv)
     except UserError as e:
-        if speaks:
-            logger.error("%s", e)
+        if speaks:  # once, on stderr (the run scripts tee stderr into log.txt too)
             print(e, file=sys.stderr)
         sys.exit(2)
     except TrainingInterrupted as e:
-        logger.error("%s", e)
         print(e, file=sys.stderr)
         sys.exit(130 if e.signal_name == "SIGINT" else 143)
 
@@ -111,19 +110,29 @@ def stay_offline(model_args, args) -> None:
     datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
 
 
-def _hub_kwargs(m) -> dict:
+def check_model_sources(m) -> bool:
+    """Model, config and tokenizer names that cannot load fail here, in a second, before any data is
+    read (not after the hub's retries). Returns whether to load from the hub cache only."""
+    local_only = False
+    for flag, name in (("--model_name_or_path", m.model_name_or_path), ("--config_name", m.config_name),
+                       ("--tokenizer_name", m.tokenizer_name)):
+        if name:
+            local_only |= check_model_source(name, flag, m.cache_dir, m.model_revision)
+    return local_only
+
+
+def _hub_kwargs(m, local_only: bool = False) -> dict:
     return dict(cache_dir=m.cache_dir, revision=m.model_revision, token=True if m.use_auth_token else None,
-                trust_remote_code=m.trust_remote_code)
+                trust_remote_code=m.trust_remote_code, local_files_only=local_only)
 
 
 def _missing_model(m, e: OSError) -> UserError:
-    offline = " (HF_HUB_OFFLINE=1 is set: prefetch it with scripts/prefetch_models.sh)" \
-        if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
     return UserError("missing_model", f"--model_name_or_path {m.model_name_or_path}: no model folder or hub "
-                     f"model of that name could be loaded{offline}. Detail: {str(e).splitlines()[0]}")
+                     f"model of that name could be loaded; {PREFETCH_HINT.replace('NAME', m.model_name_or_path)}."
+                     f" Detail: {str(e).splitlines()[0]}")
 
 
-def load_tokenizer(task: Task):
+def load_tokenizer(task: Task, local_only: bool = False):
     """The task's (fast) tokenizer, loaded once; tasks that need it before the model (to build
     their examples) call this from `load_examples`."""
     from transformers import AutoTokenizer
@@ -131,7 +140,8 @@ def load_tokenizer(task: Task):
     m = task.model_args
     if task.tokenizer is None:
         try:
-            task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **_hub_kwargs(m))
+            task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path,
+                                                           **_hub_kwargs(m, local_only))
         except OSError as e:
             raise _missing_model(m, e) from None
     if not getattr(task.tokenizer, "is_fast", False):
@@ -140,20 +150,19 @@ def load_tokenizer(task: Task):
     return task.tokenizer
 
 
-def load_model(task: Task, train_kept: Optional[list], dist: DistState):
+def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_only: bool = False):
     """Tokenizer, config (label space from the task) and model, in float32."""
     from transformers import AutoConfig
 
     m = task.model_args
-    common = _hub_kwargs(m)
-    load_tokenizer(task)
+    common = _hub_kwargs(m, local_only)
+    load_tokenizer(task, local_only)
     try:
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common)
         label_kwargs = task.setup_labels(train_kept, config)
         config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
-        model, loading = task.model_class.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
-                                                          attn_implementation=m.attn_implementation,
-                                                          output_loading_info=True, **common)
+        model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
+                                         attn_implementation=m.attn_implementation, **common)
     except OSError as e:
         raise _missing_model(m, e) from None
     untrained = loading.get("missing_keys") or []
@@ -169,6 +178,27 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState):
         logger.warning("--max_seq_length %d is longer than the model's %d positions: using %d", wanted, limit, limit)
     task.max_seq_length = min(wanted, limit)
     return model
+
+
+def load_pretrained(model_class, name: str, **kwargs):
+    """`from_pretrained` and its loading info, with transformers' load-report block replaced by
+    one plain line."""
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model, info = model_class.from_pretrained(name, output_loading_info=True, **kwargs)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    new, unused = sorted(info.get("missing_keys", ())), sorted(info.get("unexpected_keys", ()))
+    if new:
+        logger.info("New weights, initialised randomly as fine-tuning expects (the task's head): %s", ", ".join(new))
+    if unused:
+        prefixes = sorted({k.split(".")[0] for k in unused})
+        logger.info("Checkpoint weights this task does not use (e.g. pretraining heads): %d under %s",
+                    len(unused), ", ".join(prefixes))
+    return model, info
 
 
 SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}
@@ -198,7 +228,7 @@ def log_feature_descriptions(task: Task, features: dict) -> None:
 
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
     start = time.time()
-    outputs = engine.predict(features)
+    outputs = engine.predict(features, desc={"eval": "dev", "predict": "test"}.get(prefix, prefix))
     records = task.prediction_records(outputs, examples, features)
     metrics: dict[str, Any] = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
     runtime = time.time() - start
@@ -241,17 +271,22 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
     check_setup(args)
+    local_only = check_model_sources(model_args)
     stay_offline(model_args, args)
     dist = DistState(args)
+    if args.fp16 and dist.device.type == "cpu" and dist.is_main:
+        logger.warning("--fp16 on a CPU: float16 autocast is slow there and not what the paper ran on its GPUs; "
+                       "on a CPU use --bf16 (or no precision flag)")
     lock = RunLock(args.output_dir)  # held by rank 0 for the run's whole life
     try:
-        return _run(task, dist, lock, argv, (model_args, data_args, args, task_args))
+        return _run(task, dist, lock, argv, (model_args, data_args, args, task_args), local_only)
     finally:
         lock.release()
         dist.close()
 
 
-def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], all_args: tuple) -> dict:
+def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], all_args: tuple,
+         local_only: bool = False) -> dict:
     from transformers import set_seed
 
     model_args, data_args, args, task_args = all_args
@@ -262,7 +297,7 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
         datasets_["train"] = task.training_examples(datasets_["train"])
 
     set_seed(args.seed)
-    model = load_model(task, kept.get("train"), dist)
+    model = load_model(task, kept.get("train"), dist, local_only)
     arguments = as_dict(model_args, data_args, args, task_args)
     identity = run_identity(task, arguments, model, dist.world_size, task.data_sha256.get("train"))
     out = Path(args.output_dir)
