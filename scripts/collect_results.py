@@ -58,9 +58,7 @@ def _from_registry(benchmark: str) -> list[Task]:
 
 
 MRQA, BLURB, MEDQA, MMLU = (_from_registry(b) for b in ("MRQA", "BLURB", "MedQA", "MMLU"))
-FEW_SHOT = [Task(f"{f}_fewshot10", l, "f1", True) for f, l in [
-    ("hotpot_hf", "HotpotQA"), ("triviaqa_hf", "TriviaQA"), ("naturalqa_hf", "NaturalQ"), ("squad_hf", "SQuAD")]]
-DISTRACT = [Task("squad_distract_hf", "SQuAD + 1-2 distracting docs", "f1", True)]
+FEW_SHOT, DISTRACT = (_from_registry(b) for b in ("MRQA few-shot", "MRQA distracting"))
 GLUE = [Task(f"glue/{f}", l, m, False, sweep=True) for f, l, m in [
     ("cola", "CoLA", "matthews_correlation"), ("sst2", "SST-2", "accuracy"), ("mrpc", "MRPC", "f1_accuracy"),
     ("qqp", "QQP", "f1_accuracy"), ("stsb", "STS-B", "pearson_spearmanr"), ("mnli", "MNLI-m/mm", "accuracy_m_mm"),

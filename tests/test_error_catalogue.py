@@ -23,6 +23,7 @@ from conftest import SAMPLES, read_jsonl, run_task, write_jsonl
 from linkbert.core.errors import CATALOGUE, UserError
 from linkbert.core.rundir import RunLock
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
+from linkbert.pretrain.run_pretrain import PretrainTask
 from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 from linkbert.tokcls.run_ner import NerTask
@@ -149,6 +150,24 @@ CASES.update({
                        "--allow_untrained_head"),
     "disk_full": (SeqClsTask, lambda t: ["--train_file", CHEMPROT / "train.json", "--do_train", "--max_steps", "2",
                                          "--save_steps", "1"], "tiny", "MiB"),
+})
+
+
+def corpus_of(tmp: Path, records: list[dict]) -> list:
+    return ["--corpus_file", write_jsonl(tmp / "corpus.jsonl", records), "--do_train", "--max_seq_length", "24"]
+
+
+CASES.update({
+    "label_not_in_task": (SeqClsTask, lambda t: [*train_on(t, [{"id": "r", "sentence1": "a", "sentence2": "b",
+                                                                "label": "maybe"}]), "--task_name", "rte"],
+                          "none", "'maybe'"),
+    "missing_flag": (SeqClsTask, lambda t: [], "alone", "no arguments"),
+    "duplicate_id": (PretrainTask, lambda t: corpus_of(t, [{"id": "d0", "text": "river basin", "links": ["d1"]},
+                                                          {"id": "d0", "text": "river delta", "links": []}]),
+                     "tiny", "'d0'"),
+    "no_links": (PretrainTask, lambda t: corpus_of(t, [{"id": "d0", "text": "river basin", "links": ["nowhere"]},
+                                                      {"id": "d1", "text": "river delta", "links": []}]),
+                 "tiny", "link"),
 })
 
 

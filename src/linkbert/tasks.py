@@ -29,7 +29,7 @@ MODULES = {
 class TaskInfo:
     name: str          # run folder name under runs/ (and, by default, the data folder's name)
     kind: str          # a key of MODULES
-    benchmark: str     # MRQA | BLURB | MedQA | MMLU
+    benchmark: str     # MRQA | BLURB | MedQA | MMLU | MRQA few-shot | MRQA distracting
     label: str         # the paper's name for it
     metric: str        # result key without its predict_/eval_ prefix
     group: str = ""    # BLURB task type (the BLURB score averages within each group first)
@@ -59,6 +59,11 @@ def _blurb(name: str, kind: str, label: str, metric: str, group: str, metric_nam
     return TaskInfo(name, kind, "BLURB", label, metric, group, metric_name)
 
 
+def _few_shot(data_name: str, label: str) -> TaskInfo:
+    """10% of an MRQA set's training questions (--train_fraction 0.1), tested on the whole test split."""
+    return TaskInfo(f"{data_name}_fewshot10", "qa", "MRQA few-shot", label, "f1", data_folder=f"qa/{data_name}")
+
+
 _ALL = [
     _mrqa("hotpot_hf", "HotpotQA"), _mrqa("triviaqa_hf", "TriviaQA"), _mrqa("searchqa_hf", "SearchQA"),
     _mrqa("naturalqa_hf", "NaturalQ"), _mrqa("newsqa_hf", "NewsQA"), _mrqa("squad_hf", "SQuAD"),
@@ -79,6 +84,10 @@ _ALL = [
     # Evaluation only, of the MedQA model (the paper's Table 3): no training split.
     TaskInfo("mmlu_professional_medicine_eval", "mc", "MMLU", "MMLU prof. medicine", "accuracy",
              data_folder="mc/mmlu_hf/professional_medicine"),
+    # The paper's other MRQA tables (the release has no code for them; see README).
+    _few_shot("hotpot_hf", "HotpotQA"), _few_shot("triviaqa_hf", "TriviaQA"),
+    _few_shot("naturalqa_hf", "NaturalQ"), _few_shot("squad_hf", "SQuAD"),
+    TaskInfo("squad_distract_hf", "qa", "MRQA distracting", "SQuAD + 1-2 distracting docs", "f1"),
 ]
 TASKS: dict[str, TaskInfo] = {task.name: task for task in _ALL}
 

@@ -271,7 +271,6 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
     check_setup(args)
-    local_only = check_model_sources(model_args)
     stay_offline(model_args, args)
     dist = DistState(args)
     if args.fp16 and dist.device.type == "cpu" and dist.is_main:
@@ -279,22 +278,22 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
                        "on a CPU use --bf16 (or no precision flag)")
     lock = RunLock(args.output_dir)  # held by rank 0 for the run's whole life
     try:
-        return _run(task, dist, lock, argv, (model_args, data_args, args, task_args), local_only)
+        return _run(task, dist, lock, argv, (model_args, data_args, args, task_args))
     finally:
         lock.release()
         dist.close()
 
 
-def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], all_args: tuple,
-         local_only: bool = False) -> dict:
+def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], all_args: tuple) -> dict:
     from transformers import set_seed
 
     model_args, data_args, args, task_args = all_args
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
-    datasets_, kept = task.load_examples(splits)
+    datasets_, kept = task.load_examples(splits)  # the data is checked whole before the model is looked for
     if "train" in datasets_:
         datasets_["train"] = task.training_examples(datasets_["train"])
+    local_only = check_model_sources(model_args)  # a name that cannot load fails here, in a second
 
     set_seed(args.seed)
     model = load_model(task, kept.get("train"), dist, local_only)
