@@ -90,3 +90,18 @@ def test_glue_run_scripts_sweep_every_task(model):
     assert tasks == set(glue.TASKS)
     parse_args(SeqClsArguments, cmd[4:])  # the flags parse (the last one: RTE)
     assert len(dry_run(f"run_examples_glue_linkbert-{model}.sh", "rte", "stsb")) == 90
+
+
+def test_the_grid_goes_to_the_launcher_with_a_pick_step_after_every_run(tmp_path, capsys):
+    """--backend slurm: one job per configuration, then pick_best once they all ended (afterany)."""
+    flags = ["--task_name", "rte", "--model_name_or_path", "m", "--data_dir", str(tmp_path / "d"),
+             "--output_dir", str(tmp_path / "sweep"), "--epochs", "3", "--batch_sizes", "16",
+             "--learning_rates", "1e-5", "2e-5", "--backend", "slurm", "--partition", "gpu", "--dry-run"]
+    assert sweep.main([*flags, "--", "--fp16"]) == 0
+    printed = capsys.readouterr().out
+    jobs = [line for line in printed.splitlines() if line.startswith("# rte/")]
+    assert [j.split(":")[0] for j in jobs] == ["# rte/lr1e-05_bs16_ep3", "# rte/lr2e-05_bs16_ep3", "# rte/pick_best"]
+    assert all("--fp16" in j and "--partition" not in j for j in jobs[:2])
+    assert "--pick_best" in jobs[2] and "--backend" not in jobs[2] and "--dry-run" not in jobs[2]
+    assert f"afterany:<job of {tmp_path / 'sweep' / 'lr1e-05_bs16_ep3'}>" in printed
+    assert not (tmp_path / "sweep").exists()  # a dry run submits and writes nothing

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import json
 import shlex
 import shutil
@@ -37,6 +38,8 @@ from typing import Callable, Optional, Sequence
 
 from linkbert.core.errors import UserError
 from linkbert.core.results import write_json
+from linkbert.launch.options import add_backend_flags, run_launch
+from linkbert.launch.plan import Run
 from linkbert.metrics import glue
 
 MODULE = "linkbert.seqcls.run_seqcls"
@@ -167,6 +170,24 @@ def pick_best(task: str, runs: Sequence[SweepRun], sweep_dir: str | Path) -> dic
     return results
 
 
+def launcher_runs(task: str, runs: Sequence[SweepRun], argv: list[str], extra: list[str]) -> list[Run]:
+    """The grid as the launcher's runs (one SLURM job, or one GPU, each), then the pick-the-best
+    step, which starts once every configuration has ended, however it ended."""
+    configurations = [Run(label=f"{task}/{r.name}", output_dir=str(r.output_dir), argv=r.command(), task=task)
+                      for r in runs]
+    own_flags, skip = [], False  # this command's flags less the launcher's, plus --pick_best
+    for flag in argv:
+        if skip or flag in ("--backend", "--dry-run", "--dry_run") or flag.startswith("--backend="):
+            skip = flag == "--backend"
+            continue
+        own_flags.append(flag)
+    sweep_dir = str(Path(runs[0].output_dir).parent)
+    pick = Run(label=f"{task}/pick_best", output_dir=sweep_dir, task=task, after_any=True,
+               after=[r.output_dir for r in configurations],
+               argv=[sys.executable, "-m", "linkbert.sweep", *own_flags, "--pick_best", "--", *extra])
+    return [*configurations, pick]
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     extra: list[str] = []
@@ -181,8 +202,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--learning_rates", nargs="+", type=float, default=GRID["learning_rate"])
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=GRID["per_device_train_batch_size"])
     parser.add_argument("--epochs", nargs="+", type=float, default=GRID["num_train_epochs"])
-    parser.add_argument("--dry_run", action="store_true", help="print the commands, run nothing")
     parser.add_argument("--pick_best", action="store_true", help="run nothing; score what is there")
+    add_backend_flags(parser)  # --dry_run, and --backend slurm / PARALLEL=1: the launcher runs the grid
     args = parser.parse_args(argv)
     try:
         grid = {"learning_rate": args.learning_rates, "per_device_train_batch_size": args.batch_sizes,
@@ -190,6 +211,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs = glue_runs(args.task_name.lower().replace("-", ""), args.model_name_or_path, args.data_dir,
                          args.output_dir, grid, extra)
         task = args.task_name.lower().replace("-", "")
+        if not args.pick_best and (args.backend == "slurm" or os.environ.get("PARALLEL") == "1"):
+            return run_launch(launcher_runs(task, runs, argv, extra), args, str(args.output_dir), dict(os.environ))
         if args.dry_run:
             for run in runs:
                 print(shlex.join(run.command()))
