@@ -7,7 +7,7 @@ datasets 1.11.0; CPU, fp32, 2 epochs), and keeps its final weights (float32 safe
 its test predictions. The test then runs our module with the same flags on the same files and
 compares.
 
-    python scripts/parity/make_parity_fixtures.py --oracle_python /work/oracle38/bin/python \
+    python scripts/parity/make_parity_fixtures.py --oracle_python path/to/py38-venv/bin/python \
         --original_repo path/to/LinkBERT [--tasks seqcls ner qa mc] [--work_dir DIR]
 
 See scripts/parity/README.md for setting up the oracle environment.
