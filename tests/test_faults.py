@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -520,6 +521,9 @@ def test_under_torchrun_rank_0_alone_says_the_error_and_every_rank_exits_2(model
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     errors = [l for l in done.stderr.splitlines() if l.startswith("error [")]
     assert len(errors) == 1 and errors[0].startswith("error [output_dir_not_empty]"), done.stderr[-3000:]
-    assert done.stderr.count("exitcode  : 2") == 2, done.stderr[-3000:]  # torchrun's summary of both ranks
+    # torchrun's summary: every rank exits 2, except one that torchrun itself stopped (SIGTERM,
+    # -15) when the other had already exited 2 a moment before (seen under load in CI).
+    codes = re.findall(r"exitcode\s*: (-?\d+)", done.stderr)
+    assert "2" in codes and set(codes) <= {"2", "-15"} and done.returncode != 0, done.stderr[-3000:]
     assert "UserError" not in done.stderr, "a rank printed a traceback"
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
