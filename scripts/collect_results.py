@@ -28,7 +28,6 @@ distracting documents are test F1 like the MRQA table (folders `<task>_fewshot10
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import statistics
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from linkbert.core.results import read_json_or_none
 from linkbert.tasks import of_benchmark
 
 # A log written this long after the results is a rerun, not the lines a run logs after writing them.
@@ -120,13 +120,6 @@ class Run:
     notes: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def _partial(args: dict) -> bool:
     return (args.get("max_steps") or -1) > 0 or any(
         args.get(f"max_{s}_samples") is not None for s in ("train", "eval", "predict"))
@@ -134,14 +127,14 @@ def _partial(args: dict) -> bool:
 
 def read_sweep(folder: Path) -> Optional[Run]:
     """GLUE: the dev score (percent) of the configuration a sweep chose."""
-    results = _read_json(folder / "sweep_results.json")
+    results = read_json_or_none(folder / "sweep_results.json")
     if results is None:
         return Run(folder, None, None, notes=["no sweep_results.json yet"]) if folder.is_dir() else None
     best, missing = results.get("best"), results.get("missing") or []
     notes = [f"{len(missing)} of {len(results.get('configurations', []))} configurations missing"] if missing else []
     if not best:
         return Run(folder, None, None, notes=notes or ["no configuration has dev results"])
-    args = _read_json(Path(best["output_dir"]) / "run_args.json") or {}
+    args = read_json_or_none(Path(best["output_dir"]) / "run_args.json") or {}
     if _partial(args):
         notes.append("partial")
     return Run(folder, float(best["dev_score"]) * 100, args.get("seed"), "sweep_results.json", notes)
@@ -151,14 +144,14 @@ def read_run(folder: Path, task: Task) -> Optional[Run]:
     """The test score of one run folder, or None if the folder holds neither results nor a log."""
     if task.sweep:
         return read_sweep(folder)
-    args = _read_json(folder / "run_args.json") or {}
+    args = read_json_or_none(folder / "run_args.json") or {}
     match = re.fullmatch(r"seed(\d+)", folder.name)
     seed = args.get("seed", int(match.group(1)) if match else None)
     log = folder / "log.txt"
     # Ours: predict_results.json (predict_*); the original: test_results.json (seqcls, NER) or
     # predict_results.json (QA, MC), both with test_* keys; all_results.json holds them all.
     for name in ("predict_results.json", "test_results.json", "all_results.json"):
-        results = _read_json(folder / name)
+        results = read_json_or_none(folder / name)
         if results is None and (folder / name).exists():
             # never fall back to another file (all_results.json may be an older run's score)
             return Run(folder, None, seed, name, notes=[f"{name} is unreadable: rerun the prediction"])

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import json
 import shlex
 import shutil
 import subprocess
@@ -37,12 +36,13 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from linkbert.core.errors import UserError
-from linkbert.core.results import write_json
+from linkbert.core.results import read_json_or_none, write_json
 from linkbert.launch.options import add_backend_flags, run_launch
 from linkbert.launch.plan import Run
 from linkbert.metrics import glue
+from linkbert.tasks import MODULES
 
-MODULE = "linkbert.seqcls.run_seqcls"
+MODULE = MODULES["seqcls"]
 GRID: dict[str, tuple] = {
     "learning_rate": (5e-6, 1e-5, 2e-5, 3e-5, 5e-5),
     "per_device_train_batch_size": (16, 32, 64),
@@ -100,19 +100,13 @@ def glue_runs(task: str, model: str, data_dir: str | Path, output_dir: str | Pat
     return runs
 
 
-def _read(path: Path) -> Optional[dict]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def is_finished(run: SweepRun) -> bool:
     """Its dev results (and test results, if it predicts) are written (a run writes them last), by
     a run with the same arguments (run_args.json; changed flags mean a new run)."""
     needed = ["eval_results.json"] + (["predict_results.json"] if "--do_predict" in run.argv else [])
-    recorded = (_read(run.output_dir / "run_args.json") or {}).get("argv") or []
-    return recorded[-len(run.argv):] == run.argv and all(_read(run.output_dir / name) is not None for name in needed)
+    recorded = (read_json_or_none(run.output_dir / "run_args.json") or {}).get("argv") or []
+    written = all(read_json_or_none(run.output_dir / name) is not None for name in needed)
+    return recorded[-len(run.argv):] == run.argv and written
 
 
 def subprocess_runner(run: SweepRun) -> int:
@@ -153,7 +147,7 @@ def pick_best(task: str, runs: Sequence[SweepRun], sweep_dir: str | Path) -> dic
     sweep_dir = Path(sweep_dir)
     entries = []
     for run in runs:
-        eval_results = _read(run.output_dir / "eval_results.json") or {}
+        eval_results = read_json_or_none(run.output_dir / "eval_results.json") or {}
         score = dev_score(task, eval_results)
         entries.append({"name": run.name, "output_dir": str(run.output_dir), **run.config, "dev_score": score,
                         "eval": {k: v for k, v in eval_results.items() if not k.endswith(("runtime", "second"))}})

@@ -69,6 +69,14 @@ def read_json(path: str | Path) -> Any:
         return json.load(f)
 
 
+def read_json_or_none(path: str | Path) -> Any:
+    """The file's JSON, or None where it is missing or unreadable (a run still writing, say)."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
 def save_metrics(output_dir: str | Path, split: str, metrics: dict) -> None:
     """`{split}_results.json`, and the same keys merged into `all_results.json`."""
     out = Path(output_dir)
