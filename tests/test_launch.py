@@ -77,6 +77,40 @@ def test_a_plan_waits_for_success_or_for_the_end_of_its_runs(tmp_path):
     assert "  SKIPPED needs_all  (a run it waits for failed)" in lines
 
 
+def test_a_relaunch_reruns_a_pick_step_whose_runs_ended_after_it(tmp_path):
+    """A pick-the-best step that ran while a configuration had failed runs again once that
+    configuration reruns, and again when a configuration ended after it started; not otherwise."""
+    flag = tmp_path / "b_fails"
+    flag.write_text("")
+
+    def run(name: str, script: str, **kw) -> Run:
+        return Run(label=name, output_dir=str(tmp_path / name), argv=["bash", "-c", f"echo {name} >> {tmp_path}/order; {script}"],
+                   **kw)
+
+    configs = [run("a", "true"), run("b", f"test ! -e {flag}")]
+    plan = [*configs, run("pick", "true", after=[r.output_dir for r in configs], after_any=True, cpu_only=True)]
+    assert launch(plan, say=lambda line: None) == 1
+    flag.unlink()
+    lines: list[str] = []
+    assert launch(plan, say=lines.append) == 0
+    assert any(line.startswith("again   pick") for line in lines), lines
+    assert launch(plan, say=lambda line: None) == 0  # nothing new: every run is skipped
+    later = json.loads((tmp_path / "pick" / "launch.json").read_text())["started"] + 1
+    write_state(tmp_path / "a", ended=later)  # `a` rerun on its own after the pick started
+    assert launch(plan, say=lambda line: None) == 0
+    assert (tmp_path / "order").read_text().split() == ["a", "b", "pick", "b", "pick", "pick"]
+
+
+def test_in_parallel_a_cpu_only_step_takes_no_gpu(tmp_path):
+    def run(name: str, **kw) -> Run:
+        script = f"echo {name}=[$CUDA_VISIBLE_DEVICES] >> {tmp_path}/seen"
+        return Run(label=name, output_dir=str(tmp_path / name), argv=["bash", "-c", script], **kw)
+
+    plan = [run("a"), run("pick", after=[str(tmp_path / "a")], after_any=True, cpu_only=True)]
+    assert launch(plan, gpus=["7"], say=lambda line: None) == 0
+    assert (tmp_path / "seen").read_text().split() == ["a=[7]", "pick=[]"]
+
+
 def test_paths_resolve_against_the_repository_from_any_folder(tmp_path, monkeypatch):
     result = subprocess.run(["bash", str(REPO / SCRIPT), "--dry-run", "HoC_hf"], cwd=tmp_path, env=script_env(),
                             capture_output=True, text=True, timeout=120, check=False)

@@ -104,4 +104,7 @@ def test_the_grid_goes_to_the_launcher_with_a_pick_step_after_every_run(tmp_path
     assert all("--fp16" in j and "--partition" not in j for j in jobs[:2])
     assert "--pick_best" in jobs[2] and "--backend" not in jobs[2] and "--dry-run" not in jobs[2]
     assert f"afterany:<job of {tmp_path / 'sweep' / 'lr1e-05_bs16_ep3'}>" in printed
+    configuration, pick = printed.split("# rte/")[2:]  # each job's script
+    assert "--gpus-per-node=1" in configuration and "--cpus-per-task=8" in configuration
+    assert "--gpus-per-node" not in pick and "--cpus-per-task=1\n" in pick  # scoring needs no GPU
     assert not (tmp_path / "sweep").exists()  # a dry run submits and writes nothing

@@ -166,7 +166,8 @@ def pick_best(task: str, runs: Sequence[SweepRun], sweep_dir: str | Path) -> dic
 
 def launcher_runs(task: str, runs: Sequence[SweepRun], argv: list[str], extra: list[str]) -> list[Run]:
     """The grid as the launcher's runs (one SLURM job, or one GPU, each), then the pick-the-best
-    step, which starts once every configuration has ended, however it ended."""
+    step, which starts once every configuration has ended, however it ended, needs no GPU, and
+    runs again on a relaunch when a configuration ended after it."""
     configurations = [Run(label=f"{task}/{r.name}", output_dir=str(r.output_dir), argv=r.command(), task=task)
                       for r in runs]
     own_flags, skip = [], False  # this command's flags less the launcher's, plus --pick_best
@@ -176,7 +177,7 @@ def launcher_runs(task: str, runs: Sequence[SweepRun], argv: list[str], extra: l
             continue
         own_flags.append(flag)
     sweep_dir = str(Path(runs[0].output_dir).parent)
-    pick = Run(label=f"{task}/pick_best", output_dir=sweep_dir, task=task, after_any=True,
+    pick = Run(label=f"{task}/pick_best", output_dir=sweep_dir, task=task, after_any=True, cpu_only=True,
                after=[r.output_dir for r in configurations],
                argv=[sys.executable, "-m", "linkbert.sweep", *own_flags, "--pick_best", "--", *extra])
     return [*configurations, pick]

@@ -68,10 +68,15 @@ def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[
     done: dict[str, object] = {}
     queued: dict[str, str] = {}
     todo: list[Run] = []
+    launched = {r.output_dir for r in runs}
     for run in runs:
         previous = read_state(run.output_dir)
         same = previous.get("argv") == run.argv
-        if same and previous.get("state") == "done":
+        newer = _newer_input(run, previous, done, launched)
+        if same and previous.get("state") == "done" and newer:
+            say(f"again   {run.label}  (done earlier, but {newer} has ended since or runs again: it reads it)")
+            todo.append(run)
+        elif same and previous.get("state") == "done":
             say(f"done    {run.label}  (finished earlier with the same command; skipped: delete "
                 f"{run.output_dir}/launch.json to run it again)")
             done[run.output_dir] = 0
@@ -83,6 +88,21 @@ def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[
     # A prerequisite outside this launch (only some tasks named) or already done is not waited for.
     known = {r.output_dir for r in todo} | set(queued)
     return done, queued, [replace(run, after=[d for d in run.after if d in known]) for run in todo]
+
+
+def _newer_input(run: Run, previous: dict, done: dict[str, object], launched: set[str]) -> str | None:
+    """A run of this launch it waits for that is not done (it runs again now, or is queued) or
+    that ended after this run started: a step that reads its runs (a sweep's pick, MMLU after
+    MedQA) must then run again."""
+    for folder in run.after:
+        if folder not in launched:
+            continue
+        if folder not in done:
+            return folder
+        ended = read_state(folder).get("ended")
+        if ended is not None and (previous.get("started") is None or ended > previous["started"]):
+            return folder
+    return None
 
 
 def _summary(runs: list[Run], results: dict[str, object], done: set[str], say: Callable[[str], None]) -> int:

@@ -5,7 +5,7 @@
     (script: what scripts/run_lib.sh calls for a run_examples_*.sh script; see bash SCRIPT --help)
 
 A plan file: {"runs": [{"label": ..., "output_dir": ..., "argv": [...], "after": [output dirs],
-"after_any": false}, ...]}.
+"after_any": false, "cpu_only": false}, ...]}.
 """
 
 from __future__ import annotations
@@ -130,13 +130,14 @@ def fetch_hint(repo: Path, data_dir: str | None) -> str:
 # -- a plan file (a sweep) --------------------------------------------------------------------
 def plan_main(argv: list[str], env: dict) -> int:
     parser = Parser(prog="python -m linkbert.launch plan", description="Launch the runs listed in a JSON plan.")
-    parser.add_argument("plan", help='{"runs": [{"label", "output_dir", "argv", "after", "after_any"}, ...]}')
+    parser.add_argument("plan", help='{"runs": [{"label", "output_dir", "argv", "after", "after_any", "cpu_only"}, ...]}')
     add_backend_flags(parser)
     args = parser.parse_args(argv)
     try:
         listed = json.loads(Path(args.plan).read_text())["runs"]
         runs = [Run(label=r.get("label", r["output_dir"]), output_dir=r["output_dir"], argv=list(r["argv"]),
-                    after=list(r.get("after", [])), after_any=bool(r.get("after_any", False))) for r in listed]
+                    after=list(r.get("after", [])), after_any=bool(r.get("after_any", False)),
+                    cpu_only=bool(r.get("cpu_only", False))) for r in listed]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError("bad_flag_value", f"not a plan file ({type(e).__name__}: {e}); expected "
                         '{"runs": [{"output_dir": ..., "argv": [...]}, ...]}', path=args.plan) from None

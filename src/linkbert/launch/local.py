@@ -71,30 +71,16 @@ def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
     ended: queue.Queue[str] = queue.Queue()
     try:
         while pending or running:
-            for run in list(pending):
-                failed = _blocked(run, results)
-                if failed:
-                    pending.remove(run)
-                    results[run.output_dir] = NOT_RUN
-                    say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
-                    continue
-                if not free or any(d not in results for d in run.after):
-                    continue
-                gpu = free.pop(0)
-                pending.remove(run)
-                say(f"=== {_stamp()} {run.label} on GPU {gpu} -> {run.output_dir}/log.txt")
-                process = RunProcess(run, echo=False, own_group=True,
-                                     env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
-                running[run.output_dir] = (process, gpu)
-                _notify_when_ended(process, run.output_dir, ended)
+            _start_ready(pending, results, free, running, ended, say)
             if not running:
                 continue
             folder = ended.get()
             process, gpu = running.pop(folder)
             code = process.wait()
             results[folder] = code
-            free.append(gpu)
-            say(f"=== {_stamp()} {process.run.label} on GPU {gpu}: "
+            if gpu:
+                free.append(gpu)
+            say(f"=== {_stamp()} {process.run.label} on {_where(gpu)}: "
                 + ("done" if code == 0 else f"FAILED (exit {code})"))
     except KeyboardInterrupt:
         for process, _ in running.values():
@@ -103,6 +89,32 @@ def run_parallel(runs: list[Run], results: dict[str, object], gpus: list[str],
             process.wait()
         say("interrupted; stopped the runs in progress (rerun the same command to resume them)")
         raise
+
+
+def _where(gpu: str) -> str:
+    return f"GPU {gpu}" if gpu else "the CPU"
+
+
+def _start_ready(pending: list[Run], results: dict[str, object], free: list[str],
+                 running: dict[str, tuple[RunProcess, str]], ended: queue.Queue[str],
+                 say: Callable[[str], None]) -> None:
+    """Start every pending run whose prerequisites ended, each on a free GPU (a CPU-only step,
+    such as a sweep's pick, on none); skip those whose prerequisite failed."""
+    for run in list(pending):
+        failed = _blocked(run, results)
+        if failed:
+            pending.remove(run)
+            results[run.output_dir] = NOT_RUN
+            say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
+            continue
+        if (not free and not run.cpu_only) or any(d not in results for d in run.after):
+            continue
+        gpu = "" if run.cpu_only else free.pop(0)
+        pending.remove(run)
+        say(f"=== {_stamp()} {run.label} on {_where(gpu)} -> {run.output_dir}/log.txt")
+        process = RunProcess(run, echo=False, own_group=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
+        running[run.output_dir] = (process, gpu)
+        _notify_when_ended(process, run.output_dir, ended)
 
 
 def _notify_when_ended(process: RunProcess, folder: str, ended: queue.Queue[str]) -> None:

@@ -32,7 +32,9 @@ BLOCK, BARRIER = "::task", "::wait"  # markers run_lib.sh puts between blocks (n
 @dataclass
 class Run:
     """One command with its own output folder. `after`: the output folders of the runs it needs
-    first (it starts only once they succeeded; with `after_any`, once they ended however)."""
+    first (it starts only once they succeeded; with `after_any`, once they ended however).
+    `cpu_only`: it needs no GPU (a pick-the-best step): on SLURM one CPU and no GPU, with
+    PARALLEL=1 it runs beside the GPU runs without taking a GPU."""
 
     label: str
     output_dir: str
@@ -40,6 +42,7 @@ class Run:
     task: str = ""
     after: list[str] = field(default_factory=list)
     after_any: bool = False
+    cpu_only: bool = False
 
     @property
     def trains(self) -> bool:

@@ -93,20 +93,21 @@ class SlurmJob:
         return submitit.helpers.DelayedSubmission(SlurmJob(self.run, self.cwd))
 
 
-def _executor(options: SlurmOptions, name: str, dependency: str | None):
+def _executor(options: SlurmOptions, name: str, dependency: str | None, cpu_only: bool = False):
+    """A submitit executor for one job (or one array); `cpu_only`: one CPU and no GPU."""
     import submitit
 
     extra: dict[str, object] = {"requeue": True, "kill_on_invalid_dep": "yes"}
     for item in options.extra:
         key, sep, value = item.partition("=")
         extra[key.lstrip("-")] = value if sep else True
-    params: dict[str, object] = {"time": minutes(options.time), "cpus_per_task": options.cpus,
+    params: dict[str, object] = {"time": minutes(options.time), "cpus_per_task": 1 if cpu_only else options.cpus,
                                      "signal_delay_s": options.signal_lead, "job_name": name,
                                      "stderr_to_stdout": True, "additional_parameters": extra}
     for key in ("partition", "account", "qos", "mem"):
         if getattr(options, key):
             params[key] = getattr(options, key)
-    if options.gpus:
+    if options.gpus and not cpu_only:
         params["gpus_per_node"] = options.gpus
     if dependency:
         params["dependency"] = dependency
@@ -159,11 +160,11 @@ def submit(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], *, dry_
 
 
 def _submit_all(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], say: Callable[[str], None]) -> None:
-    """Submits into `jobs` (output folder -> job id): first one array of the runs that wait for
-    nothing, then each other run with its dependency on jobs already known."""
+    """Submits into `jobs` (output folder -> job id): first one array of the GPU runs that wait
+    for nothing, then each other run with its dependency on jobs already known."""
     cwd = os.getcwd()
     planned = {r.output_dir for r in runs}
-    free = [r for r in runs if not any(d in jobs or d in planned for d in r.after)]
+    free = [r for r in runs if not r.cpu_only and not any(d in jobs or d in planned for d in r.after)]
     if free:
         executor = _executor(options, "linkbert" if len(free) > 1 else _job_name(free[0]), None)
         with executor.batch():  # one job array for the runs that wait for nothing
@@ -172,13 +173,14 @@ def _submit_all(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], sa
             jobs[run.output_dir] = _record_job(run, job.job_id, say)
     for run in runs:
         if run not in free:
-            executor = _executor(options, _job_name(run), _dependency(run, jobs))
+            executor = _executor(options, _job_name(run), _dependency(run, jobs), run.cpu_only)
             jobs[run.output_dir] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
 
 
 def _print_job_scripts(runs: list[Run], options: SlurmOptions, say: Callable[[str], None]) -> None:
     for run in runs:
-        executor = _executor(options, _job_name(run), _dependency(run, {d: f"<job of {d}>" for d in run.after}))
+        executor = _executor(options, _job_name(run), _dependency(run, {d: f"<job of {d}>" for d in run.after}),
+                             run.cpu_only)
         say(f"# {run.label}: {' '.join(run.argv)}")
         say(executor._make_submission_file_text(executor._submitit_command_str, "dry-run"))
 
