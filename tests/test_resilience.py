@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -122,9 +123,15 @@ def test_sigterm_writes_a_checkpoint_and_exits_non_zero(slow_model, uninterrupte
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143
-    assert "SIGTERM received" in stderr and "checkpoint" in stderr
+    # The update in flight was finished and saved. Which update that is depends on when the
+    # signal landed: while checkpoint-10 was still being rotated and logged (its files already
+    # in place), update 10 itself; later, the update after it. The message names it.
+    stopped = re.search(r"SIGTERM received: stopped after update (\d+), checkpoint (\S+) written", stderr)
+    assert stopped, stderr[-2000:]
+    step = int(stopped.group(1))
     steps = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
-    assert steps and steps[-1] > 10, steps  # the update in flight was finished and saved
+    assert step >= 10 and steps[-1] == step and Path(stopped.group(2)) == out / f"checkpoint-{step}", (step, steps)
+    assert json.loads((out / f"checkpoint-{step}" / "trainer_state.json").read_text())["global_step"] == step
     assert not (out / "predict_results.json").exists()
     resume_and_compare(slow_model, out, uninterrupted)
 
