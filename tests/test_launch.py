@@ -185,3 +185,36 @@ def test_a_warning_lead_longer_than_half_the_time_limit_is_refused():
     result = run_script("run_examples_medqa_biolinkbert-base.sh", "--dry-run", "--backend", "slurm", "--time", "8")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("error [conflicting_flags]: --signal-lead 300 s is not well under --time 8")
+
+
+def test_prune_deletes_all_but_the_newest_set_aside_runs(tmp_path):
+    from linkbert.core.rundir import PREVIOUS_RUNS_DIR, set_aside
+
+    run_dirs = [tmp_path / "runs" / task / "BioLinkBERT-base" for task in ("HoC_hf", "GAD_hf")]
+    for attempt in range(3):  # three --overwrite_output_dir reruns of HoC (within a second: <stamp>-2, -3)
+        (run_dirs[0] / "model.safetensors").parent.mkdir(parents=True, exist_ok=True)
+        (run_dirs[0] / "model.safetensors").write_text(f"attempt {attempt}" * 1000)
+        set_aside(run_dirs[0])
+    run_dirs[1].mkdir(parents=True)
+    (run_dirs[1] / "all_results.json").write_text("{}")
+    set_aside(run_dirs[1])
+
+    def prune(*flags: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "linkbert.launch", "prune", str(tmp_path / "runs"), *flags],
+                              env=script_env(), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def kept(run_dir: Path) -> list[str]:
+        return [(p / "model.safetensors").read_text()[:9] for p in sorted((run_dir / PREVIOUS_RUNS_DIR).iterdir())]
+
+    assert "2 set-aside run(s), would free" in prune("--keep", "1", "--dry-run")
+    assert kept(run_dirs[0]) == ["attempt 0", "attempt 1", "attempt 2"]  # a dry run deletes nothing
+    assert "2 set-aside run(s), freed" in prune("--keep", "1")
+    assert kept(run_dirs[0]) == ["attempt 2"] and len(list((run_dirs[1] / PREVIOUS_RUNS_DIR).iterdir())) == 1
+    assert "nothing to delete" in prune("--keep", "1")
+    prune("--keep", "0")
+    assert not any((d / PREVIOUS_RUNS_DIR).exists() for d in run_dirs)
+    refused = subprocess.run([sys.executable, "-m", "linkbert.launch", "prune", str(tmp_path), "--keep", "-1"],
+                             env=script_env(), capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stderr.startswith("error [bad_flag_value]")

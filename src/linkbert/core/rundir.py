@@ -6,7 +6,8 @@
 - `--overwrite_output_dir` on a training run sets the previous run's files aside, moved (never
   deleted) into `previous_runs/<UTC time>/`, where neither a resume, the checkpoint rotation nor
   `collect_results.py` reads them. The move happens only once every check has passed, so a run
-  that fails leaves the folder as it found it.
+  that fails leaves the folder as it found it. Only the user deletes them
+  (`python -m linkbert.launch prune`, `previous_runs_to_prune`).
 - Provenance per phase: a training run writes `run_args.json`/`env.json`; an evaluation or
   prediction-only run into a folder whose record is another phase's writes
   `evaluate_run_args.json`/`evaluate_env.json` instead, and it refuses to replace existing
@@ -194,9 +195,30 @@ def set_aside(output_dir: str | Path, names: Optional[list[str]] = None) -> Opti
     target.mkdir(parents=True)
     for p in entries:
         os.replace(p, target / p.name)
-    logger.warning("--overwrite_output_dir: the previous run's files (%d) were moved to %s (nothing deleted)",
-                   len(entries), target)
+    logger.warning("--overwrite_output_dir: the previous run's files (%d) were moved to %s (nothing deleted; "
+                   "`python -m linkbert.launch prune %s --keep N` deletes all but the newest N)",
+                   len(entries), target, out)
     return target
+
+
+def _set_aside_order(folder: Path) -> tuple[str, int]:
+    # <stamp> before <stamp>-2 before <stamp>-10 (several set aside within one second)
+    stamp, _, n = folder.name.partition("-")
+    return stamp, int(n) if n.isdigit() else 1
+
+
+def previous_runs_to_prune(root: str | Path, keep: int) -> list[Path]:
+    """In every previous_runs/ folder under `root`, the set-aside runs older than the newest `keep`."""
+    old: list[Path] = []
+    for folder in sorted(Path(root).rglob(PREVIOUS_RUNS_DIR)):
+        if folder.is_dir() and not folder.is_symlink():
+            runs = sorted((p for p in folder.iterdir() if p.is_dir() and not p.is_symlink()), key=_set_aside_order)
+            old += runs[:max(len(runs) - keep, 0)]
+    return old
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 # -- run identity ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""python -m linkbert.launch {script,plan,status}
+"""python -m linkbert.launch {script,plan,status,prune}
 
     python -m linkbert.launch status runs/                 # each run: done / running / queued / failed
     python -m linkbert.launch plan sweep.json [options]    # runs listed in a JSON file (a sweep)
+    python -m linkbert.launch prune runs/ --keep 1         # delete all but the newest previous_runs/ entry
     (script: what scripts/run_lib.sh calls for a run_examples_*.sh script; see bash SCRIPT --help)
 
 A plan file: {"runs": [{"label": ..., "output_dir": ..., "argv": [...], "after": [output dirs],
@@ -11,9 +12,11 @@ A plan file: {"runs": [{"label": ..., "output_dir": ..., "argv": [...], "after":
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -29,6 +32,7 @@ from .plan import (
     parse_blocks,
     runs_from_blocks,
 )
+from ..core.rundir import folder_bytes, previous_runs_to_prune
 from .state import status_lines
 
 
@@ -168,12 +172,42 @@ def status_main(argv: list[str]) -> int:
     return 0
 
 
+# -- prune --------------------------------------------------------------------------------------
+def prune_main(argv: list[str]) -> int:
+    parser = Parser(prog="python -m linkbert.launch prune",
+                    description="Delete the runs that --overwrite_output_dir set aside in previous_runs/ "
+                                "(under every run folder below FOLDER), all but the newest --keep of each.")
+    parser.add_argument("folder", nargs="?", default="runs")
+    parser.add_argument("--keep", type=int, required=True, help="set-aside runs to keep per run folder (0: none)")
+    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+                        help="only list what would be deleted")
+    args = parser.parse_args(argv)
+    if args.keep < 0:
+        raise UserError("bad_flag_value", f"--keep {args.keep}: give 0 or more set-aside runs to keep")
+    if not Path(args.folder).is_dir():
+        raise UserError("missing_file", "no such folder; give the runs' folder (default runs/)", path=args.folder)
+    old = previous_runs_to_prune(args.folder, args.keep)
+    total = 0
+    for folder in old:
+        size = folder_bytes(folder)
+        total += size
+        print(f"{'would delete' if args.dry_run else 'deleted'}  {folder}  ({size / 2**20:.1f} MiB)")
+        if not args.dry_run:
+            shutil.rmtree(folder)
+            with contextlib.suppress(OSError):
+                folder.parent.rmdir()  # previous_runs/ itself, once empty
+    verb = "would free" if args.dry_run else "freed"
+    print(f"{len(old)} set-aside run(s), {verb} {total / 2**20:.1f} MiB" if old
+          else f"nothing to delete under {args.folder} (keeping the newest {args.keep} of each previous_runs/)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # The launcher's lines and the runs' output (written as bytes) must keep their order in a log file.
     sys.stdout.reconfigure(line_buffering=True)
     commands = {"script": lambda a: script_main(a, dict(os.environ)), "plan": lambda a: plan_main(a, dict(os.environ)),
-                "status": status_main}
+                "status": status_main, "prune": prune_main}
     if not argv or argv[0] not in commands:
         print(__doc__.strip())
         return 0 if argv and argv[0] in ("-h", "--help") else 2
