@@ -31,26 +31,36 @@ def train_flags(model: str, out: Path, *extra) -> list:
             "--save_strategy", "no", "--disable_tqdm", *extra]
 
 
-def test_loop_reads_the_device_only_at_logging_boundaries(tiny_model, tmp_path, monkeypatch):
-    """fp32, one process: 12 updates logged every 4 read tensors on the host 3 times at the logs,
-    once at the end and once for the left-over loss, not once per update."""
-    engine_file = engine_module.__file__
-    reads: list[str] = []
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_loop_reads_the_device_only_at_logging_boundaries(precision, tiny_model, tmp_path, monkeypatch):
+    """One process, 12 updates logged every 4: the engine reads tensors on the host 3 times at
+    the logs, once at the end and once for the left-over loss, not once per update. Under fp16
+    it also reads each update's skip flag, once, one update late (the next update's learning
+    rate depends on it), and torch's GradScaler never reads its inf check on the host (the fused
+    AdamW skips an overflowed update on the device)."""
+    engine_file, scaler_file = engine_module.__file__, torch.amp.grad_scaler.__file__
+    reads: list[tuple[str, str]] = []  # (where, function) of each read
 
     def counting(name):
         original = getattr(torch.Tensor, name)
 
         def read(self, *args, **kwargs):
-            if sys._getframe(1).f_code.co_filename == engine_file:
-                reads.append(name)
+            caller = sys._getframe(1).f_code
+            if caller.co_filename in (engine_file, scaler_file):
+                reads.append(("scaler" if caller.co_filename == scaler_file else "engine", caller.co_name))
             return original(self, *args, **kwargs)
         return read
 
     for name in ("item", "tolist", "__float__", "__int__", "__bool__", "numpy"):
         monkeypatch.setattr(torch.Tensor, name, counting(name))
+    extra = ["--fp16"] if precision == "fp16" else []
     run_task(SeqClsTask, train_flags(tiny_model(ALL_FILES), tmp_path / "out", "--max_steps", "12",
-                                     "--logging_steps", "4"))
-    assert 0 < len(reads) <= 12 // 4 + 2, reads
+                                     "--logging_steps", "4", *extra))
+    at_boundaries = [r for r in reads if r[0] == "engine" and r[1] != "take"]
+    assert 0 < len(at_boundaries) <= 12 // 4 + 2, reads
+    assert reads.count(("engine", "take")) == (12 if precision == "fp16" else 0), reads
+    # No update overflows here, so the scale is never read either.
+    assert [r for r in reads if r[0] == "scaler"] == [], reads
 
 
 @pytest.mark.parametrize("precision,dtype", [("--bf16", torch.bfloat16), ("--fp16", torch.float16)])
@@ -84,6 +94,24 @@ def test_schedule_waits_while_fp16_steps_are_skipped(tiny_model, tmp_path, caplo
     assert "fp16 gradients overflowed in 25 updates in a row" in str(err.value)
     rates = [m for m in caplog.messages if "'learning_rate'" in m]
     assert len(rates) >= 20 and all("'learning_rate': 0.0," in m for m in rates), rates[:3]
+
+
+def test_adamw_step_count_skips_with_the_fp16_scaler(tiny_model, tmp_path):
+    """One example in eight overflows (a label of 3e30): the updates holding it are skipped. The
+    fused kernel skips them on the device; AdamWHF's own count t (its epsilon's bias correction)
+    must skip them too, as 4.9.1's optimizer, which never saw a skipped step."""
+    data = tmp_path / "data.json"
+    data.write_text("".join(json.dumps({"id": str(i), "sentence1": "aspirin binds", "sentence2": "it does",
+                                        "label": 3.0e30 if i == 0 else float(i % 3)}) + "\n" for i in range(8)))
+    out = tmp_path / "out"
+    run_task(SeqClsTask, ["--model_name_or_path", tiny_model(ALL_FILES), "--train_file", data, "--do_train",
+                          "--metric_name", "pearsonr", "--fp16", "--max_steps", "6", "--per_device_train_batch_size",
+                          "4", "--save_strategy", "steps", "--save_steps", "6", "--output_dir", out, "--disable_tqdm"])
+    skipped = json.loads((out / "checkpoint-6" / STATE_FILE).read_text())["skipped_updates"]
+    optimizer = torch.load(out / "checkpoint-6" / "optimizer.pt", weights_only=False)
+    steps = {float(state["step"]) for state in optimizer["state"].values()}
+    assert skipped >= 3  # one update per epoch holds the exploding example
+    assert steps == {6.0 - skipped} and {g["hf_step"] for g in optimizer["param_groups"]} == {6 - skipped}
 
 
 def test_qa_answers_use_float16_sums_under_fp16(tiny_model, tmp_path):

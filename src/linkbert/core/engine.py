@@ -11,8 +11,11 @@ their sources):
 The GPU never waits for the host at an update: the losses stay on the device and are read at
 logging, saving and evaluation boundaries; what the host must know for the next update (an fp16
 step skipped, a stop vote of another rank) is copied without blocking and read one update later.
-Under --fp16, torch's GradScaler itself still reads its inf check once per step unless the
-optimizer is fused (`--optim adamw_torch_fused`).
+Under --fp16 that copy is needed: whether update k was skipped decides update k+1's learning
+rate and AdamW step count. The scaler's scale is read only when a step was skipped (to say so).
+torch's GradScaler itself reads its inf check on the host at every step unless the optimizer
+is fused (`adamw_hf` and `adamw_torch_fused` are, where the build has the kernel: then the
+kernel skips the update on the device).
 
     engine = Engine(model, task, args, dist, reporter)
     metrics = engine.train(features, seed, evaluate, resume_from, output_dir)
@@ -41,6 +44,7 @@ from .checkpoint import (CHECKPOINT_PREFIX, TrainState, check_checkpoint, load_t
                          rotate_checkpoints, save_checkpoint, set_rng_state, sorted_checkpoints, temporary_folder)
 from .distributed import DistState
 from .errors import UserError
+from .optim import uncount_skipped_step
 from .report import Reporter
 from .rundir import is_disk_full
 from .schedule import (epoch_permutations, is_update_step, length_grouped, num_epochs_to_run, sampler_seed,
@@ -351,7 +355,8 @@ class Engine:
             self.scheduler.step()
             self.state.consecutive_skips = 0
             return
-        # fp16 overflow: the scaler skipped the step; the schedule waits (as 4.9.1)
+        # fp16 overflow: the scaler skipped the step; the schedule and AdamW's t wait (as 4.9.1)
+        uncount_skipped_step(self.optimizer)
         self.state.skipped_updates += 1
         self.state.consecutive_skips += 1
         logger.info("fp16 gradient overflow at update %d: step skipped, loss scale lowered to %.0f",

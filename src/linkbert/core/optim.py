@@ -63,6 +63,17 @@ class AdamWHF(torch.optim.AdamW):
                 group["lr"], group["weight_decay"], group["eps"] = lr, weight_decay, eps
 
 
+def uncount_skipped_step(optimizer: torch.optim.Optimizer) -> None:
+    """An fp16 update the GradScaler skipped (its gradients overflowed): with a fused optimizer
+    torch's scaler still calls `step()`, and the kernel skips the update on the device and takes
+    back its own step count; AdamWHF's host-side t must be taken back too, so that the next
+    update uses the t of 4.9.1, whose optimizer never saw a skipped step. (Non-fused optimizers
+    are not called on a skipped step at all: nothing to take back.)"""
+    if isinstance(optimizer, AdamWHF) and getattr(optimizer, "_step_supports_amp_scaling", False):
+        for group in optimizer.param_groups:
+            group["hf_step"] -= 1
+
+
 def optimizer_class(name: str, device: torch.device) -> tuple[type[torch.optim.Optimizer], dict]:
     """The optimizer class for `--optim` and the extra keyword arguments it takes."""
     if name in ("adamw_hf", "adamw_torch_fused") and fused_adamw_works(device):
