@@ -17,6 +17,13 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
 
 
+def sample_dir(task: str) -> Path:
+    """The bundled samples of a task of linkbert.tasks (its data folder under data/samples)."""
+    from linkbert.tasks import TASKS
+
+    return SAMPLES / TASKS[task].data
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _datasets_cache(tmp_path_factory):
     # Keep the suite's datasets cache out of the user's home.

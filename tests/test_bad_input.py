@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, sample_dir
 from linkbert.core.errors import catalogue_markdown
 from linkbert.core.run import main
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+CHEMPROT = sample_dir("chemprot_hf")
 ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
 
 

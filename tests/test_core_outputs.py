@@ -6,10 +6,10 @@ import sys
 
 import pytest
 
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, run_task, sample_dir
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+CHEMPROT = sample_dir("chemprot_hf")
 ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, SAMPLES, assert_same_weights, run_task
+from conftest import REPO, assert_same_weights, run_task, sample_dir
 from linkbert.core.distributed import DistState, Wrapping, choose_wrapping
 from linkbert.core.fairscale_fsdp import chunked_optimizer_state
 from linkbert.core.fairscale_oss import OSSShardedDDP, RankSyncedGradScaler
@@ -34,7 +34,7 @@ from linkbert.core.fsdp2 import FSDP2
 from linkbert.core.errors import UserError
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+CHEMPROT = sample_dir("chemprot_hf")
 # Float32 sums in another order (gradients averaged over ranks, matmuls over 4 rows instead of
 # 8) differ by ~1e-7 per step; after 18 AdamW updates the weights agree far below the 1e-5 checked. (With adam_epsilon 1e-8 instead of the paper's 1e-6, attention
 # key biases, whose true gradient is exactly zero, turn float noise into 3e-5 steps.)

@@ -19,7 +19,7 @@ from typing import Callable
 import pytest
 import torch
 
-from conftest import SAMPLES, read_jsonl, run_task, write_jsonl
+from conftest import SAMPLES, read_jsonl, run_task, sample_dir, write_jsonl
 from linkbert.core.errors import CATALOGUE, UserError
 from linkbert.core.rundir import RunLock
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
@@ -28,7 +28,7 @@ from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 from linkbert.tokcls.run_ner import NerTask
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+CHEMPROT = sample_dir("chemprot_hf")
 ALL_SEQCLS = sorted((SAMPLES / "seqcls").glob("*/*.json"))
 NO_MODEL = "not-loaded-before-the-data-check"
 SENTENCE = {"id": "s", "sentence": "aspirin binds the receptor", "label": "A"}

@@ -19,15 +19,15 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from conftest import SAMPLES, run_task
+from conftest import SAMPLES, run_task, sample_dir
 from linkbert.core import engine as engine_module
 from linkbert.core.results import write_json
 from linkbert.core.rundir import LOCK_FILE, RunLock
 from linkbert.core.run import main
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
-PUBMEDQA = SAMPLES / "seqcls" / "pubmedqa_hf"
+CHEMPROT = sample_dir("chemprot_hf")
+PUBMEDQA = sample_dir("pubmedqa_hf")
 ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
 
 
@@ -307,7 +307,7 @@ def test_unusable_number_labels_are_refused(label, model, tmp_path, capsys):
 def test_hoc_lines_without_ids_are_refused(model, tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    rows = [json.loads(l) for l in (SAMPLES / "seqcls" / "HoC_hf" / "train.json").read_text().splitlines()]
+    rows = [json.loads(l) for l in (sample_dir("HoC_hf") / "train.json").read_text().splitlines()]
     rows[3].pop("id", None)
     (data / "train.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     msg = refused("missing_field", train_argv(model, tmp_path / "out", "--metric_name", "hoc", data=data),

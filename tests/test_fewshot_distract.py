@@ -5,16 +5,17 @@ import random
 import sys
 
 import pytest
-from conftest import REPO, SAMPLES, run_task
+from conftest import REPO, run_task, sample_dir
 
 from linkbert.core.errors import UserError
 from linkbert.qa.run_qa import QATask, fraction_subsample
+from linkbert.tasks import TASKS
 
 sys.path.insert(0, str(REPO / "scripts"))
 import add_distracting_documents as distract  # noqa: E402
 from preprocess_common import run_cli  # noqa: E402
 
-QA = SAMPLES / "qa" / "squad_hf"
+QA = sample_dir("squad_hf")
 
 
 def short_questions(path, n: int) -> None:
@@ -128,8 +129,8 @@ def test_extra_mrqa_run_scripts(model):
     outs = set()
     for cmd in dry_run(f"run_examples_mrqa_extra_linkbert-{model}.sh"):
         module, flags = split_command(cmd)
-        assert module == "linkbert.qa.run_qa"
         out = flags.pop("--output_dir")
+        assert module == TASKS[out.split("/")[1]].module  # registered by run folder name
         outs.add(out.split("/")[1])
         source = "squad_hf" if "distract" in out else flags["--train_file"].split("/")[2]
         expected = dict(full[source])

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES
+from conftest import sample_dir
 from linkbert import demo
 from linkbert.core.args import parse_args
 from linkbert.core.run import main
 from linkbert.seqcls.run_seqcls import SeqClsTask
 from test_collect_results import collect_results
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+CHEMPROT = sample_dir("chemprot_hf")
 
 
 def test_demo_with_one_step_passes_and_its_runs_tabulate(tmp_path, capsys):

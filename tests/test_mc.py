@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLES, read_jsonl, run_task
+from conftest import read_jsonl, run_task, sample_dir
 from linkbert.core.args import parse_args
 from linkbert.core.errors import UserError
 from linkbert.mc.run_multiple_choice import MultipleChoiceArguments, MultipleChoiceTask
 
-MEDQA = SAMPLES / "mc" / "medqa_usmle_hf"
-MMLU = SAMPLES / "mc" / "mmlu_hf" / "professional_medicine"
+MEDQA = sample_dir("medqa_usmle_hf")
+MMLU = sample_dir("mmlu_professional_medicine_eval")
 ALL_FILES = sorted(MEDQA.glob("*.json")) + sorted(MMLU.glob("*.json"))
 
 # run_examples_medqa_biolinkbert-large.sh

@@ -14,7 +14,7 @@ import json
 
 import pytest
 import torch
-from conftest import SAMPLES, run_task
+from conftest import run_task, sample_dir
 from safetensors.torch import load_file
 
 from linkbert.core import padding_free
@@ -25,22 +25,30 @@ from linkbert.core.errors import UserError
 from linkbert.core.run import build_features, load_model
 from linkbert.core.task import MODEL_INPUTS
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
-from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
+from linkbert.tasks import TASKS
 from linkbert.tokcls.run_ner import NerTask
 
 ATOL = 1e-5
-# name -> (task, sample folder, flags as the original scripts pass them, shortened)
-CASES = {
-    "chemprot": (SeqClsTask, SAMPLES / "seqcls" / "chemprot_hf", ["--metric_name", "PRF1", "--max_seq_length", "256"]),
-    "pubmedqa": (SeqClsTask, SAMPLES / "seqcls" / "pubmedqa_hf", ["--max_seq_length", "512"]),
-    "biosses": (SeqClsTask, SAMPLES / "seqcls" / "BIOSSES_hf", ["--metric_name", "pearsonr"]),
-    "hoc": (SeqClsTask, SAMPLES / "seqcls" / "HoC_hf", ["--metric_name", "hoc"]),
-    "ner": (NerTask, SAMPLES / "tokcls" / "NCBI-disease_hf", ["--max_seq_length", "512"]),
-    "qa": (QATask, SAMPLES / "qa" / "squad_hf", ["--max_seq_length", "128", "--doc_stride", "32"]),
-    "mc": (MultipleChoiceTask, SAMPLES / "mc" / "medqa_usmle_hf", ["--max_seq_length", "128"]),
-}
 
+
+def case(task: str, *flags: str):
+    """(Task class, sample folder, flags): the task's --metric_name (linkbert.tasks) and `flags`
+    (the original scripts' lengths, some shortened)."""
+    info = TASKS[task]
+    return info.task_class, sample_dir(task), [*(["--metric_name", info.metric_name] if info.metric_name else []),
+                                               *flags]
+
+
+CASES = {
+    "chemprot": case("chemprot_hf", "--max_seq_length", "256"),
+    "pubmedqa": case("pubmedqa_hf", "--max_seq_length", "512"),
+    "biosses": case("BIOSSES_hf"),
+    "hoc": case("HoC_hf"),
+    "ner": case("NCBI-disease_hf", "--max_seq_length", "512"),
+    "qa": case("squad_hf", "--max_seq_length", "128", "--doc_stride", "32"),
+    "mc": case("medqa_usmle_hf", "--max_seq_length", "128"),
+}
 
 # One tiny model (dropout off) whose vocabulary covers every sample used here: built once.
 ALL_FILES = sorted(f for _, folder, _ in CASES.values() for f in folder.glob("*.json"))

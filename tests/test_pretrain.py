@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import REPO, SAMPLES, run_task
+from conftest import REPO, run_task, sample_dir
 from linkbert.core.args import parse_args
 from linkbert.core.run import build_features, main
 from linkbert.pretrain.corpus import held_out_documents, resolve_links
@@ -25,7 +25,7 @@ from linkbert.pretrain.inputs import CONTIGUOUS, IGNORE, LINKED, RANDOM, PairBui
 from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainTask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
+CHEMPROT = sample_dir("chemprot_hf")
 WORDS = ("river basin cherry festival tree city mayor park channel spring garden bridge island museum "
          "library station harbour tower market valley").split()
 SPECIAL = {"cls_id": 2, "sep_id": 3, "mask_id": 4}

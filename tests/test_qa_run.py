@@ -8,7 +8,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, run_task
+from conftest import run_task, sample_dir
 
 from linkbert.core.args import parse_args
 from linkbert.core.errors import UserError
@@ -16,7 +16,7 @@ from linkbert.metrics.squad import squad_v1
 from linkbert.qa.postprocess import select_answers
 from linkbert.qa.run_qa import QAArguments, QATask, windows_from_features
 
-QA = SAMPLES / "qa" / "squad_hf"
+QA = sample_dir("squad_hf")
 # A context of 100 one-token words w0..w99 (the tiny vocabulary holds each as a whole word).
 WORDS = [f"w{i}" for i in range(100)]
 CONTEXT = " ".join(WORDS)

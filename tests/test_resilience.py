@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SAMPLES, assert_same_weights, run_task
+from conftest import SAMPLES, assert_same_weights, run_task, sample_dir
 from linkbert.core.errors import UserError
 from linkbert.seqcls.run_seqcls import SeqClsTask
+from linkbert.tasks import TASKS
 
-CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
-PUBMEDQA = SAMPLES / "seqcls" / "pubmedqa_hf"
+CHEMPROT = sample_dir("chemprot_hf")
+PUBMEDQA = sample_dir("pubmedqa_hf")
 ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
 
 
@@ -68,7 +69,7 @@ def slow_model(tmp_path_factory):
 
 
 def train_command(model: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "linkbert.seqcls.run_seqcls", "--model_name_or_path", str(model),
+    return [sys.executable, "-m", TASKS["pubmedqa_hf"].module, "--model_name_or_path", str(model),
             *map(str, flags(PUBMEDQA, out)), "--max_steps", str(SLOW_STEPS), "--save_steps", "10",
             "--per_device_train_batch_size", "8", "--max_seq_length", "256", "--disable_tqdm"]
 

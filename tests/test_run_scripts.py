@@ -1,7 +1,9 @@
 """The six run_examples_*.sh scripts: their dry-run commands carry exactly the original flags
-(transcribed below from the original release's scripts), the switches change only what they
-should, runs are scheduled and logged as promised, and a short real run of each script's first
-task works end to end on CPU with a tiny model and the data samples."""
+(transcribed below from the original release's scripts: the scripts are where the project writes
+the paper's hyper-parameters, the one place a user edits them; this is the check that they are
+the original's), the switches change only what they should, runs are scheduled and logged as
+promised, and a short real run of each script's first task works end to end on CPU with a tiny
+model and the data samples."""
 
 from __future__ import annotations
 
@@ -16,15 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, sample_dir
+
+from linkbert.tasks import MODULES, TASKS, task_class
 
 
 # ---------------------------------------------------------------------------------------------
 # The reference: every task of every original run_examples script, its module and its flags
 # (besides the model, the data files and --output_dir), transcribed from the original scripts.
 # ---------------------------------------------------------------------------------------------
-SEQCLS, NER, QA, MC = ("linkbert.seqcls.run_seqcls", "linkbert.tokcls.run_ner", "linkbert.qa.run_qa",
-                       "linkbert.mc.run_multiple_choice")
+SEQCLS, NER, QA, MC = (MODULES[kind] for kind in ("seqcls", "tokcls", "qa", "mc"))
 TAIL = "--save_strategy no --evaluation_strategy no --overwrite_output_dir"
 QA_HEAD = "--do_train --do_eval --do_predict --preprocessing_num_workers 10"
 QA_TAIL = "--max_seq_length 384 --doc_stride 128 --save_strategy no --evaluation_strategy steps " \
@@ -86,7 +89,6 @@ REFERENCE: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
          "searchqa_hf": "2"})),
 }
 SCRIPTS = sorted(REFERENCE)
-KIND = {SEQCLS: "seqcls", NER: "tokcls", QA: "qa", MC: "mc"}
 MMLU = "professional_medicine"
 
 
@@ -152,27 +154,16 @@ def test_dry_run_flags_equal_the_original(script):
         got_module, flags = by_task[task]
         assert got_module == module, task
         if task == MMLU:
-            data, files = "data/mc/mmlu_hf/professional_medicine", ("dev", "val", "test")
+            data, files = f"data/{TASKS['mmlu_professional_medicine_eval'].data}", ("dev", "val", "test")
             assert flags.pop("--model_name_or_path") == f"runs/medqa_usmle_hf/{model}"
             assert flags.pop("--output_dir") == f"runs/mmlu_professional_medicine_eval/{model}"
         else:
-            data, files = f"data/{KIND[module]}/{task}", ("train", "dev", "test")
+            data, files = f"data/{TASKS[task].data}", ("train", "dev", "test")
             assert flags.pop("--model_name_or_path") == f"michiyasunaga/{model}"
             assert flags.pop("--output_dir") == f"runs/{task}/{model}"
         for flag, name in zip(("--train_file", "--validation_file", "--test_file"), files):
             assert flags.pop(flag) == f"{data}/{name}.json", (task, flag)
         assert flags == flag_dict(flag_text.split()), task
-
-
-def task_class(module_name: str):
-    """The Task subclass a task module defines (what its `main(...)` runs)."""
-    import importlib
-
-    from linkbert.core.task import Task
-
-    module = importlib.import_module(module_name)
-    return next(v for v in vars(module).values()
-                if isinstance(v, type) and issubclass(v, Task) and v.__module__ == module_name)
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -185,7 +176,8 @@ def test_every_command_parses_with_its_module(script):
             continue
         module, _ = split_command(cmd)
         assert find_spec(module) is not None, f"{script} runs {module}, which does not exist"
-        _, _, training, _ = parse_args(task_class(module).arguments, cmd[4:])
+        kind = next(k for k, m in MODULES.items() if m == module)
+        _, _, training, _ = parse_args(task_class(kind).arguments, cmd[4:])
         assert training.output_dir == cmd[cmd.index("--output_dir") + 1]
 
 
@@ -343,16 +335,15 @@ def test_parallel_runs_one_per_gpu_and_mmlu_waits_for_medqa(tmp_path):
 # A real short run (SMOKE=1) of each script's first task, on CPU, with a tiny model.
 # ---------------------------------------------------------------------------------------------
 FIRST = {script: reference[0] for script, (_, reference) in REFERENCE.items()}
-METRIC = {SEQCLS: "predict_accuracy", NER: "predict_f1", QA: "predict_f1", MC: "predict_accuracy"}
 # Fewer steps and samples than SMOKE's default, to keep the suite fast; the default is checked above.
 TEST_SMOKE_FLAGS = "--max_steps 2 --max_train_samples 16 --max_eval_samples 8 --max_predict_samples 8"
 
 
-def sample_folder(kind: str, task: str) -> Path | None:
+def sample_folder(task: str) -> Path | None:
     """The data sample for a task, else any sample of its kind (the format is what matters)."""
-    if (SAMPLES / kind / task).is_dir():
-        return SAMPLES / kind / task
-    others = sorted(p for p in (SAMPLES / kind).glob("*") if (p / "train.json").is_file())
+    if sample_dir(task).is_dir():
+        return sample_dir(task)
+    others = sorted(p for p in (SAMPLES / TASKS[task].kind).glob("*") if (p / "train.json").is_file())
     return others[0] if others else None
 
 
@@ -365,15 +356,16 @@ def smoke_runs(tmp_path_factory, tiny_model):
     model = tiny_model(texts)
     processes: dict[str, object] = {}
     for script, (task, module, _) in FIRST.items():
-        sample = sample_folder(KIND[module], task)
+        sample = sample_folder(task)
         if find_spec(module) is None or sample is None:
             processes[script] = f"{module} or its data sample under data/samples is missing"
             continue
         data = root / script / "data"
-        shutil.copytree(sample, data / KIND[module] / task)
+        shutil.copytree(sample, data / TASKS[task].data)
         tasks = [task]
-        if script == "run_examples_medqa_biolinkbert-large.sh" and (SAMPLES / "mc" / "mmlu_hf").is_dir():
-            shutil.copytree(SAMPLES / "mc" / "mmlu_hf", data / "mc" / "mmlu_hf")
+        mmlu = TASKS["mmlu_professional_medicine_eval"].data
+        if script == "run_examples_medqa_biolinkbert-large.sh" and (SAMPLES / mmlu).is_dir():
+            shutil.copytree(SAMPLES / mmlu, data / mmlu)
             tasks.append(MMLU)
         env = script_env(SMOKE="1", SMOKE_FLAGS=TEST_SMOKE_FLAGS, MODEL_PATH=model, DATA_DIR=str(data),
                          OUT_DIR=str(root / script / "runs"))
@@ -399,7 +391,7 @@ def test_smoke_run_of_the_first_task_end_to_end(script, smoke_runs):
     model = REFERENCE[script][0]
     out = folder / "runs" / task / model
     results = json.loads((out / "predict_results.json").read_text())
-    assert METRIC[module] in results
+    assert f"predict_{TASKS[task].metric}" in results
     assert "Running training" in (out / "log.txt").read_text()
     args = json.loads((out / "run_args.json").read_text())
     assert args["max_steps"] == 2 and args["fp16"] is True

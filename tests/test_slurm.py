@@ -17,15 +17,17 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SAMPLES
+from conftest import REPO, SAMPLES, sample_dir
 from safetensors.torch import load_file
+
+from linkbert.tasks import TASKS
 
 pytestmark = pytest.mark.skipif(shutil.which("slurmctld") is None,
                                 reason="no slurmctld on this machine (apt-get install -y slurm-wlm munge)")
 
 SLURM_FLAGS = ["--backend", "slurm", "--gpus-per-run", "0", "--cpus-per-run", "1", "--time", "15"]
 SMOKE_FLAGS = "--max_steps 2 --max_train_samples 16 --max_eval_samples 8 --max_predict_samples 8"
-PUBMEDQA = SAMPLES / "seqcls" / "pubmedqa_hf"
+PUBMEDQA = sample_dir("pubmedqa_hf")
 WAIT_S = 400
 
 
@@ -83,7 +85,7 @@ def launch_plan(env: dict, plan: Path, runs: list[dict]) -> subprocess.Completed
 
 
 def seqcls_command(model: str, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-u", "-m", "linkbert.seqcls.run_seqcls", "--model_name_or_path", model,
+    return [sys.executable, "-u", "-m", TASKS["pubmedqa_hf"].module, "--model_name_or_path", model,
             "--train_file", str(PUBMEDQA / "train.json"), "--validation_file", str(PUBMEDQA / "dev.json"),
             "--test_file", str(PUBMEDQA / "test.json"), "--do_train", "--do_eval", "--do_predict",
             *extra, "--output_dir", str(out)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLES, read_jsonl, run_task, write_jsonl
+from conftest import read_jsonl, run_task, sample_dir, write_jsonl
 from seqeval.metrics import accuracy_score, classification_report, f1_score, precision_score, recall_score
 
 from linkbert.core.args import parse_args
@@ -16,8 +16,8 @@ from linkbert.core.errors import UserError
 from linkbert.core.task import RecordError
 from linkbert.tokcls.run_ner import IGNORE_INDEX, NerArguments, NerTask, first_token_positions
 
-NCBI = SAMPLES / "tokcls" / "NCBI-disease_hf"
-PICO = SAMPLES / "tokcls" / "ebmnlp_hf"
+NCBI = sample_dir("NCBI-disease_hf")
+PICO = sample_dir("ebmnlp_hf")
 ZERO_WIDTH = "\u200b"  # a "word" BERT's normaliser removes entirely
 
 # The original run_examples_blurb_biolinkbert-base.sh flags .

@@ -6,8 +6,9 @@
     python scripts/collect_results.py runs/demo    # the demo's runs as a results table
 
 For ChemProt, HoC, NCBI-disease, SQuAD and MedQA-USMLE it fine-tunes the model on the bundled
-samples (data/samples) with that task's flags from the paper's run scripts, plus `--max_steps`
-(and, for the tiny model, a learning rate a random model can learn with), then checks that
+samples (data/samples) with that task's flags read from the paper's run scripts (MedQA with 2
+micro-batches per update, not 32, and no warm-up), plus `--max_steps` (and, for the tiny model, a
+learning rate a random model can learn with), then checks that
 
   1. it trained the asked number of updates,
   2. the training loss fell (mean of the first quarter of updates vs the last quarter),
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import logging
 import math
@@ -36,6 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from linkbert.launch.plan import script_blocks
+from linkbert.tasks import TASKS, TaskInfo
+
 REPO = Path(__file__).resolve().parents[2]
 REPO_SAMPLES = REPO / "data" / "samples"
 TINY_MODEL_NAME = "tiny-bert"
@@ -45,51 +48,57 @@ TINY_LEARNING_RATE = 1e-2
 MIN_UPDATES_COMPARED = 8
 
 
-# Where each kind of task lives: folder prefix under data/samples -> (module, Task class).
-TASK_MODULES = {"seqcls": ("linkbert.seqcls.run_seqcls", "SeqClsTask"), "tokcls": ("linkbert.tokcls.run_ner", "NerTask"),
-                "qa": ("linkbert.qa.run_qa", "QATask"), "mc": ("linkbert.mc.run_multiple_choice", "MultipleChoiceTask")}
+# The run scripts' flags the demo sets itself (flag -> how many values follow): it runs train,
+# dev and test for --steps updates on a CPU (no --fp16), logs every update, saves no checkpoint,
+# evaluates at the end only and tokenises in this process.
+SET_BY_THE_DEMO = {"--do_train": 0, "--do_eval": 0, "--do_predict": 0, "--fp16": 0, "--overwrite_output_dir": 0,
+                   "--save_strategy": 1, "--evaluation_strategy": 1, "--eval_steps": 1,
+                   "--preprocessing_num_workers": 1}
 
 
 @dataclass(frozen=True)
 class DemoTask:
-    """One demo task with its flags from the paper's run scripts (BioLinkBERT-large; SQuAD: LinkBERT-base)."""
+    """One demo task: a task of linkbert.tasks with its flags from a run script's block (the
+    paper's hyper-parameters, read from the script, never copied here), less SET_BY_THE_DEMO, with
+    `changes` replacing some of them where the paper's value does not fit a demo of a few updates."""
     name: str
-    folder: str    # under data/samples; its last part is the run folder's name, as in runs/
-    metric: str    # the score shown (result key without its eval_/predict_ prefix)
-    batch: int     # --per_device_train_batch_size
-    accumulation: int
-    learning_rate: float
-    warmup_ratio: float
-    epochs: int
-    max_seq_length: int
-    extra: str = ""  # the task's own flags
+    task: str          # its name in linkbert.tasks.TASKS (also the run folder's name, as in runs/)
+    script: str        # the run script whose block for it gives the flags
+    changes: str = ""  # flags that replace the script's
 
     @property
-    def module(self) -> str:
-        return TASK_MODULES[self.folder.split("/")[0]][0]
+    def info(self) -> TaskInfo:
+        return TASKS[self.task]
 
     @property
-    def task_class(self) -> str:
-        return TASK_MODULES[self.folder.split("/")[0]][1]
+    def metric(self) -> str:  # the score shown (result key without its eval_/predict_ prefix)
+        return self.info.metric
 
     @property
-    def percent(self) -> bool:  # QA's result files hold percent already, the others fractions
-        return self.folder.startswith("qa/")
+    def flags(self) -> list[str]:
+        block = next(b for b in script_blocks(REPO / self.script) if b.out == self.task)
+        flags, i = [], 0
+        while i < len(block.flags):
+            if block.flags[i] in SET_BY_THE_DEMO:
+                i += 1 + SET_BY_THE_DEMO[block.flags[i]]
+                continue
+            flags.append(block.flags[i])
+            i += 1
+        changes = self.changes.split()
+        for flag, value in zip(changes[::2], changes[1::2]):
+            flags[flags.index(flag) + 1] = value
+        return flags
 
-    @property
-    def flags(self) -> str:
-        return (f"{self.extra} --per_device_train_batch_size {self.batch} --gradient_accumulation_steps "
-                f"{self.accumulation} --learning_rate {self.learning_rate} --warmup_ratio {self.warmup_ratio} "
-                f"--num_train_epochs {self.epochs} --max_seq_length {self.max_seq_length}")
 
-
-DEMO_TASKS = [  # name, folder, metric, batch, accumulation, learning rate, warm-up, epochs, length, own flags
-    DemoTask("ChemProt (relation extraction)", "seqcls/chemprot_hf", "F1", 16, 1, 2e-5, 0.5, 4, 256, "--metric_name PRF1"),
-    DemoTask("HoC (multi-label)", "seqcls/HoC_hf", "F1", 8, 4, 3e-5, 0.5, 20, 512, "--metric_name hoc"),
-    DemoTask("NCBI-disease (NER)", "tokcls/NCBI-disease_hf", "f1", 8, 2, 2e-5, 0.5, 10, 512),
-    DemoTask("SQuAD (extractive QA)", "qa/squad_hf", "f1", 16, 1, 2e-5, 0.0, 2, 384, "--doc_stride 128"),
-    DemoTask("MedQA-USMLE (multiple choice)", "mc/medqa_usmle_hf", "accuracy", 2, 2, 3e-5, 0.0, 6, 512,
-             "--per_device_eval_batch_size 2"),
+DEMO_TASKS = [  # the BLURB tasks and MedQA as BioLinkBERT-large runs them, SQuAD as LinkBERT-large
+    DemoTask("ChemProt (relation extraction)", "chemprot_hf", "run_examples_blurb_biolinkbert-large.sh"),
+    DemoTask("HoC (multi-label)", "HoC_hf", "run_examples_blurb_biolinkbert-large.sh"),
+    DemoTask("NCBI-disease (NER)", "NCBI-disease_hf", "run_examples_blurb_biolinkbert-large.sh"),
+    DemoTask("SQuAD (extractive QA)", "squad_hf", "run_examples_mrqa_linkbert-large.sh"),
+    # 32 micro-batches per update would make each update 32x longer, and 500 warm-up updates keep
+    # the learning rate near 0 for the demo's few.
+    DemoTask("MedQA-USMLE (multiple choice)", "medqa_usmle_hf", "run_examples_medqa_biolinkbert-large.sh",
+             "--gradient_accumulation_steps 2 --warmup_steps 0"),
 ]
 
 
@@ -174,13 +183,13 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
     from linkbert.core.errors import UserError
     from linkbert.core.run import run
 
-    data = samples / spec.folder
-    run_dir = out / spec.folder.split("/")[-1] / model_name
+    data = samples / spec.info.data
+    run_dir = out / spec.task / model_name
     outcome = Outcome(spec, run_dir)
-    task_cls = getattr(importlib.import_module(spec.module), spec.task_class)
+    task_cls = spec.info.task_class
     argv = ["--model_name_or_path", model, "--train_file", str(data / "train.json"),
             "--validation_file", str(data / "dev.json"), "--test_file", str(data / "test.json"),
-            "--do_train", "--do_eval", "--do_predict", *spec.flags.split(), "--max_steps", str(steps),
+            "--do_train", "--do_eval", "--do_predict", *spec.flags, "--max_steps", str(steps),
             *(["--learning_rate", str(learning_rate)] if learning_rate else []),
             "--logging_steps", "1", "--save_strategy", "no", "--overwrite_output_dir", "--output_dir", str(run_dir),
             *([] if progress_bar else ["--disable_tqdm"])]
@@ -198,10 +207,10 @@ def run_one(spec: DemoTask, model: str, model_name: str, samples: Path, out: Pat
             logging.getLogger("linkbert.demo").exception("demo task failed")
     outcome.seconds = time.time() - start
     # After the run: a rerun's --overwrite_output_dir moves the previous files to previous_runs/.
-    (run_dir / "demo_command.txt").write_text(f"python -m {spec.module} {' '.join(argv)}\n")
+    (run_dir / "demo_command.txt").write_text(f"python -m {spec.info.module} {' '.join(argv)}\n")
     if outcome.error:
         return outcome
-    scale = 1 if spec.percent else 100
+    scale = 1 if spec.info.percent else 100
     dev, test = metrics.get(f"eval_{spec.metric}"), metrics.get(f"predict_{spec.metric}")
     outcome.dev = None if dev is None else dev * scale
     outcome.test = None if test is None else test * scale
@@ -283,7 +292,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     samples, out = Path(options.samples), Path(options.out)
-    if not (samples / DEMO_TASKS[0].folder).is_dir():
+    if not (samples / DEMO_TASKS[0].info.data).is_dir():
         print(f"error [missing_file]: {samples}: the bundled samples are not there; run the demo from a clone of "
               "the repository, or give --samples", file=sys.stderr)
         return 2

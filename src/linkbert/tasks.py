@@ -1,7 +1,9 @@
 """The paper's tasks in one table: run name -> task module, data folder, the metric reported.
 
-The run scripts (`run_examples_*.sh`), `scripts/collect_results.py` and the tests name these
-tasks; this is the one place their module, data folder and reported metric are written down.
+The run scripts (`run_examples_*.sh`), the launcher, the demo, `scripts/collect_results.py` and
+the tests name these tasks; this is the one place their module, data folder and reported metric
+are written down. Their hyper-parameters are written in one place too, the run scripts' blocks
+(the user's to edit): `linkbert.launch.plan.script_blocks` reads them for the demo and the tests.
 
     >>> from linkbert.tasks import TASKS
     >>> TASKS["chemprot_hf"].module, TASKS["chemprot_hf"].data, TASKS["chemprot_hf"].metric
@@ -14,15 +16,26 @@ none: the default, accuracy).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-# Task kind -> the module a run starts (`python -m MODULE`).
+if TYPE_CHECKING:
+    from .core.task import Task
+
+# Task kind -> the module a run starts (`python -m MODULE`), and the Task class it defines.
 MODULES = {
     "seqcls": "linkbert.seqcls.run_seqcls",
     "tokcls": "linkbert.tokcls.run_ner",
     "qa": "linkbert.qa.run_qa",
     "mc": "linkbert.mc.run_multiple_choice",
 }
+TASK_CLASSES = {"seqcls": "SeqClsTask", "tokcls": "NerTask", "qa": "QATask", "mc": "MultipleChoiceTask"}
+
+
+def task_class(kind: str) -> type[Task]:
+    """The Task class of a kind's module, imported on first use (the table itself imports no torch)."""
+    return getattr(importlib.import_module(MODULES[kind]), TASK_CLASSES[kind])
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,10 @@ class TaskInfo:
     def data(self) -> str:
         """The folder under data/ that holds its train/dev/test.json."""
         return self.data_folder or f"{self.kind}/{self.name}"
+
+    @property
+    def task_class(self) -> type[Task]:
+        return task_class(self.kind)
 
     @property
     def percent(self) -> bool:

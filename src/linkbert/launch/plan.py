@@ -16,15 +16,13 @@ and drops --overwrite_output_dir (training runs only).
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import UserError
-
-# The module that runs each kind of task block.
-MODULES = {"qa": "linkbert.qa.run_qa", "seqcls": "linkbert.seqcls.run_seqcls",
-           "tokcls": "linkbert.tokcls.run_ner", "mc": "linkbert.mc.run_multiple_choice"}
+from ..tasks import MODULES  # the module that runs each kind of task block
 DEFAULT_SMOKE_FLAGS = "--max_steps 20 --max_train_samples 200 --max_eval_samples 100 --max_predict_samples 100"
 BLOCK, BARRIER = "::task", "::wait"  # markers run_lib.sh puts between blocks (never a flag)
 
@@ -113,6 +111,22 @@ def parse_blocks(tokens: list[str]) -> list[Block]:
             i += 1
         blocks.append(block)
     return blocks
+
+
+def script_blocks(script: str | Path) -> list[Block]:
+    """The task blocks of a run script (`run_examples_*.sh`), read from its text: each `add_task`
+    line with its backslash continuations, split as bash splits words (variables are not
+    expanded: the blocks name none), and each `wait_for_tasks_above`. What the demo and the tests
+    take the paper's hyper-parameters from, so that the script stays the one place they are written."""
+    text = Path(script).read_text().replace("\\\n", " ")
+    tokens: list[str] = []
+    for line in text.splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["add_task"]:
+            tokens += [BLOCK, *words[1:]]
+        elif words == ["wait_for_tasks_above"]:
+            tokens.append(BARRIER)
+    return parse_blocks(tokens)
 
 
 def adjust_flags(flags: list[str], seed: str | None, switches: Switches) -> list[str]:
