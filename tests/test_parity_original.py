@@ -19,6 +19,8 @@ import pytest
 from conftest import REPO, run_task
 from safetensors.torch import load_file
 
+from linkbert.tasks import TASKS as REGISTRY
+
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
 TOLERANCE = 1e-5  # max |dw| over every parameter but those below
 
@@ -39,18 +41,6 @@ fixtures_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fixtures_script)
 
 
-def task_class(task: str):
-    if task == "seqcls":
-        from linkbert.seqcls.run_seqcls import SeqClsTask as cls
-    elif task == "ner":
-        from linkbert.tokcls.run_ner import NerTask as cls
-    elif task == "qa":
-        from linkbert.qa.run_qa import QATask as cls
-    else:
-        from linkbert.mc.run_multiple_choice import MultipleChoiceTask as cls
-    return cls
-
-
 def run_ours(task: str, tmp_path, extra: list[str]):
     """Train our module as the original was trained; return (oracle record, our final weights,
     our prediction records, our metrics)."""
@@ -59,7 +49,7 @@ def run_ours(task: str, tmp_path, extra: list[str]):
     model_dir, output = tmp_path / "model", tmp_path / "output"
     fixtures_script.write_model_folder(model_dir, config, vocab, weights, torch_bin=False)
     argv = fixtures_script.fill(oracle["flags"], FIXTURES / task, model_dir, output) + extra
-    metrics = run_task(task_class(task), argv)
+    metrics = run_task(REGISTRY[fixtures_script.TASKS[task]["samples"]].task_class, argv)
     final = load_file(str(output / "model.safetensors"))
     with open(output / "predict_predictions.jsonl") as f:
         records = [json.loads(line) for line in f]

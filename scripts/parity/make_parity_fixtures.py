@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from linkbert.tasks import TASKS as REGISTRY
+
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "data" / "samples"
 FIXTURES = REPO / "tests" / "fixtures" / "parity"
@@ -54,26 +56,28 @@ COMMON = ["--model_name_or_path", "{model}", "--output_dir", "{output}", "--do_t
           "--weight_decay", "0.01", "--seed", "42", "--save_strategy", "no", "--logging_steps", "1",
           "--report_to", "none", "--no_cuda", "--disable_tqdm", "True"]
 
+# Fixture name -> the sample set it trains on (a task of linkbert.tasks: its data and module),
+# the original's script, the head, the original's flags and its prediction file.
 TASKS = {
     "seqcls": {
-        "samples": "seqcls/pubmedqa_hf", "script": "src/seqcls/run_seqcls.py",
+        "samples": "pubmedqa_hf", "script": "src/seqcls/run_seqcls.py",
         "head": {"classifier.weight": (3, 32), "classifier.bias": (3,)},
         "flags": ["--per_device_train_batch_size", "8", "--max_seq_length", "128", "--metric_name", "accuracy",
                   "--validation_file", "{data}/test.json"],
         "predictions": "test_outputs.json"},
     "ner": {
-        "samples": "tokcls/NCBI-disease_hf", "script": "src/tokcls/run_ner.py",
+        "samples": "NCBI-disease_hf", "script": "src/tokcls/run_ner.py",
         "head": {"classifier.weight": (3, 32), "classifier.bias": (3,)},
         "flags": ["--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "3",
                   "--max_seq_length", "128", "--return_macro_metrics"],
         "predictions": "test_outputs.json"},
     "qa": {
-        "samples": "qa/squad_hf", "script": "src/qa/run_qa.py",
+        "samples": "squad_hf", "script": "src/qa/run_qa.py",
         "head": {"qa_outputs.weight": (2, 32), "qa_outputs.bias": (2,)},
         "flags": ["--per_device_train_batch_size", "8", "--max_seq_length", "128", "--doc_stride", "32"],
         "predictions": "predict_predictions.json"},
     "mc": {
-        "samples": "mc/medqa_usmle_hf", "script": "src/mc/run_multiple_choice.py",
+        "samples": "medqa_usmle_hf", "script": "src/mc/run_multiple_choice.py",
         "head": {"classifier.weight": (1, 32), "classifier.bias": (1,)},
         # Short sequences: the shared vignette is cut (longest first), so the choices differ by a
         # larger share of their tokens and the encoder's gradients stand well above rounding noise.
@@ -214,7 +218,7 @@ def copy_samples(task: str, fixtures: Path) -> None:
     folder = fixtures / task
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "test"):
-        shutil.copyfile(SAMPLES / TASKS[task]["samples"] / f"{split}.json", folder / f"{split}.json")
+        shutil.copyfile(SAMPLES / REGISTRY[TASKS[task]["samples"]].data / f"{split}.json", folder / f"{split}.json")
 
 
 def main(argv: list[str] | None = None) -> None:
