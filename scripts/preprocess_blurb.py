@@ -30,8 +30,12 @@ from preprocess_common import (parse_io_args, DataError, add_io_args, check_coun
 SPLITS = ("train", "dev", "test")
 RAW_HINT = "follow the BLURB steps printed by scripts/download_raw_data.sh, or pass --raw_dir"
 PUBMEDQA_SIZES = {"train": 450, "dev": 50, "test": 500}
-# Examples per split of the official BLURB data (the BLURB paper's dataset table, Gu et al. 2021);
-# NER and HoC are counted there in mentions and documents, not lines, so they are not checked.
+# Examples per split of the official BLURB data. Sequence classification: the BLURB paper's
+# dataset table (Gu et al. 2021), which counts examples. NER: that table counts mentions, not
+# the sentences this script writes, so both are checked where the real files were counted with
+# this script: NCBI-disease, BLURB's copy of cambridgeltl/MTL-Bioinformatics-2016
+# data/NCBI-disease-IOB (devel.tsv as dev.tsv). The other NER sets and HoC (documents here) are
+# not checked: their files were not at hand to count.
 KNOWN_SIZES = {
     "pubmedqa": PUBMEDQA_SIZES,
     "bioasq": {"train": 670, "dev": 75, "test": 140},
@@ -39,6 +43,10 @@ KNOWN_SIZES = {
     "DDI": {"train": 25296, "dev": 2496, "test": 5716},
     "GAD": {"train": 4261, "dev": 535, "test": 534},
     "BIOSSES": {"train": 64, "dev": 16, "test": 20},
+    "NCBI-disease": {"train": 5424, "dev": 923, "test": 940},  # sentences
+}
+KNOWN_MENTIONS = {  # B- tags, counted alongside the sentences above
+    "NCBI-disease": {"train": 5134, "dev": 787, "test": 960},
 }
 
 # Column names a header line can carry; a first line holding one of them is a header.
@@ -220,7 +228,12 @@ def summary(name: str, split: str, examples: list[dict]) -> None:
     if "tokens" in examples[0]:
         tags = [t for ex in examples for t in ex["ner_tags"]]
         # mentions start with a B- tag; after the PICO rewrite every tagged word does
-        print(f"  mentions (B- tags): {sum(t.startswith('B') for t in tags)}; tokens: {len(tags)}")
+        mentions, known = sum(t.startswith("B") for t in tags), KNOWN_MENTIONS.get(name, {}).get(split)
+        if known is None:  # a split without any mention is no error here
+            print(f"  mentions (B- tags): {mentions}")
+        else:
+            check_count(f"{name} {split} mentions (B- tags)", mentions, known)
+        print(f"  tokens: {len(tags)}")
         texts = [" ".join(ex["tokens"]) for ex in examples]
     else:
         label = examples[0]["label"]

@@ -243,3 +243,21 @@ def test_converter_raises_data_error_with_location(raw):
     with pytest.raises(DataError) as info:
         blurb.DATASETS["chemprot"][2](raw, "test")
     assert (info.value.path, info.value.line) == (str(path), 1)
+
+
+def test_ncbi_disease_sentence_and_mention_counts_are_compared(tmp_path, capsys):
+    """NCBI-disease's real split sizes (sentences, and B- tags for mentions) are known: a file of
+    another size is refused unless --custom_data, which only warns."""
+    raw = tmp_path / "raw" / "NCBI-disease"
+    raw.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (raw / f"{split}.tsv").write_text("Lynch\tB-Disease\nsyndrome\tI-Disease\n.\tO\n\nIt\tO\nrecurs\tO\n")
+    assert run_cli(blurb.main, ["--raw_dir", str(raw.parent), "--out_dir", str(tmp_path / "out"),
+                                "--datasets", "NCBI-disease"]) == 1
+    err = capsys.readouterr().err
+    assert "NCBI-disease train examples: 2, but the official split has 5424" in err
+    assert not (tmp_path / "out").exists()  # nothing written from an input that is not whole
+    convert(raw.parent, tmp_path, "NCBI-disease")
+    printed = capsys.readouterr().out
+    assert "NCBI-disease dev examples: 2, but the known size is 923" in printed
+    assert "NCBI-disease test mentions (B- tags): 1, but the known size is 960" in printed
