@@ -38,23 +38,18 @@ die() { echo "download_data.sh: $*" >&2; exit 1; }
 
 # Every file the fine-tuning modules read (data/README.md gives the layout).
 # `missing DIR` prints the ones absent or empty under DIR; exit status 0 when none is.
+# The list is the task table's (src/linkbert/tasks.py, which imports nothing heavy).
 read -r -d '' LAYOUT_PY <<'PY' || true
 import sys
 from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from linkbert.tasks import release_data_files
 root = Path(sys.argv[1])
-splits = ("train", "dev", "test")
-expected = []
-for task, names in (("qa", "squad newsqa triviaqa searchqa hotpot naturalqa"),
-                    ("seqcls", "pubmedqa bioasq chemprot DDI GAD BIOSSES HoC"),
-                    ("tokcls", "BC2GM BC5CDR-disease BC5CDR-chem NCBI-disease JNLPBA ebmnlp")):
-    expected += [f"{task}/{name}_hf/{split}.json" for name in names.split() for split in splits]
-expected += [f"mc/medqa_usmle_hf/{split}.json" for split in splits]
-expected += [f"mc/mmlu_hf/professional_medicine/{split}.json" for split in ("dev", "val", "test")]
-missing = [f for f in expected if not (root / f).is_file() or (root / f).stat().st_size == 0]
+missing = [f for f in release_data_files() if not (root / f).is_file() or (root / f).stat().st_size == 0]
 print("\n".join(missing))
 sys.exit(1 if missing else 0)
 PY
-missing() { "$PYTHON" -c "$LAYOUT_PY" "$1"; }
+missing() { "$PYTHON" -c "$LAYOUT_PY" "$1" "$REPO/src"; }
 
 if missing "$DATA_DIR" >/dev/null; then
   echo "The preprocessed data is already complete in $DATA_DIR; nothing to do."

@@ -14,18 +14,12 @@ import pytest
 
 from conftest import REPO
 
+from linkbert.tasks import release_data_files
+
 DOWNLOAD_DATA = REPO / "scripts" / "download_data.sh"
 DOWNLOAD_RAW = REPO / "scripts" / "download_raw_data.sh"
 
-SPLITS = ("train", "dev", "test")
-LAYOUT = (
-    [f"qa/{n}_hf/{s}.json" for n in "squad newsqa triviaqa searchqa hotpot naturalqa".split() for s in SPLITS]
-    + [f"seqcls/{n}_hf/{s}.json" for n in "pubmedqa bioasq chemprot DDI GAD BIOSSES HoC".split() for s in SPLITS]
-    + [f"tokcls/{n}_hf/{s}.json" for n in "BC2GM BC5CDR-disease BC5CDR-chem NCBI-disease JNLPBA ebmnlp".split()
-       for s in SPLITS]
-    + [f"mc/medqa_usmle_hf/{s}.json" for s in SPLITS]
-    + [f"mc/mmlu_hf/professional_medicine/{s}.json" for s in ("dev", "val", "test")]
-)
+LAYOUT = release_data_files()  # the files the release's zip holds (linkbert.tasks)
 
 
 def make_zip(path: Path, leave_out: str = "") -> Path:

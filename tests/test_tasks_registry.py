@@ -7,7 +7,7 @@ import shlex
 
 from conftest import REPO, SAMPLES
 from linkbert.launch.plan import script_blocks
-from linkbert.tasks import MODULES, TASKS, of_benchmark, task_class
+from linkbert.tasks import MODULES, TASKS, of_benchmark, release_data_files, task_class
 
 SCRIPTS = sorted(REPO.glob("run_examples_*.sh"))
 
@@ -17,7 +17,7 @@ def test_every_task_of_the_run_scripts_is_registered_with_its_kind_and_metric():
     assert len(blocks) >= 20  # the BLURB, MRQA and MedQA scripts (base and large)
     for block in blocks:
         task = TASKS[block.out]  # registered by run folder name
-        assert task.kind == block.kind and task.data == block.data, block.name
+        assert task.kind == block.kind and task.data == block.data and task.splits == block.splits, block.name
         given = block.flags[block.flags.index("--metric_name") + 1] if "--metric_name" in block.flags else ""
         assert given == task.metric_name, block.name
 
@@ -55,3 +55,7 @@ def test_modules_exist_and_sample_folders_follow_the_data_layout():
     assert samples <= registered, samples - registered
     assert [t.label for t in of_benchmark("BLURB")][:2] == ["BC5-chem", "BC5-disease"]
     assert all(t.percent == (t.kind == "qa") for t in TASKS.values())
+    # the release's data: 6 MRQA and 13 BLURB sets and MedQA (train/dev/test), MMLU (dev/val/test)
+    files = release_data_files()
+    assert len(files) == len(set(files)) == (6 + 13 + 1) * 3 + 3
+    assert "mc/mmlu_hf/professional_medicine/val.json" in files and "tokcls/ebmnlp_hf/test.json" in files

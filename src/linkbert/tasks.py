@@ -48,6 +48,7 @@ class TaskInfo:
     group: str = ""    # BLURB task type (the BLURB score averages within each group first)
     metric_name: str = ""  # --metric_name (sequence classification only)
     data_folder: str = ""  # under data/, when not KIND/NAME
+    splits: tuple[str, str, str] = ("train", "dev", "test")  # its files there (train, validation, test)
 
     @property
     def module(self) -> str:
@@ -100,7 +101,7 @@ _ALL = [
     TaskInfo("medqa_usmle_hf", "mc", "MedQA", "MedQA-USMLE", "accuracy"),
     # Evaluation only, of the MedQA model (the paper's Table 3): no training split.
     TaskInfo("mmlu_professional_medicine_eval", "mc", "MMLU", "MMLU prof. medicine", "accuracy",
-             data_folder="mc/mmlu_hf/professional_medicine"),
+             data_folder="mc/mmlu_hf/professional_medicine", splits=("dev", "val", "test")),
     # The paper's other MRQA tables (the release has no code for them; see README).
     _few_shot("hotpot_hf", "HotpotQA"), _few_shot("triviaqa_hf", "TriviaQA"),
     _few_shot("naturalqa_hf", "NaturalQ"), _few_shot("squad_hf", "SQuAD"),
@@ -112,3 +113,14 @@ TASKS: dict[str, TaskInfo] = {task.name: task for task in _ALL}
 def of_benchmark(benchmark: str) -> list[TaskInfo]:
     """The tasks of one benchmark, in the paper's table order."""
     return [task for task in _ALL if task.benchmark == benchmark]
+
+
+def release_data_files() -> list[str]:
+    """The files of the original release's preprocessed data (what scripts/download_data.sh
+    unpacks into data/), relative to data/: those of the MRQA, BLURB, MedQA and MMLU tasks (the
+    few-shot runs read the MRQA folders; the distracting-documents set and GLUE are built here)."""
+    files: dict[str, None] = {}
+    for task in _ALL:
+        if task.benchmark in ("MRQA", "BLURB", "MedQA", "MMLU"):
+            files.update((f"{task.data}/{split}.json", None) for split in task.splits)
+    return list(files)
