@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -26,6 +27,9 @@ from typing import Callable, Iterator, Optional, Sequence
 from preprocess_common import (parse_io_args, DataError, add_io_args, check_count, csv_rows, find_file,
                                length_summary, line_of, load_json_file, read_lines, repo_path, require, run_cli,
                                split_tsv, write_jsonl)
+
+sys.path.insert(0, str(repo_path("src")))
+from linkbert.tasks import TASKS  # noqa: E402
 
 SPLITS = ("train", "dev", "test")
 RAW_HINT = "follow the BLURB steps printed by scripts/download_raw_data.sh, or pass --raw_dir"
@@ -204,21 +208,21 @@ def ner(folder: str, pico: bool = False) -> Callable[[Path, str], list[dict]]:
 
 # ----------------------------------------------------------------------------- driver
 
-# name -> (task folder, output folder, converter)
-DATASETS: dict[str, tuple[str, str, Callable[[Path, str], list[dict]]]] = {
-    "pubmedqa": ("seqcls", "pubmedqa_hf", pubmedqa),
-    "bioasq": ("seqcls", "bioasq_hf", bioasq),
-    "chemprot": ("seqcls", "chemprot_hf", relation("chemprot")),
-    "DDI": ("seqcls", "DDI_hf", relation("DDI")),
-    "GAD": ("seqcls", "GAD_hf", relation("GAD", header=True)),
-    "BIOSSES": ("seqcls", "BIOSSES_hf", biosses),
-    "HoC": ("seqcls", "HoC_hf", hoc),
-    "BC2GM": ("tokcls", "BC2GM_hf", ner("BC2GM")),
-    "BC5CDR-disease": ("tokcls", "BC5CDR-disease_hf", ner("BC5CDR-disease")),
-    "BC5CDR-chem": ("tokcls", "BC5CDR-chem_hf", ner("BC5CDR-chem")),
-    "NCBI-disease": ("tokcls", "NCBI-disease_hf", ner("NCBI-disease")),
-    "JNLPBA": ("tokcls", "JNLPBA_hf", ner("JNLPBA")),
-    "ebmnlp": ("tokcls", "ebmnlp_hf", ner("ebmnlp", pico=True)),
+# name -> (the task of linkbert.tasks it is the data of: its folder under out_dir, converter)
+DATASETS: dict[str, tuple[str, Callable[[Path, str], list[dict]]]] = {
+    "pubmedqa": ("pubmedqa_hf", pubmedqa),
+    "bioasq": ("bioasq_hf", bioasq),
+    "chemprot": ("chemprot_hf", relation("chemprot")),
+    "DDI": ("DDI_hf", relation("DDI")),
+    "GAD": ("GAD_hf", relation("GAD", header=True)),
+    "BIOSSES": ("BIOSSES_hf", biosses),
+    "HoC": ("HoC_hf", hoc),
+    "BC2GM": ("BC2GM_hf", ner("BC2GM")),
+    "BC5CDR-disease": ("BC5CDR-disease_hf", ner("BC5CDR-disease")),
+    "BC5CDR-chem": ("BC5CDR-chem_hf", ner("BC5CDR-chem")),
+    "NCBI-disease": ("NCBI-disease_hf", ner("NCBI-disease")),
+    "JNLPBA": ("JNLPBA_hf", ner("JNLPBA")),
+    "ebmnlp": ("ebmnlp_hf", ner("ebmnlp", pico=True)),
 }
 
 
@@ -247,13 +251,13 @@ def summary(name: str, split: str, examples: list[dict]) -> None:
 
 def process(name: str, raw_dir: Path, out_dir: Path) -> dict[str, int]:
     """Convert all three splits of one dataset, then write them; returns examples per split."""
-    task, folder, convert = DATASETS[name]
+    task, convert = DATASETS[name]
     converted = {}
     for split in SPLITS:  # convert every split before writing, so a bad file writes nothing
         print(f"{name} {split}")
         converted[split] = convert(raw_dir, split)
         summary(name, split, converted[split])
-    return {split: write_jsonl(examples, out_dir / task / folder / f"{split}.json")
+    return {split: write_jsonl(examples, out_dir / TASKS[task].data / f"{split}.json")
             for split, examples in converted.items()}
 
 

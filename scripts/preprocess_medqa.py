@@ -14,12 +14,16 @@ ending0..3 = options A..D, label = the answer letter as 0..3.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from preprocess_common import (parse_io_args, DataError, add_io_args, answer_index, check_count, find_file,
                                length_summary, mc_record, parse_json, read_lines, repo_path,
                                require, run_cli, write_jsonl)
+
+sys.path.insert(0, str(repo_path("src")))
+from linkbert.tasks import TASKS  # noqa: E402  the task table: where each data set goes
 
 SIZES = {"train": 10178, "dev": 1272, "test": 1273}
 
@@ -61,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"medqa_usmle {split} <- {path}")
         converted[split] = convert(path, split)
     for split, records in converted.items():
-        write_jsonl(records, args.out_dir / "mc" / "medqa_usmle_hf" / f"{split}.json")
+        write_jsonl(records, args.out_dir / TASKS["medqa_usmle_hf"].data / f"{split}.json")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from `detected_answers` (text, start of the first char span).
 from __future__ import annotations
 
 import argparse
+import sys
 import re
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -24,6 +25,9 @@ from typing import Iterator, Optional, Sequence
 from preprocess_common import (parse_io_args, DataError, add_io_args, check_count, find_file, length_summary,
                                load_json_file, parse_json, read_lines, repo_path,
                                require, run_cli, write_jsonl)
+
+sys.path.insert(0, str(repo_path("src")))
+from linkbert.tasks import TASKS  # noqa: E402  the task table: where each data set goes
 
 # output name -> raw file stems: the name the original download script saved under first,
 # then the MRQA release's own name.
@@ -178,7 +182,7 @@ def process(name: str, raw_dir: Path, split_dir: Path, out_dir: Path) -> dict[st
 
     The in-house dev and test sets are built and checked first, so that a bad split file or dev
     file stops the run before anything is written; train is streamed (it can be large)."""
-    target = out_dir / "qa" / f"{name}_hf"
+    target = out_dir / TASKS[f"{name}_hf"].data
     dev_path = raw_file(raw_dir, "dev", name)
     split_path = find_file([split_dir / f"inhouse_split_{name}.json"],
                            "run scripts/download_raw_data.sh or pass --split_dir")

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import REPO, read_jsonl
 
+from linkbert.tasks import TASKS
+
 sys.path.insert(0, str(REPO / "scripts"))
 
 import preprocess_blurb as blurb  # noqa: E402
@@ -157,9 +159,8 @@ def test_all_sample_datasets_in_one_run(tmp_path):
     names = ["pubmedqa", "bioasq", "chemprot", "DDI", "GAD", "BIOSSES", "HoC", "BC5CDR-chem", "JNLPBA", "ebmnlp"]
     convert(SAMPLES, tmp_path, *names)
     for name in names:
-        task, folder, _ = blurb.DATASETS[name]
         for split in ("train", "dev", "test"):
-            assert read_jsonl(tmp_path / task / folder / f"{split}.json"), (name, split)
+            assert read_jsonl(tmp_path / TASKS[blurb.DATASETS[name][0]].data / f"{split}.json"), (name, split)
 
 
 # ----------------------------------------------------------------------------- failures
@@ -241,7 +242,7 @@ def test_converter_raises_data_error_with_location(raw):
     path = raw / "chemprot" / "test.tsv"
     path.write_text("only-one-column\n")
     with pytest.raises(DataError) as info:
-        blurb.DATASETS["chemprot"][2](raw, "test")
+        blurb.DATASETS["chemprot"][1](raw, "test")
     assert (info.value.path, info.value.line) == (str(path), 1)
 
 
