@@ -49,16 +49,18 @@ from linkbert.core.args import TrainingArguments  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
 from linkbert.core.run import run  # noqa: E402
 from linkbert.core.task import Task  # noqa: E402
+from linkbert.tasks import TASKS as REGISTRY  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
-# task module -> (sample folder, its flags)
-TASKS = {
-    "seqcls": ("linkbert.seqcls.run_seqcls", SAMPLES / "seqcls" / "chemprot_hf", ["--metric_name", "PRF1"]),
-    "ner": ("linkbert.tokcls.run_ner", SAMPLES / "tokcls" / "NCBI-disease_hf", []),
-    "qa": ("linkbert.qa.run_qa", SAMPLES / "qa" / "squad_hf", ["--doc_stride", "32"]),
-    "mc": ("linkbert.mc.run_multiple_choice", SAMPLES / "mc" / "medqa_usmle_hf", []),
-}
+# check -> (the task of linkbert.tasks it runs on its samples, flags of the check's own)
+CHECKED = {"seqcls": "chemprot_hf", "ner": "NCBI-disease_hf", "qa": "squad_hf", "mc": "medqa_usmle_hf"}
+OWN_FLAGS = {"qa": ["--doc_stride", "32"]}
+# name -> (module, sample folder, flags: the task's --metric_name and the check's own)
+TASKS = {name: (REGISTRY[task].module, SAMPLES / REGISTRY[task].data,
+                [*(["--metric_name", REGISTRY[task].metric_name] if REGISTRY[task].metric_name else []),
+                 *OWN_FLAGS.get(name, [])])
+         for name, task in CHECKED.items()}
 RESULT_FILES = ("train_results.json", "eval_results.json", "predict_results.json", "eval_predictions.jsonl",
                 "predict_predictions.jsonl", "model.safetensors")
 SHARDING = {"ddp": [], "simple": ["--sharded_ddp", "simple"], "zero_dp_2": ["--sharded_ddp", "zero_dp_2"],
@@ -69,11 +71,8 @@ SHARDING = {"ddp": [], "simple": ["--sharded_ddp", "simple"], "zero_dp_2": ["--s
 LENGTHS = {128: (48, 0.5), 384: (200, 0.45), 512: (345, 0.3)}
 
 
-def task_module(name: str):
-    import importlib
-
-    module = importlib.import_module(TASKS[name][0])
-    return next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Task) and v is not Task)
+def task_module(name: str) -> type[Task]:
+    return REGISTRY[CHECKED[name]].task_class
 
 
 def tiny_model(out: Path) -> str:
