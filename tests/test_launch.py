@@ -218,3 +218,20 @@ def test_prune_deletes_all_but_the_newest_set_aside_runs(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "linkbert.launch", "prune", str(tmp_path), "--keep", "-1"],
                              env=script_env(), capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and refused.stderr.startswith("error [bad_flag_value]")
+
+
+def test_a_relaunch_reruns_a_run_that_loads_a_rerun_model_but_not_one_that_only_waited(tmp_path):
+    """MMLU loads MedQA's folder: a MedQA rerun reruns it. A run that only waited (a barrier)
+    is not repeated for it: a finished training run is never redone for nothing."""
+    medqa = tmp_path / "medqa"
+
+    def run(name: str, *argv: str, **kw) -> Run:
+        return Run(label=name, output_dir=str(tmp_path / name),
+                   argv=["bash", "-c", f"echo {name} >> {tmp_path}/order", name, *argv], **kw)
+
+    plan = [run("medqa"), run("mmlu", "--model_name_or_path", str(medqa), after=[str(medqa)]),
+            run("waited", after=[str(medqa)])]
+    assert launch(plan, say=lambda line: None) == 0
+    write_state(medqa, state="failed")  # as if MedQA failed later, e.g. rerun by hand
+    assert launch(plan, say=lambda line: None) == 0
+    assert (tmp_path / "order").read_text().split() == ["medqa", "mmlu", "waited", "medqa", "mmlu"]

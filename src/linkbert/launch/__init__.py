@@ -91,11 +91,12 @@ def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[
 
 
 def _newer_input(run: Run, previous: dict, done: dict[str, object], launched: set[str]) -> str | None:
-    """A run of this launch it waits for that is not done (it runs again now, or is queued) or
-    that ended after this run started: a step that reads its runs (a sweep's pick, MMLU after
-    MedQA) must then run again."""
+    """A run of this launch that this run reads (a sweep's pick reads every configuration it
+    waits for; MMLU loads MedQA's folder) and that is not done (it runs again now, or is queued)
+    or ended after this run started: this run must then run again. A run that only waits for
+    another (a `wait_for_tasks_above` line) is not run again for it."""
     for folder in run.after:
-        if folder not in launched:
+        if folder not in launched or not (run.after_any or folder in run.argv):
             continue
         if folder not in done:
             return folder
