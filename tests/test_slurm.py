@@ -217,9 +217,12 @@ def test_a_failed_run_and_the_run_that_needed_it_show_as_failed(cluster, scenari
     job = read_state(pick)["job_id"]
     script = (broken.parent / ".slurm" / job / f"{job}_submission.sh").read_text()
     assert f"#SBATCH --dependency=afterany:{state['job_id']}" in script
-    # Launching again reruns the failed run (and queues the one that needs it behind it).
+    # Launching again reruns the failed run (and queues the one that needs it behind it), and the
+    # pick step that read it: it is done, but would report on the old attempt.
     again = launch_plan(cluster, scenarios["root"] / "fail_again.json", scenarios["fail_runs"])
-    assert again.stdout.count("queued  ") == 2 and read_state(broken)["job_id"] != state["job_id"]
+    assert again.stdout.count("queued  ") == 3 and read_state(broken)["job_id"] != state["job_id"]
+    assert f"again   pick  (done earlier, but {broken} has ended since or runs again" in again.stdout
+    assert read_state(pick)["job_id"] != job
     assert wait_ended(broken)["state"] == "failed"
 
 
