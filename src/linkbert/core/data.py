@@ -53,13 +53,16 @@ def check_files(files: dict[str, Optional[str]], splits: list[str],
                 flags: Optional[dict[str, str]] = None) -> dict[str, Path]:
     """The data file of every split the run needs; one error naming every missing file."""
     flags = flags or SPLIT_FLAGS
+    given: dict[str, Path] = {}
     for split in splits:
-        if not files[split]:
+        name = files[split]
+        if not name:
             raise UserError("missing_split", f"{flags[split]} is needed for this run")
-    missing = [split for split in splits if not Path(files[split]).is_file()]
+        given[split] = Path(name)
+    missing = [split for split in splits if not given[split].is_file()]
     if not missing:
-        return {split: Path(files[split]) for split in splits}
-    if any("samples" in Path(files[s]).parts for s in missing):
+        return given
+    if any("samples" in given[s].parts for s in missing):
         what = "the samples come with the repository (data/samples/): fix the path"
     else:
         what = f"fetch the data ({download_command()}) or fix the path"

@@ -205,10 +205,14 @@ def resolve_context(task: Task, checked: CheckedSplits, local_only: bool = False
     ctx = TaskContext(
         tokenizer=tokenizer, max_seq_length=resolve_max_length(task, config, tokenizer),
         pad_to_max_length=task.data_args.pad_to_max_length or task.pads_to_max_length,
-        # As the original's collators under fp16; packed batches have no padding to round.
-        pad_to_multiple_of=8 if args.mixed_precision and not args.padding_free else None,
-        labels=labels, mixed_precision=args.mixed_precision)
+        pad_to_multiple_of=batch_pad_multiple(args), labels=labels, mixed_precision=args.mixed_precision)
     return ctx, config
+
+
+def batch_pad_multiple(args) -> Optional[int]:
+    """Batches pad to a multiple of 8 under mixed precision, as the original's collators did;
+    packed batches (--padding_free) have no padding to round."""
+    return 8 if args.mixed_precision and not args.padding_free else None
 
 
 def load_model(task: Task, config, local_only: bool = False):

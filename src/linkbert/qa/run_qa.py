@@ -211,7 +211,7 @@ class QATask(Task):
         spans = [_context_span(enc.sequence_ids(i), context_id) for i in range(len(example))]
         # One numpy array per window: `datasets` writes these several times faster than nested
         # Python lists, whose every element it inspects.
-        out = {k: [np.asarray(row, dtype=np.int32) for row in v] for k, v in enc.items()}
+        out: dict[str, list[Any]] = {k: [np.asarray(row, dtype=np.int32) for row in v] for k, v in enc.items()}
         if training:
             starts, ends = [], []
             for i, (lo, hi) in enumerate(spans):

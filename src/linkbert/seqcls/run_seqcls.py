@@ -180,7 +180,7 @@ class SeqClsTask(Task):
             raise RecordError("wrong_type", f"'label' {label!r} is not a finite number of a usable size")
 
     def _check_glue_label(self, label: Any) -> None:
-        task = self.glue_task
+        task = self.glue_task or ""
         if task == "stsb":
             low, high = glue.STSB_RANGE
             if not isinstance(label, (int, float)) or not low <= label <= high:
