@@ -1,7 +1,8 @@
 """One run of any task, from flags to result files. Task modules call `main(TheirTask)`.
 
-    flags -> output-folder rules -> data checked -> model + labels -> features
-          -> [train -> save] -> [evaluate dev] -> [predict test] -> result files
+    flags -> output-folder rules -> data checked -> context (tokenizer, length, padding, labels,
+          precision: `resolve_context`, once) + model -> features -> [train -> save]
+          -> [evaluate dev] -> [predict test] -> result files
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ The flow of one run, in the core (`linkbert.core.run`):
     task     = MyTask(*flags)                                  # the task's own flag checks
     examples, checked = task.load_examples(splits)             # validate_record on every line,
                                                                #   then task.check_splits(kept)
-    ctx      = TaskContext(tokenizer, max_seq_length, padding, # resolved once, frozen: the
-                           labels, precision)                  #   tokenizer and model config load once
+    ctx, config = resolve_context(task, checked)               # tokenizer, length, padding, labels,
+                                                               #   precision: once, frozen (TaskContext);
+                                                               #   the model config loaded once
     features = examples.map(task.encode(batch, ctx, training)) # tokenised, maybe several per example
     outputs  = engine.predict(features)                        # one numpy array per feature
     records  = task.prediction_records(outputs, examples, features, ctx)   # one dict per example
