@@ -8,6 +8,7 @@ import pytest
 
 from conftest import SAMPLES, run_task, sample_dir
 from linkbert.seqcls.run_seqcls import SeqClsTask
+from linkbert.tasks import MODULES
 
 CHEMPROT = sample_dir("chemprot_hf")
 ALL_FILES = sorted((SAMPLES / "seqcls").glob("*/*.json"))
@@ -61,7 +62,7 @@ def test_wandb_report_works_offline(tiny_model, tmp_path):
     argv = [str(a) for a in train_args(tiny_model(ALL_FILES), out, "--report_to", "wandb")]
     env = {"HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PATH": "/usr/bin:/bin",
            "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "linkbert.seqcls.run_seqcls", *argv], env=env,
+    done = subprocess.run([sys.executable, "-m", MODULES["seqcls"], *argv], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     (run_log,) = (out / "wandb").glob("offline-run-*/run-*.wandb")

@@ -25,6 +25,7 @@ from linkbert.core.results import write_json
 from linkbert.core.rundir import LOCK_FILE, RunLock
 from linkbert.core.run import main
 from linkbert.seqcls.run_seqcls import SeqClsTask
+from linkbert.tasks import MODULES
 
 CHEMPROT = sample_dir("chemprot_hf")
 PUBMEDQA = sample_dir("pubmedqa_hf")
@@ -517,7 +518,7 @@ def test_under_torchrun_rank_0_alone_says_the_error_and_every_rank_exits_2(model
     (out / "notes.txt").write_text("mine")  # a folder that is not empty: rank 0 decides, rank 1 follows
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "linkbert.seqcls.run_seqcls", *train_argv(model, out)]
+               "-m", MODULES["seqcls"], *train_argv(model, out)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     errors = [l for l in done.stderr.splitlines() if l.startswith("error [")]
     assert len(errors) == 1 and errors[0].startswith("error [output_dir_not_empty]"), done.stderr[-3000:]

@@ -9,6 +9,7 @@ from test_glue import glue_data, glue_model, read_jsonl  # noqa: F401  (module f
 from linkbert import sweep
 from linkbert.metrics import glue
 from linkbert.seqcls.run_seqcls import SeqClsTask
+from linkbert.tasks import MODULES
 
 
 def test_the_grid_and_its_commands(tmp_path):
@@ -83,7 +84,7 @@ def test_glue_run_scripts_sweep_every_task(model):
         module, flags = split_command(cmd)
         task = flags["--task_name"]
         tasks.add(task)
-        assert module == "linkbert.seqcls.run_seqcls" and flags["--max_seq_length"] == "128"
+        assert module == MODULES["seqcls"] and flags["--max_seq_length"] == "128"
         assert flags["--train_file"] == f"data/seqcls/glue/{task}/train.json" and flags["--fp16"] is True
         assert flags["--output_dir"].startswith(f"runs/glue/{task}/LinkBERT-{model}/lr")
         assert flags["--model_name_or_path"] == f"michiyasunaga/LinkBERT-{model}"
