@@ -181,7 +181,8 @@ def check_sharding(ctx) -> tuple:
             done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ctx.env, check=False)
             if done.returncode != 0:
                 failed = True
-                rows.append([str(nproc), mode, f"FAILED ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}", "-"])
+                last = (done.stderr.strip().splitlines() or [""])[-1]
+                rows.append([str(nproc), mode, f"FAILED ({done.returncode}): {last}", "-"])
                 continue
             weights[mode] = load_file(out / "model.safetensors")
             gap = max((weights[mode][k] - weights["ddp"][k]).abs().max().item() for k in weights["ddp"]) \
@@ -369,6 +370,9 @@ class Context:
 
 def markdown(report: dict) -> str:
     lines = [f"# GPU check: {report['machine']}", "", f"{report['mode']}; {report['seconds']:.0f} s in all.", ""]
+    skipped = [name for name, result in report["checks"].items() if result["status"].startswith("skipped")]
+    if skipped:
+        lines += [f"Skipped (need CUDA): {', '.join(skipped)}.", ""]
     for name, result in report["checks"].items():
         lines += [f"## {name}: {result['status']} ({result['seconds']:.0f} s)", ""]
         if result.get("error"):
