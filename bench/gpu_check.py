@@ -155,6 +155,7 @@ def same_predictions(name: str, a: Path, b: Path) -> bool:
     if name not in NO_TEST_SPLIT:
         return all((a / f).read_text() == (b / f).read_text()
                    for f in ("eval_predictions.jsonl", "predict_predictions.jsonl"))
+
     def read(folder: Path) -> tuple[list, float]:
         lines = (folder / "eval_predictions.jsonl").read_text().splitlines()
         return ([json.loads(line)["prediction"] for line in lines],
