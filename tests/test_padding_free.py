@@ -21,9 +21,8 @@ from safetensors.torch import load_file
 
 from linkbert.core import padding_free
 from linkbert.core.args import parse_args
-from linkbert.core.distributed import DistState
 from linkbert.core.errors import UserError
-from linkbert.core.run import build_features, load_model
+from linkbert.core.run import build_features, load_model, resolve_context
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
 from linkbert.pretrain.run_pretrain import PretrainTask
 from linkbert.qa.run_qa import QATask
@@ -59,12 +58,13 @@ def batch_of(task_cls, argv: list, batch_size: int):
 
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, [str(a) for a in argv])
     task = task_cls(model_args, data_args, args, task_args)
-    splits, kept = task.load_examples(["train"])
+    splits, checked = task.load_examples(["train"])  # pretraining: its corpus
+    ctx, config = resolve_context(task, checked)
     set_seed(0)
-    model = load_model(task, kept.get("train"), DistState(args))
-    features = build_features(task, "train", splits["train"], training=True)
+    model = load_model(task, config)
+    features = build_features(task, ctx, "train", splits["train"], training=True)
     inputs = features.select_columns([c for c in task.model_inputs if c in features.column_names])
-    return task, model, task.collator(None)([inputs[i] for i in range(batch_size)])
+    return task, model, task.collator(ctx)([inputs[i] for i in range(batch_size)])
 
 
 def real_token_outputs(name: str, out, mask: torch.Tensor) -> list[torch.Tensor]:

@@ -29,7 +29,8 @@ import torch
 from linkbert.core.errors import UserError
 from linkbert.core.results import file_sha256
 from linkbert.core.run import load_tokenizer, main
-from linkbert.core.task import Task
+from linkbert.core.data import CheckedSplits
+from linkbert.core.task import Task, TaskContext
 from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
 from linkbert.pretrain.inputs import IGNORE, LINKED_SAMPLING, RELATIONS, PairBuilder, PairSettings, SegmentStore
 from linkbert.pretrain.model import LinkBertForPreTraining
@@ -102,7 +103,7 @@ class PretrainTask(Task):
         self.builders: dict[str, PairBuilder] = {}
 
     # -- data -------------------------------------------------------------------------------
-    def load_examples(self, splits: list[str]) -> tuple[dict, dict]:
+    def load_examples(self, splits: list[str]) -> tuple[dict, CheckedSplits]:
         """The corpus checked, its documents tokenised once (cached), and each split's documents:
         training gets the documents not held out, validation the held-out ones."""
         import datasets
@@ -112,14 +113,13 @@ class PretrainTask(Task):
                             "scripts/build_linked_corpus.py)")
         self.graph = read_corpus(self.task_args.corpus_file)
         digest = file_sha256(Path(self.task_args.corpus_file))  # names the data in env.json and the run identity
-        self.data_sha256 = {split: digest for split in splits}
         self.held_out = held_out_documents(len(self.graph), self.task_args.validation_split_percentage,
                                            self.training_args.seed)
         if (~self.held_out).sum() < 2:
             raise UserError("empty_split", f"only {(~self.held_out).sum()} document(s) left for training after "
                             "holding out validation documents; a random X_B needs at least two: lower "
                             "--validation_split_percentage or give more documents", path=self.task_args.corpus_file)
-        tokenizer = load_tokenizer(self)
+        tokenizer = load_tokenizer(self.model_args)
         corpus = datasets.load_dataset("json", data_files={"corpus": self.task_args.corpus_file},
                                        cache_dir=self.model_args.cache_dir)["corpus"]
         d = self.data_args
@@ -132,14 +132,15 @@ class PretrainTask(Task):
         # --max_train_samples / --max_eval_samples count documents (a split's examples here).
         limits = {"train": d.max_train_samples, "validation": d.max_eval_samples}
         positions = {split: p[:limits[split]] if limits[split] else p for split, p in positions.items()}
-        return {split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits}, {}
+        return ({split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits},
+                CheckedSplits(sha256={split: digest for split in splits}))
 
-    def _builder(self, split: str) -> PairBuilder:
+    def _builder(self, split: str, ctx: TaskContext) -> PairBuilder:
         if split not in self.builders:
             if self.store is None:
-                segment = self.task_args.segment_length or (self.max_seq_length - 3) // 2
+                segment = self.task_args.segment_length or (ctx.max_seq_length - 3) // 2
                 self.store = SegmentStore.from_dataset(self.tokenised, segment)
-            t, a = self.tokenizer, self.task_args
+            t, a = ctx.tokenizer, self.task_args
             settings = PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability,
                                     a.whole_word_masking, self.training_args.seed, t.cls_token_id, t.sep_token_id,
                                     t.mask_token_id, len(t))
@@ -149,8 +150,8 @@ class PretrainTask(Task):
                                                SPLIT_CODES[split])
         return self.builders[split]
 
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
-        return self._builder("train" if training else "validation").inputs_of_documents(batch["document"])
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
+        return self._builder("train" if training else "validation", ctx).inputs_of_documents(batch["document"])
 
     def describe_features(self, split: str, features) -> dict[str, Any]:
         relations = np.bincount(np.asarray(features["relation_label"], dtype=np.int64), minlength=3)
@@ -164,14 +165,14 @@ class PretrainTask(Task):
             description["links_dropped"] = self.graph.dropped_links
         return description
 
-    def collator(self, pad_to_multiple_of: Optional[int]):
-        return PretrainCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
+    def collator(self, ctx: TaskContext):
+        return PretrainCollator(ctx.tokenizer.pad_token_id, ctx.pad_to_multiple_of)
 
     # -- outputs ----------------------------------------------------------------------------
     def output_tensor(self, outputs) -> torch.Tensor:
         return torch.cat([outputs.mlm_example_stats, outputs.relation_logits.float()], dim=-1)
 
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         ids = self.graph.ids
         columns = features.select_columns(["document", "anchor_segment", "partner_document", "partner_segment",
                                            "relation_label"]).to_dict()
@@ -203,7 +204,7 @@ class PretrainTask(Task):
                 metrics[f"drp_accuracy_{relation}"] = float(np.mean(of_relation))
         return metrics
 
-    def summary(self, records: list[dict]) -> dict[str, Any]:
+    def summary(self, records: list[dict], ctx: TaskContext) -> dict[str, Any]:
         return {"inputs": len(records)}
 
 
