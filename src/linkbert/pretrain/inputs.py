@@ -14,11 +14,16 @@ drawn again between contiguous and random, in proportion to their probabilities 
 
 Masking is BERT's: `round(mlm_probability x tokens)` (at least one) of the non-special tokens are
 chosen (whole words if asked), and each chosen token becomes [MASK] 80%, a random token 10%,
-itself 10% of the time. Masks are drawn when the inputs are built (static, as BERT's
-create_pretraining_data), so an epoch sees the same masks again.
+itself 10% of the time. Masks are drawn either
+- dynamic (training's default, RoBERTa's choice): again every epoch, when a batch is made
+  (`DynamicMasking`, from a generator seeded with (seed, split, document, segment, epoch)), so
+  the inputs are stored unmasked; or
+- static (validation always, training with `--masking static`, as BERT's
+  create_pretraining_data): once, when the inputs are built, so every epoch sees the same masks.
 
 Every random choice of an anchor comes from its own generator, seeded with (seed, split,
-document, segment): the inputs do not depend on `num_proc`, batch boundaries or order.
+document, segment) and, for dynamic masks, the epoch: the inputs and masks do not depend on
+`num_proc`, batch boundaries, order, the number of processes or where a run was resumed.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ import numpy as np
 RELATIONS = ("contiguous", "random", "linked")
 CONTIGUOUS, RANDOM, LINKED = range(3)
 LINKED_SAMPLING = ("inverse_in_degree", "uniform")
+MASKING = ("dynamic", "static")
 IGNORE = -100
+MASK_STREAM = 0x4D41534B  # in a dynamic mask's seed: its generator never repeats a pair generator's stream
 
 
 @dataclass
@@ -72,6 +79,7 @@ class PairSettings:
     sep_id: int
     mask_id: int
     vocab_size: int
+    dynamic_masking: bool = False  # store the inputs unmasked; `DynamicMasking` masks them per epoch
 
 
 class PairBuilder:
@@ -81,6 +89,11 @@ class PairBuilder:
     def __init__(self, store: SegmentStore, links: list[list[int]], in_degree: np.ndarray, pool: np.ndarray,
                  settings: PairSettings, split_code: int) -> None:
         self.store, self.settings, self.split_code = store, settings, split_code
+        # Dynamic masking: unmasked ids, and where words start for the collator to mask them.
+        self.columns = ("input_ids", "token_type_ids", *(("word_start",) if settings.dynamic_masking else
+                                                       ("mlm_labels",)),
+                        "relation_label", "document", "anchor_segment", "partner_document", "partner_segment",
+                        "fell_back")
         usable = pool & (np.diff(store.offsets) > 0)
         self.pool_documents = np.flatnonzero(usable)
         self.pool_position = np.full(len(usable), -1, dtype=np.int64)
@@ -102,9 +115,7 @@ class PairBuilder:
 
     def inputs_of_documents(self, documents: list[int]) -> dict[str, list]:
         """All inputs anchored in these documents (a `datasets.map(batched=True)` body)."""
-        out: dict[str, list] = {k: [] for k in ("input_ids", "token_type_ids", "mlm_labels", "relation_label",
-                                                "document", "anchor_segment", "partner_document",
-                                                "partner_segment", "fell_back")}
+        out: dict[str, list] = {k: [] for k in self.columns}
         for document in documents:
             for segment in range(self.store.num_segments(document) - 1):
                 row = self.build(document, segment)
@@ -121,16 +132,19 @@ class PairBuilder:
         b_ids, b_starts = self.store.segment(partner_document, partner_segment)
         input_ids = np.concatenate([[s.cls_id], a_ids, [s.sep_id], b_ids, [s.sep_id]]).astype(np.int64)
         token_type_ids = np.concatenate([np.zeros(len(a_ids) + 2, np.int64), np.ones(len(b_ids) + 1, np.int64)])
-        # Positions that may be masked (not [CLS]/[SEP]) and where words start (a segment starts one).
-        candidates = np.concatenate([1 + np.arange(len(a_ids)), len(a_ids) + 2 + np.arange(len(b_ids))])
+        # Where words start among the maskable positions (a segment starts one).
         starts = np.concatenate([a_starts, b_starts]).copy()
         starts[0] = True
         starts[len(a_ids)] = True
-        input_ids, labels = mask_tokens(input_ids, candidates, starts, s, rng)
-        return {"input_ids": input_ids.tolist(), "token_type_ids": token_type_ids.tolist(),
-                "mlm_labels": labels.tolist(), "relation_label": relation, "document": document,
-                "anchor_segment": segment, "partner_document": partner_document,
-                "partner_segment": partner_segment, "fell_back": fell_back}
+        row = {"input_ids": input_ids.tolist(), "token_type_ids": token_type_ids.tolist(), "relation_label": relation,
+               "document": document, "anchor_segment": segment, "partner_document": partner_document,
+               "partner_segment": partner_segment, "fell_back": fell_back}
+        if s.dynamic_masking:
+            row["word_start"] = starts.tolist()
+        else:
+            masked, labels = mask_tokens(input_ids, maskable_positions(len(a_ids), len(b_ids)), starts, s, rng)
+            row.update(input_ids=masked.tolist(), mlm_labels=labels.tolist())
+        return row
 
     def draw_relation(self, document: int, rng: np.random.Generator) -> tuple[int, bool]:
         relation = min(int(np.searchsorted(self.relation_cdf, rng.random(), side="right")), 2)
@@ -152,6 +166,31 @@ class PairBuilder:
                 pick += 1
             partner = int(self.pool_documents[pick])
         return partner, int(rng.integers(self.store.num_segments(partner)))
+
+
+class DynamicMasking:
+    """Masks a training input when it is batched, afresh every epoch (`epoch` is set by the
+    collator's `set_epoch`). The generator is seeded with (seed, split, document, segment, epoch):
+    the masks of an epoch do not depend on the batch, the order, the rank or a resume."""
+
+    def __init__(self, settings: PairSettings, split_code: int) -> None:
+        self.settings, self.split_code, self.epoch = settings, split_code, 0
+
+    def __call__(self, row: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(masked ids, labels) of one unmasked input (columns input_ids, token_type_ids,
+        word_start, document, anchor_segment)."""
+        s = self.settings
+        input_ids = np.asarray(row["input_ids"], dtype=np.int64)
+        a_length = int(np.count_nonzero(np.asarray(row["token_type_ids"]) == 0)) - 2  # [CLS] X_A [SEP]
+        rng = np.random.default_rng([s.seed, self.split_code, row["document"], row["anchor_segment"], MASK_STREAM,
+                                     self.epoch])
+        return mask_tokens(input_ids, maskable_positions(a_length, len(input_ids) - a_length - 3),
+                           np.asarray(row["word_start"], dtype=bool), s, rng)
+
+
+def maskable_positions(a_length: int, b_length: int) -> np.ndarray:
+    """Positions of X_A and X_B in `[CLS] X_A [SEP] X_B [SEP]` (special tokens are never masked)."""
+    return np.concatenate([1 + np.arange(a_length), a_length + 2 + np.arange(b_length)])
 
 
 def mask_tokens(input_ids: np.ndarray, candidates: np.ndarray, word_starts: np.ndarray, s: PairSettings,

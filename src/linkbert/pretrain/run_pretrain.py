@@ -31,7 +31,8 @@ from linkbert.core.results import file_sha256
 from linkbert.core.run import load_tokenizer, main
 from linkbert.core.task import Task
 from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
-from linkbert.pretrain.inputs import IGNORE, LINKED_SAMPLING, RELATIONS, PairBuilder, PairSettings, SegmentStore
+from linkbert.pretrain.inputs import (IGNORE, LINKED_SAMPLING, MASKING, RELATIONS, DynamicMasking, PairBuilder,
+                                     PairSettings, SegmentStore)
 from linkbert.pretrain.model import LinkBertForPreTraining
 
 SPLIT_CODES = {"train": 0, "validation": 1}
@@ -52,6 +53,10 @@ class PretrainArguments:
                           "uniform."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked (BERT: 0.15)."})
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words, not single word pieces."})
+    masking: str = field(
+        default="dynamic",
+        metadata={"help": "Training masks: dynamic (drawn again every epoch, RoBERTa-style) | static (drawn once "
+                          "when the inputs are built, as BERT's create_pretraining_data). Validation: static."})
     segment_length: Optional[int] = field(
         default=None, metadata={"help": "Tokens per segment (default (max_seq_length - 3) // 2, two per input)."})
 
@@ -62,7 +67,9 @@ class PretrainTask(Task):
     arguments = PretrainArguments
     default_max_seq_length = 512
     main_metric = "mlm_loss"
-    model_inputs = ("input_ids", "token_type_ids", "attention_mask", "mlm_labels", "relation_label")
+    # document, anchor_segment and word_start seed and place dynamic masks; the collator drops them.
+    model_inputs = ("input_ids", "token_type_ids", "attention_mask", "mlm_labels", "relation_label", "document",
+                    "anchor_segment", "word_start")
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -78,6 +85,8 @@ class PretrainTask(Task):
         if a.linked_sampling not in LINKED_SAMPLING:
             raise UserError("bad_flag_value", f"--linked_sampling {a.linked_sampling!r}: choose "
                             f"{' or '.join(LINKED_SAMPLING)}")
+        if a.masking not in MASKING:
+            raise UserError("bad_flag_value", f"--masking {a.masking!r}: choose {' or '.join(MASKING)}")
         if not 0 < a.mlm_probability < 1:
             raise UserError("bad_flag_value", f"--mlm_probability {a.mlm_probability}: must be between 0 and 1")
         if not 0 <= a.validation_split_percentage < 100:
@@ -139,15 +148,17 @@ class PretrainTask(Task):
             if self.store is None:
                 segment = self.task_args.segment_length or (self.max_seq_length - 3) // 2
                 self.store = SegmentStore.from_dataset(self.tokenised, segment)
-            t, a = self.tokenizer, self.task_args
-            settings = PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability,
-                                    a.whole_word_masking, self.training_args.seed, t.cls_token_id, t.sep_token_id,
-                                    t.mask_token_id, len(t))
             # Training draws X_B from training documents only; validation from the whole corpus.
             pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
-            self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool, settings,
-                                               SPLIT_CODES[split])
+            self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool,
+                                               self.pair_settings(split), SPLIT_CODES[split])
         return self.builders[split]
+
+    def pair_settings(self, split: str) -> PairSettings:
+        t, a = self.tokenizer, self.task_args
+        return PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability, a.whole_word_masking,
+                            self.training_args.seed, t.cls_token_id, t.sep_token_id, t.mask_token_id, len(t),
+                            dynamic_masking=split == "train" and a.masking == "dynamic")
 
     def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
         return self._builder("train" if training else "validation").inputs_of_documents(batch["document"])
@@ -165,7 +176,9 @@ class PretrainTask(Task):
         return description
 
     def collator(self, pad_to_multiple_of: Optional[int]):
-        return PretrainCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
+        settings = self.pair_settings("train")
+        masking = DynamicMasking(settings, SPLIT_CODES["train"]) if settings.dynamic_masking else None
+        return PretrainCollator(self.tokenizer.pad_token_id, pad_to_multiple_of, masking)
 
     # -- outputs ----------------------------------------------------------------------------
     def output_tensor(self, outputs) -> torch.Tensor:
@@ -220,12 +233,26 @@ def tokenise_documents(batch: dict[str, list], indices: list[int], tokenizer) ->
 
 class PretrainCollator:
     """Pads inputs (pad id), token types (0) and MLM labels (ignored) to the longest input, to a
-    multiple of 8 under mixed precision, and builds the attention mask."""
+    multiple of 8 under mixed precision, and builds the attention mask. Inputs stored unmasked
+    (dynamic masking: no `mlm_labels`) are masked here, with the epoch the engine last set."""
 
-    def __init__(self, pad_id: int, pad_to_multiple_of: Optional[int]) -> None:
-        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
+    def __init__(self, pad_id: int, pad_to_multiple_of: Optional[int], masking: Optional[DynamicMasking] = None) -> None:
+        self.pad_id, self.multiple, self.masking = pad_id, pad_to_multiple_of, masking
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the engine before each training epoch's batches (also when resuming into one)."""
+        if self.masking is not None:
+            self.masking.epoch = epoch
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if "mlm_labels" not in rows[0]:
+            if self.masking is None:
+                raise ValueError("unmasked inputs but no dynamic masking was set up")
+            masked = []
+            for r in rows:
+                ids, labels = self.masking(r)
+                masked.append({**r, "input_ids": ids, "mlm_labels": labels})
+            rows = masked
         length = max(len(r["input_ids"]) for r in rows)
         if self.multiple:
             length = -(-length // self.multiple) * self.multiple
