@@ -393,19 +393,25 @@ def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path
 
 def test_two_processes_equal_one(full_run, model, corpus, tmp_path):
     """torchrun with 2 processes at micro-batch 2 trains what one process at 4 trains (full_run;
-    its checkpoints change nothing in the weights): the tiny model has dropout off."""
+    its checkpoints change nothing in the weights): the tiny model has dropout off. Rank 0
+    tokenises the documents and builds the inputs into the cache while rank 1 waits, then reads them."""
     two = tmp_path / "two"
     argv = [str(a) for a in pretrain_flags(model, corpus, two, "--save_strategy", "no",
                                            "--per_device_train_batch_size", "2")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    logs = tmp_path / "logs"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "linkbert.pretrain.run_pretrain", *argv], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+                           "--log-dir", str(logs), "--redirects", "3", "-m", "linkbert.pretrain.run_pretrain", *argv],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    rank_logs = [next(logs.rglob(f"attempt_0/{rank}/stderr.log")).read_text() for rank in (0, 1)]
+    assert done.returncode == 0, rank_logs[0][-3000:]
     assert same_weights(full_run, two, atol=1e-5)
     a, b = (json.loads((d / "eval_results.json").read_text()) for d in (full_run, two))
     assert a["eval_drp_accuracy"] == b["eval_drp_accuracy"]
     assert a["eval_mlm_loss"] == pytest.approx(b["eval_mlm_loss"], abs=1e-4)
+    # datasets shows a progress bar for work done, none for a cache read.
+    for step in ("pretrain: tokenising documents", "pretrain: tokenising train", "pretrain: tokenising validation"):
+        assert step in rank_logs[0] and step not in rank_logs[1], step
 
 
 # -- bad input ------------------------------------------------------------------------------

@@ -290,7 +290,10 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
     model_args, data_args, args, task_args = all_args
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
-    datasets_, kept = task.load_examples(splits)  # the data is checked whole before the model is looked for
+    # The data is checked whole before the model is looked for. Rank 0 first: a task may
+    # tokenise into the datasets cache here (pretraining's documents), which the others then read.
+    with dist.main_process_first():
+        datasets_, kept = task.load_examples(splits)
     if "train" in datasets_:
         datasets_["train"] = task.training_examples(datasets_["train"])
     local_only = check_model_sources(model_args)  # a name that cannot load fails here, in a second
