@@ -377,6 +377,21 @@ def test_engine_sets_each_epoch_on_the_collator(model, corpus, tmp_path, monkeyp
     assert seen == [1, 2, 3]
 
 
+def test_from_scratch_reads_a_config_and_a_tokenizer_only(model, corpus, tmp_path):
+    """--from_scratch (BioLinkBERT's start): a folder without weights is enough, the encoder starts
+    from new random weights (BERT's N(0, 0.02) init), not from the folder's model."""
+    source = tmp_path / "config_and_tokenizer"
+    shutil.copytree(model, source, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    out = tmp_path / "scratch"
+    run_task(PretrainTask, pretrain_flags(source, corpus, out, "--from_scratch", "--max_steps", "2", "--learning_rate",
+                                          "1e-6", "--save_strategy", "no", "--eval_strategy", "no"))
+    name = "encoder.layer.0.attention.self.query.weight"
+    scratch, initial = load_file(out / "model.safetensors")[f"bert.{name}"], load_file(Path(model) / "model.safetensors")[name]
+    assert scratch.std().item() == pytest.approx(0.02, rel=0.1)
+    assert (scratch - initial).abs().mean() > 100 * 2e-6  # two updates of lr 1e-6 move a weight by at most ~2e-6
+    assert json.loads((out / "eval_results.json").read_text())["eval_mlm_loss"] > 0
+
+
 def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path):
     def features(seed: int, workers: int):
         argv = pretrain_flags(model, corpus, tmp_path / "unused", "--seed", str(seed),
@@ -496,3 +511,4 @@ def test_run_script_blocks_parse_as_flags():
         task = PretrainTask(*parse_args(PretrainArguments, argv))
         assert task.training_args.fp16 and task.data_args.max_seq_length == 512
         assert task.relation_probabilities == pytest.approx((1 / 3, 1 / 3, 1 / 3), abs=1e-6)
+        assert task.model_args.from_scratch == ("BioLinkBERT" in command)  # the paper: BioLinkBERT from scratch
