@@ -406,6 +406,29 @@ def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path
     assert one["input_ids"] != features(2, 1)["input_ids"]
 
 
+def test_token_store_is_memory_mapped_and_pickles_as_paths(model, corpus, tmp_path):
+    """The tokenised corpus is read from flat files by offset (np.memmap), not copied into memory;
+    a map worker receives the files' paths, not the tokens."""
+    import pickle
+
+    argv = pretrain_flags(model, corpus, tmp_path / "unused")
+    task = PretrainTask(*parse_args(PretrainArguments, [str(a) for a in argv]))
+    task.load_examples(["train"])
+    store = task.store
+    assert isinstance(store.tokens, np.memmap) and isinstance(store.word_start, np.memmap)
+    rows = task.tokenised.to_dict()
+    assert len(store.offsets) == len(rows["input_ids"]) + 1
+    for d in (0, 17, 35):
+        start, end = store.offsets[d], store.offsets[d + 1]
+        assert store.tokens[start:end].tolist() == rows["input_ids"][d]
+        assert store.word_start[start:end].tolist() == rows["word_start"][d]
+    copy = pickle.loads(pickle.dumps(store))
+    assert len(pickle.dumps(store)) < store.tokens.nbytes  # paths and offsets, not the tokens
+    assert isinstance(copy.tokens, np.memmap) and np.array_equal(copy.tokens, store.tokens)
+    again = SegmentStore.from_dataset(task.tokenised, 10)  # the cached tokenisation reuses its files
+    assert again.files == store.files and np.array_equal(again.word_start, store.word_start)
+
+
 def test_two_processes_equal_one(full_run, model, corpus, tmp_path):
     """torchrun with 2 processes at micro-batch 2 trains what one process at 4 trains (full_run;
     its checkpoints change nothing in the weights): the tiny model has dropout off. Rank 0

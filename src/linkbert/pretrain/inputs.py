@@ -28,9 +28,13 @@ document, segment) and, for dynamic masks, the epoch: the inputs and masks do no
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import pyarrow.compute as pc
 
 RELATIONS = ("contiguous", "random", "linked")
 CONTIGUOUS, RANDOM, LINKED = range(3)
@@ -40,23 +44,56 @@ IGNORE = -100
 MASK_STREAM = 0x4D41534B  # in a dynamic mask's seed: its generator never repeats a pair generator's stream
 
 
+# The tokenised documents' columns kept as flat arrays (one file each beside the datasets cache).
+TOKEN_COLUMNS = {"input_ids": np.int32, "word_start": np.bool_}
+BATCH = 10_000  # documents read at a time
+
+
 @dataclass
 class SegmentStore:
-    """Every document's tokens in one flat array (4 bytes a token), cut into segments on the fly."""
+    """Every document's tokens in one flat array (int32, plus a bool per token), cut into segments
+    on the fly. Built from the tokenised documents, it is memory-mapped from two flat files
+    written once beside their `datasets` cache, so a corpus larger than memory is read from disk
+    by offset; only `offsets` (8 bytes a document) is held in memory. It pickles as the paths of
+    its files (for `datasets.map(num_proc)` workers), not as the tokens."""
 
     tokens: np.ndarray       # int32, all documents one after the other
     word_start: np.ndarray   # bool, True where a token starts a word (for whole-word masking)
     offsets: np.ndarray      # int64, document d is tokens[offsets[d]:offsets[d + 1]]
     segment_length: int
+    files: Optional[dict[str, str]] = None  # column in TOKEN_COLUMNS -> path, when memory-mapped
 
     @classmethod
     def from_dataset(cls, tokenised, segment_length: int) -> "SegmentStore":
-        """From the tokenised documents (columns `input_ids`, `word_start`), read as Arrow arrays
-        (no Python list per token)."""
-        ids = tokenised.data.column("input_ids").combine_chunks()
-        starts = tokenised.data.column("word_start").combine_chunks()
-        return cls(ids.flatten().to_numpy().astype(np.int32), starts.flatten().to_numpy(zero_copy_only=False),
-                   ids.offsets.to_numpy().astype(np.int64), segment_length)
+        """From the tokenised documents (columns `input_ids`, `word_start`, in document order)."""
+        batches = lambda: tokenised.with_format("arrow").iter(batch_size=BATCH)  # noqa: E731
+        lengths = [pc.list_value_length(batch["input_ids"]).to_numpy() for batch in batches()]
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths), dtype=np.int64)])
+        if tokenised.cache_files:
+            return cls.open(write_token_files(tokenised), offsets, segment_length)
+        # An in-memory dataset (no cache folder to write beside): the arrays in memory.
+        tokens, word_start = (np.concatenate([flat(batch[column], dtype) for batch in batches()])
+                              for column, dtype in TOKEN_COLUMNS.items())
+        return cls(tokens, word_start, offsets, segment_length)
+
+    @classmethod
+    def open(cls, files: dict[str, str], offsets: np.ndarray, segment_length: int) -> "SegmentStore":
+        total = int(offsets[-1])
+        tokens, word_start = (np.memmap(files[column], dtype=dtype, mode="r", shape=(total,)) if total else
+                              np.zeros(0, dtype) for column, dtype in TOKEN_COLUMNS.items())
+        return cls(tokens, word_start, offsets, segment_length, files)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.files is not None:  # the paths, not the tokens
+            state.update(tokens=None, word_start=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.files is not None:
+            opened = SegmentStore.open(self.files, self.offsets, self.segment_length)
+            self.tokens, self.word_start = opened.tokens, opened.word_start
 
     def num_segments(self, document: int) -> int:
         length = int(self.offsets[document + 1] - self.offsets[document])
@@ -66,6 +103,33 @@ class SegmentStore:
         start = int(self.offsets[document]) + index * self.segment_length
         end = min(start + self.segment_length, int(self.offsets[document + 1]))
         return self.tokens[start:end], self.word_start[start:end]
+
+
+def flat(column, dtype) -> np.ndarray:
+    """The values of an Arrow list column as one numpy array."""
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def write_token_files(tokenised) -> dict[str, str]:
+    """The tokenised documents' tokens and word starts as flat files beside their cache file,
+    named after its fingerprint (so a cached tokenisation finds them), written batch by batch and
+    renamed into place when complete."""
+    folder = Path(tokenised.cache_files[0]["filename"]).parent
+    files = {column: str(folder / f"pretrain-{tokenised._fingerprint}.{column}.bin") for column in TOKEN_COLUMNS}
+    if all(Path(path).is_file() for path in files.values()):
+        return files
+    partial = {column: f"{path}.{os.getpid()}.tmp" for column, path in files.items()}
+    handles = {column: open(path, "wb") for column, path in partial.items()}
+    try:
+        for batch in tokenised.with_format("arrow").iter(batch_size=BATCH):
+            for column, dtype in TOKEN_COLUMNS.items():
+                flat(batch[column], dtype).tofile(handles[column])
+    finally:
+        for handle in handles.values():
+            handle.close()
+    for column in TOKEN_COLUMNS:
+        os.replace(partial[column], files[column])
+    return files
 
 
 @dataclass

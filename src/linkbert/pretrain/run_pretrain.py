@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from linkbert.core.errors import UserError
@@ -137,6 +138,9 @@ class PretrainTask(Task):
             remove_columns=corpus.column_names, num_proc=d.preprocessing_num_workers,
             load_from_cache_file=not d.overwrite_cache, desc="pretrain: tokenising documents")
         self.tokenised = tokenised
+        # Its tokens memory-mapped from flat files beside the cache, written here (rank 0 first,
+        # before any map worker needs them); the segment length is set once the model's is known.
+        self.store = SegmentStore.from_dataset(tokenised, segment_length=0)
         positions = {"train": np.flatnonzero(~self.held_out), "validation": np.flatnonzero(self.held_out)}
         # --max_train_samples / --max_eval_samples count documents (a split's examples here).
         limits = {"train": d.max_train_samples, "validation": d.max_eval_samples}
@@ -145,9 +149,8 @@ class PretrainTask(Task):
 
     def _builder(self, split: str) -> PairBuilder:
         if split not in self.builders:
-            if self.store is None:
-                segment = self.task_args.segment_length or (self.max_seq_length - 3) // 2
-                self.store = SegmentStore.from_dataset(self.tokenised, segment)
+            assert self.store is not None, "load_examples builds the store"
+            self.store.segment_length = self.task_args.segment_length or (self.max_seq_length - 3) // 2
             # Training draws X_B from training documents only; validation from the whole corpus.
             pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
             self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool,
@@ -164,10 +167,16 @@ class PretrainTask(Task):
         return self._builder("train" if training else "validation").inputs_of_documents(batch["document"])
 
     def describe_features(self, split: str, features) -> dict[str, Any]:
-        relations = np.bincount(np.asarray(features["relation_label"], dtype=np.int64), minlength=3)
-        lengths = np.fromiter((len(x) for x in features["input_ids"]), dtype=np.int64, count=len(features))
+        # Read as Arrow batches: no Python list per input (the inputs can be larger than memory).
+        relations, fell_back, lengths = np.zeros(3, dtype=np.int64), 0, []
+        for batch in features.select_columns(["relation_label", "fell_back", "input_ids"]).with_format(
+                "arrow").iter(batch_size=10_000):
+            relations += np.bincount(batch["relation_label"].to_numpy(), minlength=3)
+            fell_back += int(pc.sum(batch["fell_back"]).as_py() or 0)
+            lengths.append(pc.list_value_length(batch["input_ids"]).to_numpy())
+        lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         description: dict[str, Any] = {"inputs": len(features), **dict(zip(RELATIONS, relations.tolist())),
-                                       "linked_fell_back": int(np.sum(features["fell_back"]))}
+                                       "linked_fell_back": fell_back}
         if len(features):
             description.update(length_mean=round(float(lengths.mean()), 1), length_min=int(lengths.min()),
                                length_max=int(lengths.max()))
