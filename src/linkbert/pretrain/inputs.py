@@ -28,6 +28,7 @@ document, segment) and, for dynamic masks, the epoch: the inputs and masks do no
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,16 +163,24 @@ class PairBuilder:
         self.pool_documents = np.flatnonzero(usable)
         self.pool_position = np.full(len(usable), -1, dtype=np.int64)
         self.pool_position[self.pool_documents] = np.arange(len(self.pool_documents))
-        # Links into the pool and their sampling weights, per document.
-        self.linked: list[tuple[np.ndarray, np.ndarray]] = []
-        for targets in links:
-            kept = np.array([t for t in targets if usable[t]], dtype=np.int64)
-            if settings.linked_sampling == "inverse_in_degree":
-                weights = 1.0 / in_degree[kept] if len(kept) else np.zeros(0)
-            else:
-                weights = np.ones(len(kept))
-            # Cumulative, so that a draw is one uniform number and a binary search.
-            self.linked.append((kept, np.cumsum(weights / weights.sum()) if len(kept) else weights))
+        # Links into the pool and their sampling weights, flat over all documents (document d's are
+        # link_targets[link_start[d]:link_start[d + 1]]: numpy arrays, not an object per document,
+        # which every map worker would otherwise copy). Cumulative per document, so that a draw is
+        # one uniform number and a binary search.
+        lengths = np.fromiter(map(len, links), dtype=np.int64, count=len(links))
+        targets = np.fromiter(itertools.chain.from_iterable(links), dtype=np.int64, count=int(lengths.sum()))
+        owner = np.repeat(np.arange(len(links)), lengths)
+        kept = usable[targets]
+        self.link_targets, owner = targets[kept], owner[kept]
+        self.link_start = np.searchsorted(owner, np.arange(len(links) + 1))
+        if settings.linked_sampling == "inverse_in_degree":
+            weights = 1.0 / in_degree[self.link_targets]
+        else:
+            weights = np.ones(len(self.link_targets))
+        self.link_cdf = weights
+        for d in np.flatnonzero(np.diff(self.link_start)):
+            lo, hi = self.link_start[d], self.link_start[d + 1]
+            self.link_cdf[lo:hi] = np.cumsum(weights[lo:hi] / weights[lo:hi].sum())
         p = np.asarray(settings.relation_probabilities, dtype=float)
         self.relation_cdf = np.cumsum(p)
         fallback = p[:2] if p[:2].sum() > 0 else np.ones(2)  # linked only: fall back evenly
@@ -212,7 +221,7 @@ class PairBuilder:
 
     def draw_relation(self, document: int, rng: np.random.Generator) -> tuple[int, bool]:
         relation = min(int(np.searchsorted(self.relation_cdf, rng.random(), side="right")), 2)
-        if relation == LINKED and not len(self.linked[document][0]):
+        if relation == LINKED and self.link_start[document] == self.link_start[document + 1]:
             return min(int(np.searchsorted(self.fallback_cdf, rng.random(), side="right")), 1), True
         return relation, False
 
@@ -220,8 +229,9 @@ class PairBuilder:
         if relation == CONTIGUOUS:
             return document, segment + 1
         if relation == LINKED:
-            targets, cdf = self.linked[document]
-            partner = int(targets[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(targets) - 1)])
+            lo, hi = self.link_start[document], self.link_start[document + 1]
+            pick = min(int(np.searchsorted(self.link_cdf[lo:hi], rng.random(), side="right")), hi - lo - 1)
+            partner = int(self.link_targets[lo + pick])
         else:  # uniform over the pool, without the anchor's own document
             own = self.pool_position[document]
             size = len(self.pool_documents) - (own >= 0)
