@@ -168,13 +168,13 @@ class PretrainTask(Task):
 
     def describe_features(self, split: str, features) -> dict[str, Any]:
         # Read as Arrow batches: no Python list per input (the inputs can be larger than memory).
-        relations, fell_back, lengths = np.zeros(3, dtype=np.int64), 0, []
+        relations, fell_back, batch_lengths = np.zeros(3, dtype=np.int64), 0, [np.zeros(0, dtype=np.int64)]
         for batch in features.select_columns(["relation_label", "fell_back", "input_ids"]).with_format(
                 "arrow").iter(batch_size=10_000):
             relations += np.bincount(batch["relation_label"].to_numpy(), minlength=3)
             fell_back += int(pc.sum(batch["fell_back"]).as_py() or 0)
-            lengths.append(pc.list_value_length(batch["input_ids"]).to_numpy())
-        lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+            batch_lengths.append(pc.list_value_length(batch["input_ids"]).to_numpy())
+        lengths = np.concatenate(batch_lengths)
         description: dict[str, Any] = {"inputs": len(features), **dict(zip(RELATIONS, relations.tolist())),
                                        "linked_fell_back": fell_back}
         if len(features):
