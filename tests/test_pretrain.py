@@ -514,6 +514,8 @@ def test_links_outside_the_corpus_are_dropped_and_counted(model, corpus, tmp_pat
     (["--relation_probabilities", "0.5,0.5"], "bad_flag_value", "three"),
     (["--linked_sampling", "pagerank"], "bad_flag_value", "inverse_in_degree"),
     (["--validation_split_percentage", "0"], "conflicting_flags", "held out"),
+    (["--masking", "sometimes"], "bad_flag_value", "dynamic or static"),
+    (["--from_scratch", "--do_train", "false"], "conflicting_flags", "random weights"),
 ])
 def test_bad_flags(flags, kind, named, model, corpus, tmp_path, capsys):
     out = tmp_path / "out"
