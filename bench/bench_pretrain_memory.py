@@ -71,7 +71,7 @@ def child(corpus: str, model: str, store: str) -> None:
     import numpy as np
 
     from linkbert.core.args import parse_args
-    from linkbert.core.run import build_features
+    from linkbert.core.run import build_features, resolve_context
     from linkbert.pretrain.inputs import SegmentStore
     from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainTask
 
@@ -80,12 +80,12 @@ def child(corpus: str, model: str, store: str) -> None:
     argv = ["--model_name_or_path", model, "--corpus_file", corpus, "--output_dir", str(Path(corpus).parent / "out"),
             "--do_train", "--max_seq_length", "128", "--validation_split_percentage", "0"]
     task = PretrainTask(*parse_args(PretrainArguments, argv))
-    examples, _ = task.load_examples(["train"])
+    examples, checked = task.load_examples(["train"])
     if store == "in_memory":  # the previous store: every token copied into memory (int32 + bool)
         s = task.store
         task.store = SegmentStore(np.array(s.tokens), np.array(s.word_start), s.offsets, s.segment_length)
-    task.max_seq_length = 128
-    features = build_features(task, "train", examples["train"], training=True)
+    ctx, _ = resolve_context(task, checked)
+    features = build_features(task, ctx, "train", examples["train"], training=True)
     description = task.describe_features("train", features)
     done.set()
     sampler.join()

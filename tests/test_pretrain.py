@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 
 from conftest import REPO, SAMPLES, run_task
 from linkbert.core.args import parse_args
-from linkbert.core.run import build_features, main
+from linkbert.core.run import build_features, main, resolve_context
 from linkbert.pretrain.corpus import held_out_documents, resolve_links
 from linkbert.pretrain.inputs import (CONTIGUOUS, IGNORE, LINKED, RANDOM, DynamicMasking, PairBuilder, PairSettings,
                                      SegmentStore)
@@ -402,9 +402,10 @@ def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path
         argv = pretrain_flags(model, corpus, tmp_path / "unused", "--seed", str(seed),
                               "--preprocessing_num_workers", str(workers), "--overwrite_cache")
         task = PretrainTask(*parse_args(PretrainArguments, [str(a) for a in argv]))
-        examples, _ = task.load_examples(["train"])
-        task.max_seq_length = 24
-        return build_features(task, "train", examples["train"], training=True).to_dict()
+        examples, checked = task.load_examples(["train"])
+        ctx, _ = resolve_context(task, checked)
+        assert ctx.max_seq_length == 24
+        return build_features(task, ctx, "train", examples["train"], training=True).to_dict()
 
     one = features(1, 1)
     assert one == features(1, 2)

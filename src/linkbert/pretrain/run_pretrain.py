@@ -30,7 +30,8 @@ import torch
 from linkbert.core.errors import UserError
 from linkbert.core.results import file_sha256
 from linkbert.core.run import load_tokenizer, main
-from linkbert.core.task import Task
+from linkbert.core.data import CheckedSplits
+from linkbert.core.task import Task, TaskContext
 from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
 from linkbert.pretrain.inputs import (IGNORE, LINKED_SAMPLING, MASKING, RELATIONS, DynamicMasking, PairBuilder,
                                      PairSettings, SegmentStore)
@@ -112,7 +113,7 @@ class PretrainTask(Task):
         self.builders: dict[str, PairBuilder] = {}
 
     # -- data -------------------------------------------------------------------------------
-    def load_examples(self, splits: list[str]) -> tuple[dict, dict]:
+    def load_examples(self, splits: list[str]) -> tuple[dict, CheckedSplits]:
         """The corpus checked, its documents tokenised once (cached), and each split's documents:
         training gets the documents not held out, validation the held-out ones."""
         import datasets
@@ -122,14 +123,13 @@ class PretrainTask(Task):
                             "scripts/build_linked_corpus.py)")
         self.graph = read_corpus(self.task_args.corpus_file)
         digest = file_sha256(Path(self.task_args.corpus_file))  # names the data in env.json and the run identity
-        self.data_sha256 = {split: digest for split in splits}
         self.held_out = held_out_documents(len(self.graph), self.task_args.validation_split_percentage,
                                            self.training_args.seed)
         if (~self.held_out).sum() < 2:
             raise UserError("empty_split", f"only {(~self.held_out).sum()} document(s) left for training after "
                             "holding out validation documents; a random X_B needs at least two: lower "
                             "--validation_split_percentage or give more documents", path=self.task_args.corpus_file)
-        tokenizer = load_tokenizer(self)
+        tokenizer = load_tokenizer(self.model_args)
         corpus = datasets.load_dataset("json", data_files={"corpus": self.task_args.corpus_file},
                                        cache_dir=self.model_args.cache_dir)["corpus"]
         d = self.data_args
@@ -145,26 +145,27 @@ class PretrainTask(Task):
         # --max_train_samples / --max_eval_samples count documents (a split's examples here).
         limits = {"train": d.max_train_samples, "validation": d.max_eval_samples}
         positions = {split: p[:limits[split]] if limits[split] else p for split, p in positions.items()}
-        return {split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits}, {}
+        return ({split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits},
+                CheckedSplits(sha256={split: digest for split in splits}))
 
-    def _builder(self, split: str) -> PairBuilder:
+    def _builder(self, split: str, ctx: TaskContext) -> PairBuilder:
         if split not in self.builders:
             assert self.store is not None, "load_examples builds the store"
-            self.store.segment_length = self.task_args.segment_length or (self.max_seq_length - 3) // 2
+            self.store.segment_length = self.task_args.segment_length or (ctx.max_seq_length - 3) // 2
             # Training draws X_B from training documents only; validation from the whole corpus.
             pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
             self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool,
-                                               self.pair_settings(split), SPLIT_CODES[split])
+                                               self.pair_settings(split, ctx), SPLIT_CODES[split])
         return self.builders[split]
 
-    def pair_settings(self, split: str) -> PairSettings:
-        t, a = self.tokenizer, self.task_args
+    def pair_settings(self, split: str, ctx: TaskContext) -> PairSettings:
+        t, a = ctx.tokenizer, self.task_args
         return PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability, a.whole_word_masking,
                             self.training_args.seed, t.cls_token_id, t.sep_token_id, t.mask_token_id, len(t),
                             dynamic_masking=split == "train" and a.masking == "dynamic")
 
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
-        return self._builder("train" if training else "validation").inputs_of_documents(batch["document"])
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
+        return self._builder("train" if training else "validation", ctx).inputs_of_documents(batch["document"])
 
     def describe_features(self, split: str, features) -> dict[str, Any]:
         # Read as Arrow batches: no Python list per input (the inputs can be larger than memory).
@@ -184,16 +185,16 @@ class PretrainTask(Task):
             description["links_dropped"] = self.graph.dropped_links
         return description
 
-    def collator(self, pad_to_multiple_of: Optional[int]):
-        settings = self.pair_settings("train")
+    def collator(self, ctx: TaskContext):
+        settings = self.pair_settings("train", ctx)
         masking = DynamicMasking(settings, SPLIT_CODES["train"]) if settings.dynamic_masking else None
-        return PretrainCollator(self.tokenizer.pad_token_id, pad_to_multiple_of, masking)
+        return PretrainCollator(ctx.tokenizer.pad_token_id, ctx.pad_to_multiple_of, masking)
 
     # -- outputs ----------------------------------------------------------------------------
     def output_tensor(self, outputs) -> torch.Tensor:
         return torch.cat([outputs.mlm_example_stats, outputs.relation_logits.float()], dim=-1)
 
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         ids = self.graph.ids
         columns = features.select_columns(["document", "anchor_segment", "partner_document", "partner_segment",
                                            "relation_label"]).to_dict()
@@ -225,7 +226,7 @@ class PretrainTask(Task):
                 metrics[f"drp_accuracy_{relation}"] = float(np.mean(of_relation))
         return metrics
 
-    def summary(self, records: list[dict]) -> dict[str, Any]:
+    def summary(self, records: list[dict], ctx: TaskContext) -> dict[str, Any]:
         return {"inputs": len(records)}
 
 
