@@ -9,8 +9,9 @@ prediction, on the shared core (same engine, checkpoints, resume, torchrun, FSDP
     torchrun --nproc_per_node 8 -m linkbert.pretrain.run_pretrain ...   # same flags
 
 One run, in the core's order:
-    corpus checked (corpus.read_corpus) -> held-out documents -> documents tokenised (map, cached)
-    -> inputs built per split (inputs.PairBuilder, map, cached) -> train (loss = MLM + DRP)
+    corpus checked (corpus.read_corpus) -> held-out documents -> documents tokenised (map, cached;
+    tokens memory-mapped, inputs.SegmentStore) -> inputs built per split (inputs.PairBuilder, map,
+    cached) -> train (loss = MLM + DRP; dynamic masks drawn per epoch by PretrainCollator)
     -> eval_mlm_loss, eval_mlm_accuracy, eval_perplexity, eval_drp_accuracy (and per relation)
 The output folder is a `save_pretrained` folder that the fine-tuning modules and
 `AutoModelForMaskedLM` load directly.
