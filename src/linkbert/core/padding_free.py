@@ -32,7 +32,7 @@ of padding. Everything else is equal within float rounding (tests/test_padding_f
 from __future__ import annotations
 
 import types
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
@@ -98,6 +98,7 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                                       **kwargs)
     q, k, v = query[0], key[0], value[0]  # [heads, T, head_dim]
     if q.is_cuda:
+        assert cu_seqlens is not None, "pack() gives both"
         out = _nested_attention(q, k, v, cu_seqlens, seq_lengths, dropout, scaling)
     else:
         out = _per_sequence_attention(q, k, v, seq_lengths, dropout, scaling)
@@ -146,7 +147,7 @@ def enable(model: torch.nn.Module) -> torch.nn.Module:
     AttentionInterface.register(ATTENTION_NAME, packed_attention)
     # Padded calls (the reference forward) get SDPA's mask; packed calls build none.
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
-    model.set_attn_implementation(ATTENTION_NAME)
+    getattr(model, "set_attn_implementation")(ATTENTION_NAME)  # a PreTrainedModel's (check_supported)
     model.forward = types.MethodType(_FORWARDS[type(model).__name__], model)
     return model
 
@@ -242,6 +243,7 @@ def _pretrain_forward(self, input_ids, position_ids, packed_index, cu_seqlens, s
                       mlm_labels, relation_label)
 
 
-_FORWARDS = {"BertForSequenceClassification": _seqcls_forward, "BertForMultipleChoice": _mc_forward,
-             "BertForTokenClassification": _tokcls_forward, "BertForQuestionAnswering": _qa_forward,
-             "LinkBertForPreTraining": _pretrain_forward}
+_FORWARDS: dict[str, Callable[..., Any]] = {
+    "BertForSequenceClassification": _seqcls_forward, "BertForMultipleChoice": _mc_forward,
+    "BertForTokenClassification": _tokcls_forward, "BertForQuestionAnswering": _qa_forward,
+    "LinkBertForPreTraining": _pretrain_forward}
