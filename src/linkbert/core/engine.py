@@ -181,6 +181,9 @@ class Engine:
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision or "")
         collate = task.collator(ctx)
+        # A collator with `set_epoch` (pretraining's dynamic masks) is told each training epoch
+        # before its batches are made, as DistributedSampler.set_epoch, also when resuming into one.
+        self.set_collator_epoch = getattr(collate, "set_epoch", None)
         if args.padding_free:  # the model computes on real tokens only; batches arrive packed
             padding_free.enable(self.model)
             collate = padding_free.PackingCollator(collate)
@@ -307,6 +310,8 @@ class Engine:
         rank_order = self.dist.shard(order, per_rank)
         batches = [rank_order[i:i + per_rank] for i in range(0, len(rank_order), per_rank)]
         skip = self.state.steps_in_epoch_done
+        if self.set_collator_epoch is not None:  # before the loader: its workers copy the collator
+            self.set_collator_epoch(epoch)
         for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
             update = is_update_step(step, len(batches), self.plan.accumulation)
             with self.wrapping.no_sync(self.train_model, enabled=not update):

@@ -220,8 +220,12 @@ def load_model(task: Task, config, local_only: bool = False):
     """The task's model head on the pretrained weights, in float32."""
     m = task.model_args
     try:
-        model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
-                                         attn_implementation=m.attn_implementation, **_hub_kwargs(m, local_only))
+        if m.from_scratch:
+            model, loading = from_config(task.model_class, config, m.attn_implementation), {}
+        else:
+            model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config,
+                                             dtype=torch.float32, attn_implementation=m.attn_implementation,
+                                             **_hub_kwargs(m, local_only))
     except OSError as e:
         raise _missing_model(m, e) from None
     untrained = loading.get("missing_keys") or []
@@ -230,6 +234,15 @@ def load_model(task: Task, config, local_only: bool = False):
                         f"{', '.join(sorted(untrained)[:3])}{' ...' if len(untrained) > 3 else ''}: without --do_train "
                         "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
                         "this is intended")
+    return model
+
+
+def from_config(model_class, config, attn_implementation: str):
+    """A model of the config's shape with new random weights (seeded by --seed), in float32."""
+    build = getattr(model_class, "from_config", None) or model_class._from_config  # Auto class | model class
+    model = build(config, attn_implementation=attn_implementation, dtype=torch.float32)
+    logger.info("--from_scratch: %s with random weights (%.1fM parameters), no weights read", type(model).__name__,
+                sum(p.numel() for p in model.parameters()) / 1e6)
     return model
 
 
@@ -291,10 +304,13 @@ def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) 
     return metrics, records
 
 
-def check_setup(args) -> None:
+def check_setup(args, model_args) -> None:
     """What the flags ask of this machine, before any work; TF32 as asked."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
+    if model_args.from_scratch and not args.do_train:
+        raise UserError("conflicting_flags", "--from_scratch without --do_train would score random weights; add "
+                        "--do_train, or drop --from_scratch to evaluate --model_name_or_path")
     if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -323,7 +339,7 @@ def score_split(task: Task, engine: Engine, datasets_: dict, features: dict, spl
 def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
-    check_setup(args)
+    check_setup(args, model_args)
     stay_offline(model_args, args)
     dist = DistState(args)
     if args.fp16 and dist.device.type == "cpu" and dist.is_main:
@@ -343,7 +359,10 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
     model_args, data_args, args, task_args = all_args
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
-    datasets_, checked = task.load_examples(splits)  # the data is checked whole before the model is looked for
+    # The data is checked whole before the model is looked for. Rank 0 first: a task may
+    # tokenise into the datasets cache here (pretraining's documents), which the others then read.
+    with dist.main_process_first():
+        datasets_, checked = task.load_examples(splits)
     if "train" in datasets_:
         datasets_["train"] = task.training_examples(datasets_["train"])
     local_only = check_model_sources(model_args)  # a name that cannot load fails here, in a second
