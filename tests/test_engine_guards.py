@@ -139,3 +139,22 @@ def test_group_by_length_batches_similar_lengths(tiny_model, tmp_path, monkeypat
     def spread(batches):
         return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread(grouped) < spread(plain_batches)
+
+
+def test_rng_state_restores_every_generator_including_numpys_cached_gaussian():
+    """A resume draws the same numbers as the run that saved: Python, NumPy (with the Gaussian it
+    holds back after an odd number of `standard_normal` draws) and torch."""
+    import random
+
+    import numpy as np
+
+    from linkbert.core.checkpoint import rng_state, set_rng_state
+
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    random.gauss(0, 1), np.random.standard_normal(), torch.rand(2)  # leave a cached Gaussian behind
+    saved = rng_state()
+    expected = (random.random(), random.gauss(0, 1), np.random.standard_normal(3).tolist(), torch.rand(3).tolist())
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    set_rng_state(saved)
+    assert (random.random(), random.gauss(0, 1), np.random.standard_normal(3).tolist(),
+            torch.rand(3).tolist()) == expected

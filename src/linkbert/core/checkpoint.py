@@ -137,14 +137,15 @@ def sorted_checkpoints(output_dir: str | Path) -> list[Path]:
 
 def rng_state() -> dict[str, torch.Tensor]:
     """Every RNG the run uses, as tensors only (loads with weights_only=True)."""
-    py_state = random.getstate()
-    np_state = np.random.get_state()
+    py_state: tuple[Any, ...] = random.getstate()
+    np_state: tuple[Any, ...] = tuple(np.random.get_state())
     state = {
         "python_version": torch.tensor(py_state[0]),
         "python_state": torch.tensor(py_state[1], dtype=torch.int64),
-        "python_gauss": torch.tensor(float("nan") if py_state[2] is None else py_state[2]),
+        "python_gauss": torch.tensor(float("nan") if py_state[2] is None else py_state[2], dtype=torch.float64),
         "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
         "numpy_pos": torch.tensor(np_state[2]),
+        "numpy_gauss": torch.tensor([float(np_state[3]), float(np_state[4])], dtype=torch.float64),
         "cpu": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -156,7 +157,9 @@ def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     gauss = state["python_gauss"].item()
     random.setstate((int(state["python_version"].item()), tuple(int(x) for x in state["python_state"].tolist()),
                      None if math.isnan(gauss) else gauss))
-    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"].item())))
+    has_gauss, cached_gauss = state["numpy_gauss"].tolist() if "numpy_gauss" in state else (0, 0.0)
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), int(state["numpy_pos"].item()),
+                         int(has_gauss), float(cached_gauss)))
     torch.set_rng_state(state["cpu"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(list(state["cuda"]))

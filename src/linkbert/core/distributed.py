@@ -180,7 +180,8 @@ class Wrapping:
         """Skip the gradient reduction on micro-batches that do not end an update."""
         if not enabled or self.dist.world_size == 1:
             return contextlib.nullcontext()
-        return model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext()
+        no_sync = getattr(model, "no_sync", None)  # DDP's; a bare module has none
+        return no_sync() if callable(no_sync) else contextlib.nullcontext()
 
     def clip_grad_norm(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, max_norm: float) -> None:
         """The norm over all gradients of all ranks, as one process would compute it."""
@@ -247,10 +248,10 @@ def transformer_blocks(model: torch.nn.Module) -> list[tuple[torch.nn.ModuleList
     return found
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The transformers model inside DDP / ShardedDDP / fairscale FSDP wrappers."""
-    while not hasattr(type(model), "save_pretrained") and hasattr(model, "module"):
-        model = model.module
+def unwrap(model: torch.nn.Module) -> Any:
+    """The transformers model (a `PreTrainedModel`) inside DDP / ShardedDDP / fairscale FSDP wrappers."""
+    while not hasattr(type(model), "save_pretrained") and isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = getattr(model, "module")
     return model
 
 

@@ -46,7 +46,7 @@ class FairscaleFSDP(Wrapping):
         return rank_synced_scaler(scaler, self.dist.device)
 
     def clip_grad_norm(self, model: torch.nn.Module, optimizer, max_norm: float) -> None:
-        model.clip_grad_norm_(max_norm)
+        model.clip_grad_norm_(max_norm)  # type: ignore[operator]  # FullyShardedDataParallel's own
 
     def optimizer_state(self, optimizer) -> Optional[dict]:
         return chunked_optimizer_state(self.dist, optimizer, gather=True)

@@ -46,14 +46,14 @@ class FSDP2(Wrapping):
         """Full, on rank 0's CPU, keyed by parameter name (FSDP2's own format)."""
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-        _reshard(self.sharded_model)
-        return get_optimizer_state_dict(self.sharded_model, optimizer, options=_full_state_options())
+        model = _reshard(self.sharded_model)
+        return get_optimizer_state_dict(model, optimizer, options=_full_state_options())
 
     def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict) -> None:
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
-        _reshard(self.sharded_model)
-        set_optimizer_state_dict(self.sharded_model, optimizer, state, options=_full_state_options(load=True))
+        model = _reshard(self.sharded_model)
+        set_optimizer_state_dict(model, optimizer, state, options=_full_state_options(load=True))
 
     def load_model_state(self, model: torch.nn.Module, state: dict) -> None:
         from torch.distributed.checkpoint.state_dict import set_model_state_dict
@@ -70,6 +70,9 @@ class FSDP2(Wrapping):
 
 @contextlib.contextmanager
 def _no_gradient_sync(model: torch.nn.Module) -> Iterator[None]:
+    from torch.distributed.fsdp import FSDPModule
+
+    assert isinstance(model, FSDPModule), "fully_shard wraps the model first"
     model.set_requires_gradient_sync(False)
     try:
         yield
@@ -77,7 +80,7 @@ def _no_gradient_sync(model: torch.nn.Module) -> Iterator[None]:
         model.set_requires_gradient_sync(True)
 
 
-def _reshard(model: Optional[torch.nn.Module]) -> None:
+def _reshard(model: Optional[torch.nn.Module]) -> torch.nn.Module:
     """Put the shards back in place. shard_grad_op keeps the gathered weights after an
     evaluation forward (no backward follows to free them), and state-dict functions and the
     optimizer expect the sharded parameters."""
@@ -87,6 +90,7 @@ def _reshard(model: Optional[torch.nn.Module]) -> None:
     for module in model.modules():
         if isinstance(module, FSDPModule):
             module.reshard()
+    return model
 
 
 def _full_state_options(load: bool = False, strict: bool = True):

@@ -63,7 +63,7 @@ def matthews_correlation(predictions: Sequence, labels: Sequence) -> float:
     return float(numerator / denominator) if denominator else 0.0
 
 
-def pearson(predictions: Sequence[float], labels: Sequence[float]) -> float:
+def pearson(predictions: Sequence[float] | np.ndarray, labels: Sequence[float] | np.ndarray) -> float:
     x, y = np.asarray(predictions, dtype=np.float64), np.asarray(labels, dtype=np.float64)
     x, y = x - x.mean(), y - y.mean()
     denominator = np.sqrt((x * x).sum() * (y * y).sum())
