@@ -63,9 +63,9 @@ pretrain LinkBERT-large "$WIKI_CORPUS" bert-large-uncased \
   --learning_rate 2e-4 --max_steps 40000 --warmup_steps 5000
 
 ############################### BioLinkBERT-base ###############################
-# The paper trained BioLinkBERT from scratch with PubMedBERT's vocabulary; from-scratch
-# initialisation is not offered here (see DEVIATIONS.md), so this continues PubMedBERT.
+# From scratch, as the paper: random weights of BERT-base's shape (--from_scratch reads only
+# PubMedBERT's config and its vocabulary, no weights).
 # Global batch 8192 (8 GPUs x 16 x 64), peak lr 6e-4, 62.5k steps, 10% warm-up.
-pretrain BioLinkBERT-base "$PUBMED_CORPUS" microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract \
+pretrain BioLinkBERT-base "$PUBMED_CORPUS" microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract --from_scratch \
   --per_device_train_batch_size 16 --gradient_accumulation_steps 64 \
   --learning_rate 6e-4 --max_steps 62500 --warmup_ratio 0.1

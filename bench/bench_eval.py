@@ -36,8 +36,8 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, repeats: int) -
     times = common.interleaved(runs, repeats)
     theirs, ours = times["original"].result, times["project"].result
     diff = np.abs(np.stack(theirs) - np.stack(ours)).max()
-    same = (original.task.prediction_records(theirs, original.examples, original.dev)
-            == project.task.prediction_records(ours, project.examples, project.dev))
+    same = (original.task.prediction_records(theirs, original.examples, original.dev, original.engine.ctx)
+            == project.task.prediction_records(ours, project.examples, project.dev, project.engine.ctx))
     n = len(project.dev)
     rows = [[label, f"{n / common.statistics.median(times[name].wall):.1f}",
              *common.speedup_cells(times["original"], times[name])]

@@ -32,7 +32,7 @@ from common import torch  # noqa: E402
 from linkbert.core.args import TrainingArguments  # noqa: E402
 from linkbert.core.distributed import DistState  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
-from linkbert.core.task import Task  # noqa: E402
+from linkbert.core.task import Task, TaskContext  # noqa: E402
 
 # Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's data sheets, TFLOP/s. Matched against
 # torch.cuda.get_device_name() in this order (more specific names first).
@@ -57,7 +57,7 @@ class FixedLengthTask(Task):
 
     name = "bench_gpu"
 
-    def collator(self, pad_to_multiple_of):
+    def collator(self, ctx):
         return lambda rows: {k: torch.tensor([row[k] for row in rows]) for k in rows[0]}
 
 
@@ -102,7 +102,7 @@ def measure(model_name: str, seq_len: int, batch: int, steps: int, warmup: int, 
     args = TrainingArguments(output_dir=str(out), bf16=True, per_device_train_batch_size=batch,
                              learning_rate=1e-5, save_strategy="no", disable_tqdm=True,
                              torch_compile=compile_, dataloader_num_workers=workers)
-    engine = Engine(model, FixedLengthTask(None, None, args, None), args, DistState(args))
+    engine = Engine(model, FixedLengthTask(None, None, args, None), TaskContext(None, seq_len), args, DistState(args))
     features = synthetic_features(max(steps, warmup) * batch, seq_len, config.vocab_size)
 
     def run(updates: int) -> float:

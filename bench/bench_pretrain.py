@@ -34,7 +34,8 @@ import torch  # noqa: E402
 from linkbert.core.args import parse_args  # noqa: E402
 from linkbert.core.distributed import DistState  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
-from linkbert.core.run import build_features, load_model  # noqa: E402
+from linkbert.core.data import CheckedSplits  # noqa: E402
+from linkbert.core.run import build_features, load_model, resolve_context  # noqa: E402
 from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainTask  # noqa: E402
 
 
@@ -58,15 +59,16 @@ def make_task(model: str, corpus: Path, out: Path, seq: int, batch: int, steps: 
 
 def time_linkbert(task: PretrainTask, features, seed: int) -> tuple[float, float]:
     dist = DistState(task.training_args)
+    ctx, config = resolve_context(task, CheckedSplits())
     torch.manual_seed(seed)
-    model = load_model(task, None, dist)
-    engine = Engine(model, task, task.training_args, dist)
+    model = load_model(task, config)
+    engine = Engine(model, task, ctx, task.training_args, dist)
     wall, cpu = time.perf_counter(), time.process_time()
     engine.train(features, seed=seed)
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def time_run_mlm(task: PretrainTask, features, seed: int) -> tuple[float, float]:
+def time_run_mlm(task: PretrainTask, tokenizer, features, seed: int) -> tuple[float, float]:
     """HF run_mlm's recipe (as its `_no_trainer` loop, without accelerate): `BertForMaskedLM`,
     `DataCollatorForLanguageModeling`, AdamW, linear schedule, clipping, on the same sequences."""
     from torch.utils.data import DataLoader
@@ -75,7 +77,7 @@ def time_run_mlm(task: PretrainTask, features, seed: int) -> tuple[float, float]
     a = task.training_args
     torch.manual_seed(seed)
     model = AutoModelForMaskedLM.from_pretrained(task.model_args.model_name_or_path, dtype=torch.float32)
-    collator = DataCollatorForLanguageModeling(task.tokenizer, mlm_probability=0.15)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     sequences = features.select_columns(["input_ids", "token_type_ids"])
     loader = DataLoader(sequences, batch_size=a.per_device_train_batch_size, shuffle=True, collate_fn=collator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=a.learning_rate)
@@ -112,11 +114,11 @@ def main() -> None:
 
     task = make_task(model, corpus, work / "out", opts.seq, opts.batch, steps)
     start = time.perf_counter()
-    examples, _ = task.load_examples(["train"])
+    examples, checked = task.load_examples(["train"])
     tokenised = time.perf_counter() - start
-    task.max_seq_length = opts.seq
+    ctx, _ = resolve_context(task, checked)
     start = time.perf_counter()
-    features = build_features(task, "train", examples["train"], training=True)
+    features = build_features(task, ctx, "train", examples["train"], training=True)
     built = time.perf_counter() - start
     common.print_table(
         f"Input building: {documents} documents of 300 words -> {len(features)} inputs of {opts.seq} tokens",
@@ -126,7 +128,7 @@ def main() -> None:
 
     features = features.select(range(min(len(features), steps * opts.batch)))
     # Only the training loops are timed (each side's own runtime), alternating which goes first.
-    runs = {"run_mlm": lambda: time_run_mlm(task, features, seed=0),
+    runs = {"run_mlm": lambda: time_run_mlm(task, ctx.tokenizer, features, seed=0),
             "linkbert": lambda: time_linkbert(make_task(model, corpus, work / "lb", opts.seq, opts.batch, steps),
                                               features, seed=0)}
     timings = {name: common.Timings() for name in runs}

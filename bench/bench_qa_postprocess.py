@@ -23,7 +23,6 @@ the same answer for every question before printing the table.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import statistics
 import sys
@@ -111,6 +110,7 @@ def main() -> None:
     from transformers import BertTokenizerFast
 
     from linkbert.core.args import parse_args
+    from linkbert.core.task import TaskContext
     from linkbert.qa.run_qa import QAArguments, QATask
     from linkbert.tiny import build_vocab
 
@@ -123,7 +123,7 @@ def main() -> None:
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     task = QATask(*parse_args(QAArguments, ["--model_name_or_path", "unused", "--output_dir", "unused", "--fp16",
                                             "--doc_stride", str(args.doc_stride)]))
-    task.tokenizer, task.max_seq_length = tokenizer, args.max_seq_length
+    ctx = TaskContext(tokenizer, args.max_seq_length, pad_to_max_length=task.pads_to_max_length)
 
     def build(fn):
         return examples.map(fn, batched=True, remove_columns=examples.column_names, keep_in_memory=True,
@@ -131,7 +131,7 @@ def main() -> None:
 
     hf_prepare = hf_prepare_validation_features(tokenizer, args.max_seq_length, args.doc_stride)
     features = common.interleaved({"hf": lambda: build(hf_prepare),
-                                   "ours": lambda: build(lambda batch: task.encode(batch, training=False))},
+                                   "ours": lambda: build(lambda batch: task.encode(batch, ctx, training=False))},
                                   args.repeats)
     hf_features, our_features = features["hf"].result, features["ours"].result
     assert len(hf_features) == len(our_features)
@@ -139,7 +139,7 @@ def main() -> None:
     logits = (rng.normal(size=(len(our_features), 2, args.max_seq_length)) * 3).astype(np.float16)
     outputs = list(logits.astype(np.float32))  # what Engine.predict hands over: float32 rows of fp16 values
     post = common.interleaved({"hf": lambda: hf_postprocess(examples, hf_features, logits),
-                               "ours": lambda: task.prediction_records(outputs, examples, our_features)},
+                               "ours": lambda: task.prediction_records(outputs, examples, our_features, ctx)},
                               args.repeats)
     ours = [r["prediction_text"] for r in post["ours"].result]
     differ = sum(a != b for a, b in zip(post["hf"].result, ours))
@@ -156,9 +156,8 @@ def main() -> None:
         rows.append([step, f"{statistics.median(hf.wall):.2f}", f"{statistics.median(us.wall):.2f}",
                      *common.speedup_cells(hf, us)])
     windows = len(our_features)
-    dynamic = copy.copy(task)
-    dynamic.task_args = dataclasses.replace(task.task_args, dynamic_padding=True)
-    lengths = np.array([len(ids) for ids in build(lambda b: dynamic.encode(b, training=False))["input_ids"]])
+    dynamic = dataclasses.replace(ctx, pad_to_max_length=False)  # --dynamic_padding
+    lengths = np.array([len(ids) for ids in build(lambda b: task.encode(b, dynamic, training=False))["input_ids"]])
     common.print_table(
         f"QA features + post-processing: {args.contexts} contexts, {windows} windows of {args.max_seq_length} "
         f"tokens (doc_stride {args.doc_stride}), float16 logits",

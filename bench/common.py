@@ -39,7 +39,7 @@ from linkbert.core.data import load_splits  # noqa: E402
 from linkbert.core.distributed import DistState, Wrapping  # noqa: E402
 from linkbert.core.checkpoint import TrainState  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
-from linkbert.core.run import build_features, load_model  # noqa: E402
+from linkbert.core.run import build_features, load_model, resolve_context  # noqa: E402
 from linkbert.seqcls.run_seqcls import SeqClsTask  # noqa: E402
 
 
@@ -192,12 +192,13 @@ def prepare(model_dir: str, data: Path, shape: Shape, flags: list[str],
         argv.append("--fp16")  # the original scripts' precision on a GPU
     model_args, data_args, args, task_args = parse_args(SeqClsTask.arguments, argv)
     task = SeqClsTask(model_args, data_args, args, task_args)
-    splits, kept = load_splits(task, ["train", "validation"])
+    splits, checked = load_splits(task, ["train", "validation"])
+    ctx, config = resolve_context(task, checked)
     set_seed(args.seed)  # every variant starts from the same weights
-    model = load_model(task, kept["train"], dist_cls(args))
-    train = build_features(task, "train", splits["train"], training=True)
-    dev = build_features(task, "validation", splits["validation"], training=False)
-    return Setup(task, Engine(model, task, args, dist_cls(args)), train, dev, splits["validation"])
+    model = load_model(task, config)
+    train = build_features(task, ctx, "train", splits["train"], training=True)
+    dev = build_features(task, ctx, "validation", splits["validation"], training=False)
+    return Setup(task, Engine(model, task, ctx, args, dist_cls(args)), train, dev, splits["validation"])
 
 
 class CountingCollator:

@@ -47,8 +47,8 @@ from common import torch  # noqa: E402
 
 from linkbert.core.args import TrainingArguments  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
-from linkbert.core.run import run  # noqa: E402
-from linkbert.core.task import Task  # noqa: E402
+from linkbert.core.run import batch_pad_multiple, run  # noqa: E402
+from linkbert.core.task import Task, TaskContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
@@ -176,7 +176,9 @@ class PaddedTask(Task):
         super().__init__(None, None, args, None)
         self.max_length, self.pad_to_max, self.choices = max_length, pad_to_max, choices
 
-    def collator(self, pad_to_multiple_of):
+    def collator(self, ctx):
+        pad_to_multiple_of = ctx.pad_to_multiple_of
+
         def collate(rows: list[dict]) -> dict:
             ids = [row["input_ids"] for row in rows]
             flat = [seq for seqs in ids for seq in seqs] if self.choices else ids
@@ -232,7 +234,8 @@ def run_engine(ctx, model, flags: dict, features, max_length: int, steps: int, o
                              learning_rate=1e-5, max_steps=steps, logging_steps=logging_steps,
                              use_cpu=not ctx.cuda, **flags)
     dist_cls = common.OriginalOptimizerDist if original else common.DistState
-    engine = Engine(model, PaddedTask(args, max_length, original, choices), args, dist_cls(args))
+    engine = Engine(model, PaddedTask(args, max_length, original, choices),
+                    TaskContext(None, max_length, pad_to_multiple_of=batch_pad_multiple(args)), args, dist_cls(args))
     common.sync()
     start = time.perf_counter()
     engine.train(features, seed=args.seed)

@@ -18,20 +18,25 @@
   `links`, `citations` or `references` (PubMed/PMC style).
 
 Documents without text are left out and links to them or to ids not in the corpus are dropped;
-the report at the end counts documents, links, documents without text and dangling links.
+the report at the end counts documents, links, documents without text and dangling links. Every
+source is read as a stream and written in two passes (documents spilled to a temporary file beside
+the output, then read back with their links resolved), so memory holds the documents' ids (and a
+dump's redirects), not the corpus.
 """
 
 from __future__ import annotations
 
 import argparse
 import bz2
+import json
 import posixpath
 import re
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -115,29 +120,14 @@ def normalise_title(title: str) -> str:
     return title[:1].upper() + title[1:]
 
 
-def wikipedia_documents(dump: Path, counts: Counter) -> Iterator[dict]:
-    articles, redirects = read_dump(dump, counts)
-    counts["redirects followed"] = 0
-    for title, text, links in articles:
-        resolved = []
-        for target in links:
-            seen = 0
-            while target in redirects and seen < 5:  # redirect chains, without looping forever
-                target, seen = redirects[target], seen + 1
-            counts["redirects followed"] += bool(seen)
-            if target != title:
-                resolved.append(target)
-        yield {"id": title, "title": title, "text": text, "links": resolved}
-
-
-def read_dump(dump: Path, counts: Counter) -> tuple[list[tuple[str, str, list[str]]], dict[str, str]]:
-    """(title, text, link titles) of every article, and the redirects, read as a stream."""
+def wikipedia_documents(dump: Path, counts: Counter, redirects: dict[str, str]) -> Iterator[dict]:
+    """Every article as the dump is read (a stream), its links as written: a redirect may come
+    later in the dump, so `redirects` fills as it is read and `follow_redirects` resolves the
+    links once it is complete (in `finish`'s second pass)."""
     import mwparserfromhell
 
     opener = bz2.open if dump.suffix == ".bz2" else open
     namespaces: set[str] = set()
-    redirects: dict[str, str] = {}
-    articles: list[tuple[str, str, list[str]]] = []
     try:
         with opener(dump, "rb") as f:
             for _, element in ET.iterparse(f, events=("end",)):
@@ -154,12 +144,23 @@ def read_dump(dump: Path, counts: Counter) -> tuple[list[tuple[str, str, list[st
                     redirects[normalise_title(title)] = normalise_title(redirect)
                     continue
                 code = mwparserfromhell.parse(text or "")
-                articles.append((normalise_title(title), clean_text(code.strip_code()),
-                                 wikilinks(code, namespaces, counts)))
+                title = normalise_title(title)
+                yield {"id": title, "title": title, "text": clean_text(code.strip_code()),
+                       "links": wikilinks(code, namespaces, counts)}
     except (ET.ParseError, OSError, EOFError) as e:
         raise DataError(dump, None, f"not a readable MediaWiki XML dump ({e})",
                         "give the pages-articles .xml or .xml.bz2 file") from None
-    return articles, redirects
+
+
+def follow_redirects(redirects: dict[str, str], counts: Counter) -> Callable[[str], str]:
+    def resolve(target: str) -> str:
+        hops = 0
+        while target in redirects and hops < 5:  # redirect chains, without looping forever
+            target, hops = redirects[target], hops + 1
+        counts["redirects followed"] += bool(hops)
+        return target
+
+    return resolve
 
 
 def wikilinks(code, namespaces: set[str], counts: Counter) -> list[str]:
@@ -208,27 +209,38 @@ def citation_documents(path: Path, counts: Counter) -> Iterator[dict]:
 
 
 # -- common -----------------------------------------------------------------------------------
-def finish(documents: Iterable[dict], counts: Counter) -> list[dict]:
-    """Leave out documents without text and repeated ids; keep links to documents that stay."""
-    kept: list[dict] = []
+def finish(source: Path, documents: Iterable[dict], counts: Counter, output: Path,
+           resolve: Callable[[str], str] = lambda target: target) -> None:
+    """Leave out documents without text and repeated ids; keep links to documents that stay.
+    Two passes, so that memory holds the kept ids and not the corpus: documents are spilled to
+    a temporary file beside `output` as they come, then read back one by one, their links
+    resolved (a dump's redirects) and kept if they lead to a kept document, and written."""
     seen: set[str] = set()
-    for doc in documents:
-        if not doc["text"]:
-            counts["documents without text (left out)"] += 1
-        elif doc["id"] in seen:
-            counts["repeated ids (later ones left out)"] += 1
-        else:
-            seen.add(doc["id"])
-            kept.append(doc)
-    for doc in kept:
-        unique = list(dict.fromkeys(doc["links"]))
-        counts["repeated links (merged)"] += len(doc["links"]) - len(unique)
-        doc["links"] = [t for t in unique if t in seen and t != doc["id"]]
-        counts["dangling links (dropped)"] += len(unique) - len(doc["links"])
-        counts["links"] += len(doc["links"])
-    counts["documents"] = len(kept)
-    counts["documents with links"] = sum(bool(doc["links"]) for doc in kept)
-    return kept
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile("w+", encoding="utf-8", dir=output.parent) as spill:
+        for doc in documents:
+            if not doc["text"]:
+                counts["documents without text (left out)"] += 1
+            elif doc["id"] in seen:
+                counts["repeated ids (later ones left out)"] += 1
+            else:
+                seen.add(doc["id"])
+                spill.write(json.dumps(doc) + "\n")
+        if not seen:
+            raise DataError(source, None, "no document with text was found", "check the input")
+        spill.seek(0)
+        write_jsonl((kept_links(json.loads(line), seen, resolve, counts) for line in spill), output)
+    counts["documents"] = len(seen)
+
+
+def kept_links(doc: dict, seen: set[str], resolve: Callable[[str], str], counts: Counter) -> dict:
+    unique = list(dict.fromkeys(resolve(target) for target in doc["links"]))
+    counts["repeated links (merged)"] += len(doc["links"]) - len(unique)
+    doc["links"] = [t for t in unique if t in seen and t != doc["id"]]
+    counts["dangling links (dropped)"] += len(unique) - len(doc["links"])
+    counts["links"] += len(doc["links"])
+    counts["documents with links"] += bool(doc["links"])
+    return doc
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -250,14 +262,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not source.exists():
         raise DataError(source, None, "does not exist", "fix the path")
     if args.source == "html":
-        documents = finish(html_documents(source, counts), counts)
+        finish(source, html_documents(source, counts), counts, args.output)
     elif args.source == "wikipedia":
-        documents = finish(wikipedia_documents(source, counts), counts)
+        redirects: dict[str, str] = {}
+        finish(source, wikipedia_documents(source, counts, redirects), counts, args.output,
+               follow_redirects(redirects, counts))
     else:
-        documents = finish(citation_documents(source, counts), counts)
-    if not documents:
-        raise DataError(source, None, "no document with text was found", "check the input")
-    write_jsonl(documents, args.output)
+        finish(source, citation_documents(source, counts), counts, args.output)
     print(f"Wrote {args.output}")
     for key in ("documents", "documents with links", "links", "documents without text (left out)",
                 "dangling links (dropped)"):

@@ -95,17 +95,17 @@ def test_qa_answers_use_float16_sums_under_fp16(tiny_model, tmp_path):
 
     path = tmp_path / "text.json"
     path.write_text(json.dumps({"t": CONTEXT + " " + QUESTION}) + "\n")
-    task = make_task(tiny_model([path]), "--doc_stride", "16")
+    task, ctx = make_task(tiny_model([path]), "--doc_stride", "16")
     example = {"id": ["q"], "question": [QUESTION], "context": [CONTEXT],
                "answers": [{"answer_start": [0], "text": ["w0"]}]}
-    features = datasets.Dataset.from_dict(task.encode(example, training=False))
+    features = datasets.Dataset.from_dict(task.encode(example, ctx, training=False))
     lo = features[0]["context_start"]
     outputs = [np.full((2, 64), -10000.0, dtype=np.float32) for _ in range(len(features))]
     outputs[0][0, lo + 40], outputs[0][1, lo + 41] = 2048.0, 0.5  # "w40 w41": highest start logit
     outputs[0][0, lo], outputs[0][1, lo + 1] = 2046.0, 3.0         # "w0 w1": higher float32 sum
     examples = datasets.Dataset.from_dict(example)
-    as_fp32 = task.prediction_records(outputs, examples, features)[0]["prediction_text"]
-    as_fp16 = task.prediction_records([o.astype(np.float16) for o in outputs], examples, features)[0]
+    as_fp32 = task.prediction_records(outputs, examples, features, ctx)[0]["prediction_text"]
+    as_fp16 = task.prediction_records([o.astype(np.float16) for o in outputs], examples, features, ctx)[0]
     assert (as_fp32, as_fp16["prediction_text"]) == ("w0 w1", "w40 w41")
 
 

@@ -13,6 +13,7 @@ import torch
 from conftest import SAMPLES, read_jsonl, run_task
 from linkbert.core.args import parse_args
 from linkbert.core.errors import UserError
+from linkbert.core.task import TaskContext
 from linkbert.mc.run_multiple_choice import MultipleChoiceArguments, MultipleChoiceTask
 
 MEDQA = SAMPLES / "mc" / "medqa_usmle_hf"
@@ -118,36 +119,38 @@ def test_prediction_only_missing_test_file_is_an_error(medqa_run, tmp_path):
 
 # -- encoding and batching ----------------------------------------------------------------------
 @pytest.fixture()
-def task(tiny_model, tmp_path):
+def task(tmp_path):
+    parsed = parse_args(MultipleChoiceArguments, ["--model_name_or_path", "unused", "--output_dir", str(tmp_path)])
+    return MultipleChoiceTask(*parsed)
+
+
+@pytest.fixture()
+def ctx(tiny_model):
     from transformers import AutoTokenizer
 
-    parsed = parse_args(MultipleChoiceArguments, ["--model_name_or_path", "unused", "--output_dir", str(tmp_path)])
-    task = MultipleChoiceTask(*parsed)
-    task.tokenizer = AutoTokenizer.from_pretrained(tiny_model(ALL_FILES))
-    task.max_seq_length = 512
-    return task
+    return TaskContext(AutoTokenizer.from_pretrained(tiny_model(ALL_FILES)), max_seq_length=512)
 
 
-def test_encoding_pairs_question_with_header_and_ending(task):
+def test_encoding_pairs_question_with_header_and_ending(task, ctx):
     question = {"id": "q", "sent1": "Which drug treats gout?", "sent2": "In acute gout,", "ending0": "colchicine",
                 "ending1": "insulin", "ending2": "warfarin", "label": 0}
     assert task.validate_record(question, "train") == 0 and task.num_choices == 3
     batch = {k: [v] for k, v in question.items()}
-    features = task.encode(batch, training=True)
+    features = task.encode(batch, ctx, training=True)
     assert len(features["input_ids"]) == 1 and len(features["input_ids"][0]) == 3
     for i, ending in enumerate(["colchicine", "insulin", "warfarin"]):
-        expected = task.tokenizer(question["sent1"], f"In acute gout, {ending}")
+        expected = ctx.tokenizer(question["sent1"], f"In acute gout, {ending}")
         assert features["input_ids"][0][i] == expected["input_ids"]
         assert features["token_type_ids"][0][i] == expected["token_type_ids"]
     assert features["labels"] == [0]
 
 
-def test_long_question_loses_its_end_not_the_ending(task):
+def test_long_question_loses_its_end_not_the_ending(task, ctx):
     record = read_jsonl(MEDQA / "train.json")[5]  # the sample's vignette longer than 512 tokens
     task.validate_record(record, "train")
-    task.max_seq_length = 64
-    features = task.encode({k: [v] for k, v in record.items()}, training=True)
-    tok = task.tokenizer
+    short = TaskContext(ctx.tokenizer, max_seq_length=64)
+    features = task.encode({k: [v] for k, v in record.items()}, short, training=True)
+    tok = ctx.tokenizer
     for i in range(4):
         ids = features["input_ids"][0][i]
         assert len(ids) == 64
@@ -158,14 +161,14 @@ def test_long_question_loses_its_end_not_the_ending(task):
 
 
 @pytest.mark.parametrize("multiple", [None, 8])
-def test_collator_pads_all_choices_together(task, multiple):
+def test_collator_pads_all_choices_together(task, ctx, multiple):
     records = read_jsonl(MEDQA / "dev.json")[:3]
     for r in records:
         task.validate_record(r, "validation")
-    features = task.encode({k: [r[k] for r in records] for k in records[0]}, training=False)
+    features = task.encode({k: [r[k] for r in records] for k in records[0]}, ctx, training=False)
     rows = [{k: features[k][j] for k in ("input_ids", "token_type_ids", "attention_mask", "labels")}
             for j in range(3)]
-    batch = task.collator(multiple)(rows)
+    batch = task.collator(TaskContext(ctx.tokenizer, 512, pad_to_multiple_of=multiple))(rows)
     longest = max(task.feature_length(f) for f in features["input_ids"])
     expected = longest if multiple is None else -(-longest // multiple) * multiple
     assert batch["input_ids"].shape == (3, 4, expected)
@@ -174,15 +177,15 @@ def test_collator_pads_all_choices_together(task, multiple):
 
 
 # -- memory: gradient checkpointing ------------------------------------------------------------
-def test_gradient_checkpointing_gives_the_same_loss_and_gradients(task, tiny_model):
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients(task, ctx, tiny_model):
     """What --gradient_checkpointing does in the engine, on the MC model with dropout off."""
     from transformers import AutoModelForMultipleChoice
 
     records = read_jsonl(MEDQA / "train.json")[4:6]  # a short and a > 512-token question: 2 x 4 x 512
     for r in records:
         task.validate_record(r, "train")
-    features = task.encode({k: [r[k] for r in records] for k in records[0]}, training=True)
-    batch = task.collator(8)([{k: features[k][j] for k in ("input_ids", "token_type_ids", "attention_mask", "labels")}
+    features = task.encode({k: [r[k] for r in records] for k in records[0]}, ctx, training=True)
+    batch = task.collator(TaskContext(ctx.tokenizer, 512, pad_to_multiple_of=8))([{k: features[k][j] for k in ("input_ids", "token_type_ids", "attention_mask", "labels")}
                               for j in range(2)])
     assert batch["input_ids"].shape == (2, 4, 512)
     model = AutoModelForMultipleChoice.from_pretrained(tiny_model(ALL_FILES, dropout=0.0)).train()

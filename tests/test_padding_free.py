@@ -20,10 +20,8 @@ from safetensors.torch import load_file
 from linkbert.core import padding_free
 from linkbert.core.args import parse_args
 from linkbert.core.data import load_splits
-from linkbert.core.distributed import DistState
 from linkbert.core.errors import UserError
-from linkbert.core.run import build_features, load_model
-from linkbert.core.task import MODEL_INPUTS
+from linkbert.core.run import build_features, load_model, resolve_context
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
 from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
@@ -55,12 +53,13 @@ def task_and_batch(name: str, model_dir: str, tmp_path, batch_size: int = 6):
             "--output_dir", str(tmp_path / "out"), *flags]
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
-    splits, kept = load_splits(task, ["train"])
+    splits, checked = load_splits(task, ["train"])
+    ctx, config = resolve_context(task, checked)
     set_seed(0)
-    model = load_model(task, kept["train"], DistState(args))
-    features = build_features(task, "train", splits["train"], training=True)
-    inputs = features.select_columns([c for c in MODEL_INPUTS if c in features.column_names])
-    return task, model, task.collator(None)([inputs[i] for i in range(batch_size)])
+    model = load_model(task, config)
+    features = build_features(task, ctx, "train", splits["train"], training=True)
+    inputs = features.select_columns([c for c in task.model_inputs if c in features.column_names])
+    return task, model, task.collator(ctx)([inputs[i] for i in range(batch_size)])
 
 
 def real_token_outputs(name: str, out, mask: torch.Tensor) -> list[torch.Tensor]:

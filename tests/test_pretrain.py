@@ -8,8 +8,10 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,11 @@ from safetensors.torch import load_file
 
 from conftest import REPO, SAMPLES, run_task
 from linkbert.core.args import parse_args
-from linkbert.core.run import build_features, main
+from linkbert.core.run import build_features, main, resolve_context
 from linkbert.pretrain.corpus import held_out_documents, resolve_links
-from linkbert.pretrain.inputs import CONTIGUOUS, IGNORE, LINKED, RANDOM, PairBuilder, PairSettings, SegmentStore
-from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainTask
+from linkbert.pretrain.inputs import (CONTIGUOUS, IGNORE, LINKED, RANDOM, DynamicMasking, PairBuilder, PairSettings,
+                                     SegmentStore)
+from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainCollator, PretrainTask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
 CHEMPROT = SAMPLES / "seqcls" / "chemprot_hf"
@@ -135,15 +138,28 @@ def test_training_partners_stay_out_of_held_out_documents_and_unlinked_anchors_f
     assert not (np.array(inputs["relation_label"])[no_link_in_pool] == LINKED).any()
 
 
+def masked_rows(inputs: dict, masking: DynamicMasking | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids, labels) of every input: as built (static), or as the collator masks them (dynamic)."""
+    rows = [dict(zip(inputs, values)) for values in zip(*inputs.values())]
+    if masking is None:
+        return [(np.array(r["input_ids"]), np.array(r["mlm_labels"])) for r in rows]
+    return [masking(r) for r in rows]
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
 @pytest.mark.parametrize("whole_word", [False, True])
-def test_masking_rates(whole_word):
+def test_masking_rates(whole_word, dynamic):
     store, graph = synthetic()
-    inputs = build_all(store, graph, settings(whole_word_masking=whole_word))
+    s = settings(whole_word_masking=whole_word, dynamic_masking=dynamic)
+    inputs = build_all(store, graph, s)
+    assert ("mlm_labels" in inputs) != dynamic  # dynamic inputs are stored unmasked
+    masking = DynamicMasking(s, split_code=0) if dynamic else None
+    if masking is not None:
+        masking.epoch = 3
     mask_share = same_share = chosen_total = 0
-    for ids, labels, doc, seg, pdoc, pseg in zip(inputs["input_ids"], inputs["mlm_labels"], inputs["document"],
-                                                 inputs["anchor_segment"], inputs["partner_document"],
-                                                 inputs["partner_segment"]):
-        ids, labels = np.array(ids), np.array(labels)
+    for (ids, labels), doc, seg, pdoc, pseg in zip(masked_rows(inputs, masking), inputs["document"],
+                                                   inputs["anchor_segment"], inputs["partner_document"],
+                                                   inputs["partner_segment"]):
         chosen = labels != IGNORE
         candidates = len(ids) - 3
         assert not chosen[[0, 1 + 10, len(ids) - 1]].any(), "[CLS] and [SEP] are never masked"
@@ -164,6 +180,49 @@ def test_masking_rates(whole_word):
     assert chosen_total / (len(inputs["input_ids"]) * 20) == pytest.approx(0.15, abs=0.02 if whole_word else 1e-9)
     assert mask_share / chosen_total == pytest.approx(0.8, abs=0.015)
     assert same_share / chosen_total == pytest.approx(0.1, abs=0.01)  # the other 10% got a random token
+
+
+def test_dynamic_masks_are_new_each_epoch_and_seeded():
+    """An epoch's masks depend on (seed, document, segment, epoch) only: the same in any order or
+    batch, new in the next epoch; the unmasked tokens are the inputs'. Static inputs keep theirs."""
+    store, graph = synthetic(num_documents=40)
+    s = settings(dynamic_masking=True)
+    inputs = build_all(store, graph, s)
+    rows = [dict(zip(inputs, values)) for values in zip(*inputs.values())]
+    collator = PretrainCollator(pad_id=0, pad_to_multiple_of=None, masking=DynamicMasking(s, split_code=0))
+
+    def epoch_masks(epoch: int, order: list[int]) -> dict[int, tuple]:
+        collator.set_epoch(epoch)
+        masks = {}
+        for start in range(0, len(order), 7):  # batches of 7 in this order
+            batch = collator([rows[i] for i in order[start:start + 7]])
+            for i, ids, labels in zip(order[start:start + 7], batch["input_ids"], batch["mlm_labels"]):
+                masks[i] = (ids.tolist(), labels.tolist())
+        return masks
+
+    forward = epoch_masks(0, list(range(len(rows))))
+    assert forward == epoch_masks(0, list(np.random.default_rng(1).permutation(len(rows))))
+    later = epoch_masks(1, list(range(len(rows))))
+    positions = lambda masks, i: tuple(np.flatnonzero(np.array(masks[i][1]) != IGNORE))  # noqa: E731
+    same = np.mean([positions(forward, i) == positions(later, i) for i in range(len(rows))])
+    assert same < 0.05, same  # a new draw (the same 3 of 20 positions again: about 1 in 1140)
+    for i, row in enumerate(rows):  # labels restore the stored, unmasked input
+        ids, labels = (np.array(x) for x in later[i])
+        assert np.array_equal(np.where(labels != IGNORE, labels, ids), row["input_ids"])
+    other_seed = DynamicMasking(settings(dynamic_masking=True, seed=1), split_code=0)
+    assert positions({0: other_seed(rows[0])}, 0) != positions(forward, 0) or \
+        positions({1: other_seed(rows[1])}, 1) != positions(forward, 1)
+
+    static = build_all(store, graph, settings())
+    static_rows = [dict(zip(static, values)) for values in zip(*static.values())][:10]
+    plain = PretrainCollator(pad_id=0, pad_to_multiple_of=None)
+    plain.set_epoch(0)
+    first = plain(static_rows)
+    plain.set_epoch(5)
+    again = plain(static_rows)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert [r["mlm_labels"] for r in static_rows] == [x[:len(r["mlm_labels"])] for r, x in
+                                                      zip(static_rows, first["mlm_labels"].tolist())]
 
 
 def test_the_same_seed_gives_the_same_inputs_whatever_the_order():
@@ -278,13 +337,87 @@ def test_output_folder_loads_as_masked_lm_and_fine_tunes(full_run, model, tmp_pa
     assert (fine_tuned - pretrained).abs().max() < (pretrained - initial).abs().max() / 2
 
 
-def test_resume_from_a_checkpoint_is_exact(full_run, model, corpus, tmp_path):
+def kill_flags(model: str, corpus: Path, out: Path) -> list:
+    """3+ epochs of 3 updates (11 inputs of 4 training documents, batch 4) with dynamic masks, a
+    checkpoint every 2 updates: a run killed after checkpoint-2 resumes mid-epoch and crosses epochs."""
+    return pretrain_flags(model, corpus, out, "--max_train_samples", "4", "--max_steps", "10", "--save_steps", "2",
+                          "--eval_steps", "5", "--masking", "dynamic")
+
+
+def pretrain_command(model: str, corpus: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "linkbert.pretrain.run_pretrain", *map(str, kill_flags(model, corpus, out))]
+
+
+def single_threaded_run(flags: list) -> None:
+    """In this process, with the kernels of the subprocesses (OMP_NUM_THREADS=1): the same sums."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_task(PretrainTask, flags)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_killed_run_resumes_exactly(model, corpus, tmp_path, caplog):
+    """SIGKILL after the first checkpoint, then the same command: the same weights, log and
+    held-out predictions as a run never killed."""
+    reference = tmp_path / "uninterrupted"
+    single_threaded_run(kill_flags(model, corpus, reference))
+    out = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(pretrain_command(model, corpus, out), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not (out / "checkpoint-2" / "trainer_state.json").exists():
+        assert proc.poll() is None, f"ended before checkpoint-2: {proc.communicate()[1][-2000:]}"
+        assert time.time() < deadline, "no checkpoint within 4 minutes"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not (out / "train_results.json").exists(), "the run finished before it could be killed"
+    with caplog.at_level("INFO", logger="linkbert"):
+        single_threaded_run(kill_flags(model, corpus, out))  # the same command again
+    assert "resuming from" in caplog.text
+    assert same_weights(reference, out)
+    assert (reference / "eval_predictions.jsonl").read_text() == (out / "eval_predictions.jsonl").read_text()
+    logs = [[{k: v for k, v in h.items() if "runtime" not in k and "per_second" not in k}
+             for h in json.loads((d / "trainer_state.json").read_text())["log_history"]] for d in (reference, out)]
+    assert logs[0] == logs[1] and any("eval_drp_accuracy" in h for h in logs[0])
+    assert json.loads((out / "train_results.json").read_text())["epoch"] > 3
+
+
+def test_engine_sets_each_epoch_on_the_collator(model, corpus, tmp_path, monkeypatch):
+    """Dynamic masks need the epoch: the engine tells the collator before every epoch, and a run
+    resumed in a later epoch starts with that epoch."""
+    seen: list[int] = []
+    monkeypatch.setattr(PretrainCollator, "set_epoch", lambda self, epoch: seen.append(epoch))
+    def train(out: Path) -> None:
+        run_task(PretrainTask, pretrain_flags(model, corpus, out, "--max_train_samples", "4", "--max_steps", "10",
+                                              "--save_steps", "4", "--eval_strategy", "no", "--do_eval", "false"))
+
+    train(tmp_path / "full")
+    assert seen == [0, 1, 2, 3]  # 3 updates an epoch
     resumed = tmp_path / "resumed"
     resumed.mkdir()
-    shutil.copytree(full_run / "checkpoint-3", resumed / "checkpoint-3")
-    run_task(PretrainTask, pretrain_flags(model, corpus, resumed))  # the folder's checkpoint: resumes
-    assert same_weights(full_run, resumed)
-    assert (full_run / "eval_predictions.jsonl").read_text() == (resumed / "eval_predictions.jsonl").read_text()
+    shutil.copytree(tmp_path / "full" / "checkpoint-4", resumed / "checkpoint-4")
+    seen.clear()
+    train(resumed)  # update 4 is the first of epoch 1
+    assert seen == [1, 2, 3]
+
+
+def test_from_scratch_reads_a_config_and_a_tokenizer_only(model, corpus, tmp_path):
+    """--from_scratch (BioLinkBERT's start): a folder without weights is enough, the encoder starts
+    from new random weights (BERT's N(0, 0.02) init), not from the folder's model."""
+    source = tmp_path / "config_and_tokenizer"
+    shutil.copytree(model, source, ignore=shutil.ignore_patterns("*.safetensors", "*.bin"))
+    out = tmp_path / "scratch"
+    run_task(PretrainTask, pretrain_flags(source, corpus, out, "--from_scratch", "--max_steps", "2", "--learning_rate",
+                                          "1e-6", "--save_strategy", "no", "--eval_strategy", "no"))
+    name = "encoder.layer.0.attention.self.query.weight"
+    scratch, initial = load_file(out / "model.safetensors")[f"bert.{name}"], load_file(Path(model) / "model.safetensors")[name]
+    assert scratch.std().item() == pytest.approx(0.02, rel=0.1)
+    assert (scratch - initial).abs().mean() > 100 * 2e-6  # two updates of lr 1e-6 move a weight by at most ~2e-6
+    assert json.loads((out / "eval_results.json").read_text())["eval_mlm_loss"] > 0
 
 
 def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path):
@@ -292,30 +425,60 @@ def test_inputs_are_seeded_and_do_not_depend_on_num_proc(model, corpus, tmp_path
         argv = pretrain_flags(model, corpus, tmp_path / "unused", "--seed", str(seed),
                               "--preprocessing_num_workers", str(workers), "--overwrite_cache")
         task = PretrainTask(*parse_args(PretrainArguments, [str(a) for a in argv]))
-        examples, _ = task.load_examples(["train"])
-        task.max_seq_length = 24
-        return build_features(task, "train", examples["train"], training=True).to_dict()
+        examples, checked = task.load_examples(["train"])
+        ctx, _ = resolve_context(task, checked)
+        assert ctx.max_seq_length == 24
+        return build_features(task, ctx, "train", examples["train"], training=True).to_dict()
 
     one = features(1, 1)
     assert one == features(1, 2)
     assert one["input_ids"] != features(2, 1)["input_ids"]
 
 
+def test_token_store_is_memory_mapped_and_pickles_as_paths(model, corpus, tmp_path):
+    """The tokenised corpus is read from flat files by offset (np.memmap), not copied into memory;
+    a map worker receives the files' paths, not the tokens."""
+    import pickle
+
+    argv = pretrain_flags(model, corpus, tmp_path / "unused")
+    task = PretrainTask(*parse_args(PretrainArguments, [str(a) for a in argv]))
+    task.load_examples(["train"])
+    store = task.store
+    assert isinstance(store.tokens, np.memmap) and isinstance(store.word_start, np.memmap)
+    rows = task.tokenised.to_dict()
+    assert len(store.offsets) == len(rows["input_ids"]) + 1
+    for d in (0, 17, 35):
+        start, end = store.offsets[d], store.offsets[d + 1]
+        assert store.tokens[start:end].tolist() == rows["input_ids"][d]
+        assert store.word_start[start:end].tolist() == rows["word_start"][d]
+    copy = pickle.loads(pickle.dumps(store))
+    assert len(pickle.dumps(store)) < store.tokens.nbytes  # paths and offsets, not the tokens
+    assert isinstance(copy.tokens, np.memmap) and np.array_equal(copy.tokens, store.tokens)
+    again = SegmentStore.from_dataset(task.tokenised, 10)  # the cached tokenisation reuses its files
+    assert again.files == store.files and np.array_equal(again.word_start, store.word_start)
+
+
 def test_two_processes_equal_one(full_run, model, corpus, tmp_path):
     """torchrun with 2 processes at micro-batch 2 trains what one process at 4 trains (full_run;
-    its checkpoints change nothing in the weights): the tiny model has dropout off."""
+    its checkpoints change nothing in the weights): the tiny model has dropout off. Rank 0
+    tokenises the documents and builds the inputs into the cache while rank 1 waits, then reads them."""
     two = tmp_path / "two"
     argv = [str(a) for a in pretrain_flags(model, corpus, two, "--save_strategy", "no",
                                            "--per_device_train_batch_size", "2")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(tmp_path / "cache")}
+    logs = tmp_path / "logs"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           "-m", "linkbert.pretrain.run_pretrain", *argv], env=env, capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+                           "--log-dir", str(logs), "--redirects", "3", "-m", "linkbert.pretrain.run_pretrain", *argv],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    rank_logs = [next(logs.rglob(f"attempt_0/{rank}/stderr.log")).read_text() for rank in (0, 1)]
+    assert done.returncode == 0, rank_logs[0][-3000:]
     assert same_weights(full_run, two, atol=1e-5)
     a, b = (json.loads((d / "eval_results.json").read_text()) for d in (full_run, two))
     assert a["eval_drp_accuracy"] == b["eval_drp_accuracy"]
     assert a["eval_mlm_loss"] == pytest.approx(b["eval_mlm_loss"], abs=1e-4)
+    # datasets shows a progress bar for work done, none for a cache read.
+    for step in ("pretrain: tokenising documents", "pretrain: tokenising train", "pretrain: tokenising validation"):
+        assert step in rank_logs[0] and step not in rank_logs[1], step
 
 
 # -- bad input ------------------------------------------------------------------------------
@@ -375,6 +538,8 @@ def test_links_outside_the_corpus_are_dropped_and_counted(model, corpus, tmp_pat
     (["--relation_probabilities", "0.5,0.5"], "bad_flag_value", "three"),
     (["--linked_sampling", "pagerank"], "bad_flag_value", "inverse_in_degree"),
     (["--validation_split_percentage", "0"], "conflicting_flags", "held out"),
+    (["--masking", "sometimes"], "bad_flag_value", "dynamic or static"),
+    (["--from_scratch", "--do_train", "false"], "conflicting_flags", "random weights"),
 ])
 def test_bad_flags(flags, kind, named, model, corpus, tmp_path, capsys):
     out = tmp_path / "out"
@@ -400,3 +565,4 @@ def test_run_script_blocks_parse_as_flags():
         task = PretrainTask(*parse_args(PretrainArguments, argv))
         assert task.training_args.fp16 and task.data_args.max_seq_length == 512
         assert task.relation_probabilities == pytest.approx((1 / 3, 1 / 3, 1 / 3), abs=1e-6)
+        assert task.model_args.from_scratch == ("BioLinkBERT" in command)  # the paper: BioLinkBERT from scratch

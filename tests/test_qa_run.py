@@ -12,6 +12,7 @@ from conftest import SAMPLES, run_task
 
 from linkbert.core.args import parse_args
 from linkbert.core.errors import UserError
+from linkbert.core.task import TaskContext
 from linkbert.metrics.squad import squad_v1
 from linkbert.qa.postprocess import select_answers
 from linkbert.qa.run_qa import QAArguments, QATask, windows_from_features
@@ -30,14 +31,13 @@ def words_model(tiny_model, tmp_path_factory):
     return tiny_model([path])
 
 
-def make_task(model_dir, *flags) -> QATask:
+def make_task(model_dir, *flags) -> tuple[QATask, TaskContext]:
+    """The task and the context the core would resolve for it (64-token windows)."""
     from transformers import AutoTokenizer
 
     parsed = parse_args(QAArguments, ["--model_name_or_path", model_dir, "--output_dir", "unused", *flags])
     task = QATask(*parsed)
-    task.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    task.max_seq_length = 64
-    return task
+    return task, TaskContext(AutoTokenizer.from_pretrained(model_dir), 64, pad_to_max_length=task.pads_to_max_length)
 
 
 def batch_for(answer: str, context: str = CONTEXT) -> dict:
@@ -45,18 +45,18 @@ def batch_for(answer: str, context: str = CONTEXT) -> dict:
             "answers": [{"answer_start": [context.index(answer)], "text": [answer]}]}
 
 
-def word_of(task, ids, i):
-    return task.tokenizer.convert_ids_to_tokens(int(ids[i]))
+def word_of(ctx, ids, i):
+    return ctx.tokenizer.convert_ids_to_tokens(int(ids[i]))
 
 
 def test_windows_overlap_by_doc_stride(words_model):
-    task = make_task(words_model, "--doc_stride", "16")
-    features = task.encode(batch_for("w70"), training=False)
+    task, ctx = make_task(words_model, "--doc_stride", "16")
+    features = task.encode(batch_for("w70"), ctx, training=False)
     assert features["window_index"] == [0, 1]
     assert all(len(ids) == 64 for ids in features["input_ids"])     # padded to max_seq_length
     windows = []
     for ids, lo, hi in zip(features["input_ids"], features["context_start"], features["context_end"]):
-        windows.append([word_of(task, ids, t) for t in range(lo, hi + 1)])
+        windows.append([word_of(ctx, ids, t) for t in range(lo, hi + 1)])
     assert windows[0] == WORDS[:58]
     assert len(set(windows[0]) & set(windows[1])) == 16             # the overlap is --doc_stride tokens
     assert windows[1] == WORDS[42:]
@@ -66,45 +66,45 @@ def test_windows_overlap_by_doc_stride(words_model):
     assert CONTEXT[start:end] == "w42"
 
 
-def label_words(task, answer):
-    features = task.encode(batch_for(answer), training=True)
-    return [(s, e, word_of(task, ids, s), word_of(task, ids, e))
-            for (s, e), ids in zip(features["labels"], features["input_ids"])]
+def label_words(task, ctx, answer):
+    features = task.encode(batch_for(answer), ctx, training=True)
+    return [(s, e, word_of(ctx, ids, s), word_of(ctx, ids, e))
+            for s, e, ids in zip(features["start_positions"], features["end_positions"], features["input_ids"])]
 
 
 def test_training_label_in_the_second_window(words_model):
-    task = make_task(words_model, "--doc_stride", "16")
-    (s0, e0, w0, _), (_, _, ws, we) = label_words(task, "w70 w71")
+    task, ctx = make_task(words_model, "--doc_stride", "16")
+    (s0, e0, w0, _), (_, _, ws, we) = label_words(task, ctx, "w70 w71")
     assert (s0, e0, w0) == (0, 0, "[CLS]")          # not in window 1: labelled at [CLS]
     assert (ws, we) == ("w70", "w71")
 
 
 def test_training_label_across_a_window_edge(words_model):
-    task = make_task(words_model, "--doc_stride", "16")
+    task, ctx = make_task(words_model, "--doc_stride", "16")
     # w56..w59 crosses the end of window 1 (w0..w57): only window 2 holds it whole
-    (s0, e0, w0, _), (_, _, ws, we) = label_words(task, "w56 w57 w58 w59")
+    (s0, e0, w0, _), (_, _, ws, we) = label_words(task, ctx, "w56 w57 w58 w59")
     assert w0 == "[CLS]" and (s0, e0) == (0, 0)
     assert (ws, we) == ("w56", "w59")
     # an answer in both windows is labelled in both
-    labels = label_words(task, "w45 w46")
+    labels = label_words(task, ctx, "w45 w46")
     assert [(ws, we) for _, _, ws, we in labels] == [("w45", "w46"), ("w45", "w46")]
 
 
 def test_training_label_keeps_the_original_quirk_at_the_window_end(words_model):
     """The original's start scan runs past the window's last context token through [SEP] and
     padding (offsets (0, 0)), so an answer starting there is labelled at the last position."""
-    task = make_task(words_model, "--doc_stride", "16")
-    (s0, e0, _, w_end), _ = label_words(task, "w57")
+    task, ctx = make_task(words_model, "--doc_stride", "16")
+    (s0, e0, _, w_end), _ = label_words(task, ctx, "w57")
     assert (s0, w_end) == (63, "w57")
     # the same at the end of a short, padded context: start at the last pad position
     short = "w1 w2 w3"
-    features = task.encode(batch_for("w3", short), training=True)
-    assert features["labels"][0][0] == 63 and word_of(task, features["input_ids"][0], 63) == "[PAD]"
+    features = task.encode(batch_for("w3", short), ctx, training=True)
+    assert features["start_positions"][0] == 63 and word_of(ctx, features["input_ids"][0], 63) == "[PAD]"
 
 
 def test_dynamic_padding_and_token_type_flags(words_model):
-    task = make_task(words_model, "--doc_stride", "16", "--dynamic_padding", "--do_not_use_token_type_ids")
-    features = task.encode(batch_for("w3", "w1 w2 w3"), training=False)
+    task, ctx = make_task(words_model, "--doc_stride", "16", "--dynamic_padding", "--do_not_use_token_type_ids")
+    features = task.encode(batch_for("w3", "w1 w2 w3"), ctx, training=False)
     assert len(features["input_ids"][0]) == 3 + 3 + 3 and "token_type_ids" not in features
 
 
@@ -112,9 +112,9 @@ def test_postprocessing_from_features(words_model):
     """Features stored by `datasets`, logits favouring w70..w71 in window 2 and w10 in window 1."""
     import datasets
 
-    task = make_task(words_model, "--doc_stride", "16")
+    task, ctx = make_task(words_model, "--doc_stride", "16")
     batch = batch_for("w70 w71")
-    features = datasets.Dataset.from_dict(task.encode(batch, training=False))
+    features = datasets.Dataset.from_dict(task.encode(batch, ctx, training=False))
     windows = windows_from_features(features)
     assert windows.example_index.tolist() == [0, 0]
     logits = [np.zeros((2, 64), np.float32) for _ in range(2)]
@@ -127,11 +127,11 @@ def test_postprocessing_from_features(words_model):
 
 
 def test_question_too_long_for_the_window(words_model):
-    task = make_task(words_model, "--doc_stride", "40")
+    task, ctx = make_task(words_model, "--doc_stride", "40")
     batch = batch_for("w70")
     batch["question"] = [" ".join(["w1"] * 21)]       # 21 + 3 specials + 40 >= 64: no room left
     with pytest.raises(UserError, match="question of id 'q' is 21 tokens long.*--doc_stride 40"):
-        task.encode(batch, training=False)
+        task.encode(batch, ctx, training=False)
 
 
 # -- bad input --------------------------------------------------------------------------------

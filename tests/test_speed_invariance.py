@@ -20,7 +20,7 @@ from linkbert.core.args import parse_args
 from linkbert.core.data import load_splits
 from linkbert.core.distributed import DistState
 from linkbert.core.engine import Engine
-from linkbert.core.run import build_features, load_model
+from linkbert.core.run import build_features, load_model, resolve_context
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
 SEQCLS = SAMPLES / "seqcls"
@@ -43,11 +43,12 @@ def prepare(model_dir: str, name: str, tmp_path, flags: list[str]):
             "--allow_untrained_head", *flags]
     model_args, data_args, args, task_args = parse_args(SeqClsTask.arguments, argv)
     task = SeqClsTask(model_args, data_args, args, task_args)
-    splits, kept = load_splits(task, ["train", "validation"])
+    splits, checked = load_splits(task, ["train", "validation"])
+    ctx, config = resolve_context(task, checked)
     set_seed(args.seed)
-    model = load_model(task, kept["train"], DistState(args))
-    features = build_features(task, "validation", splits["validation"], training=False)
-    return task, model, args, splits["validation"], features
+    model = load_model(task, config)
+    features = build_features(task, ctx, "validation", splits["validation"], training=False)
+    return task, ctx, model, args, splits["validation"], features
 
 
 def file_order_logits(engine: Engine, features, batch_size: int = 8) -> list[np.ndarray]:
@@ -66,8 +67,9 @@ def file_order_logits(engine: Engine, features, batch_size: int = 8) -> list[np.
 @pytest.mark.parametrize("name", list(TASKS))
 def test_dynamic_padding_and_sorted_eval_change_no_prediction(name, tiny_model, tmp_path):
     model_dir = tiny_model(ALL_FILES)
-    padded_task, model, padded_args, examples, padded = prepare(model_dir, name, tmp_path, ["--pad_to_max_length"])
-    task, _, args, _, dynamic = prepare(model_dir, name, tmp_path, [])
+    padded_task, padded_ctx, model, padded_args, examples, padded = prepare(model_dir, name, tmp_path,
+                                                                           ["--pad_to_max_length"])
+    task, ctx, _, args, _, dynamic = prepare(model_dir, name, tmp_path, [])
 
     # Not a vacuous comparison: the padded features are all max_seq_length long, the dynamic
     # ones vary in length, and sorting by length really reorders them.
@@ -77,30 +79,30 @@ def test_dynamic_padding_and_sorted_eval_change_no_prediction(name, tiny_model, 
     assert len(set(lengths)) > 1 and max(lengths) < max_len
     assert sorted(range(len(lengths)), key=lengths.__getitem__) != list(range(len(lengths)))
 
-    reference = file_order_logits(Engine(model, padded_task, padded_args, DistState(padded_args)), padded)
-    theirs = padded_task.prediction_records(reference, examples, padded)
+    reference = file_order_logits(Engine(model, padded_task, padded_ctx, padded_args, DistState(padded_args)), padded)
+    theirs = padded_task.prediction_records(reference, examples, padded, padded_ctx)
     # Labels and multi-label sets must be equal; a regression score (BIOSSES) within rounding.
     approx = lambda r: {**r, "prediction": pytest.approx(r["prediction"], rel=1e-5)} \
         if isinstance(r["prediction"], float) else r
-    engine = Engine(model, task, args, DistState(args))  # same weights
+    engine = Engine(model, task, ctx, args, DistState(args))  # same weights
     for eval_batch in (8, 5):  # the default, and one that leaves a ragged last batch
         args.per_device_eval_batch_size = eval_batch
         project = engine.predict(dynamic)
         assert len(project) == len(reference) == len(examples)
         np.testing.assert_allclose(np.stack(project), np.stack(reference), rtol=1e-4, atol=1e-5)
-        assert task.prediction_records(project, examples, dynamic) == [approx(r) for r in theirs]
+        assert task.prediction_records(project, examples, dynamic, ctx) == [approx(r) for r in theirs]
 
 
 def test_model_uses_sdpa_attention(tiny_model, tmp_path):
     # transformers 5 gives BERT scaled-dot-product attention by default; nothing may turn it off.
-    _, model, *_ = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path, [])
+    _, _, model, *_ = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path, [])
     assert model.config._attn_implementation == "sdpa"
 
 
 @pytest.mark.parametrize("precision", ["--bf16", "--fp16"])
 def test_mixed_precision_pads_batches_to_multiple_of_8(precision, tiny_model, tmp_path):
-    task, model, args, _, features = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path, [precision])
-    engine = Engine(model, task, args, DistState(args))
+    task, ctx, model, args, _, features = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path, [precision])
+    engine = Engine(model, task, ctx, args, DistState(args))
     widths = {batch["input_ids"].shape[1] for batch in engine._loader(features, [list(range(s, s + 8))
                                                                                  for s in (0, 8, 16)])}
     assert all(w % 8 == 0 for w in widths)

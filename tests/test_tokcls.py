@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from seqeval.metrics import accuracy_score, classification_report, f1_score, pre
 
 from linkbert.core.args import parse_args
 from linkbert.core.errors import UserError
-from linkbert.core.task import RecordError
+from linkbert.core.task import Labels, RecordError, TaskContext
 from linkbert.tokcls.run_ner import IGNORE_INDEX, NerArguments, NerTask, first_token_positions
 
 NCBI = SAMPLES / "tokcls" / "NCBI-disease_hf"
@@ -52,14 +53,14 @@ def scored_from_file(path: Path) -> tuple[list, list]:
     return preds, golds
 
 
-def make_task(model: str, *flags: str, max_seq_length: int = 512) -> NerTask:
+def make_task(model: str, *flags: str, max_seq_length: int = 512,
+              pad_to_multiple_of: Optional[int] = None) -> tuple[NerTask, TaskContext]:
+    """The task and the context the core would resolve for it, NCBI-disease's tags."""
     from transformers import AutoTokenizer
 
     task = NerTask(*parse_args(NerArguments, ["--model_name_or_path", model, "--output_dir", "unused", *flags]))
-    task.tokenizer = AutoTokenizer.from_pretrained(model)
-    task.max_seq_length = max_seq_length
-    task.label_list = ["B-Disease", "I-Disease", "O"]
-    return task
+    return task, TaskContext(AutoTokenizer.from_pretrained(model), max_seq_length,
+                             pad_to_multiple_of=pad_to_multiple_of, labels=Labels(("B-Disease", "I-Disease", "O")))
 
 
 @pytest.fixture(scope="module")
@@ -77,25 +78,26 @@ def ncbi_run(ncbi_model, tmp_path_factory):
 
 # -- alignment --------------------------------------------------------------------------------
 def test_labels_sit_on_the_first_sub_token_of_each_word(ncbi_model):
-    task = make_task(ncbi_model)
+    task, ctx = make_task(ncbi_model)
     words = ["The", "X-linked", "dystrophy", "."]  # the tokenizer splits "X-linked" into x, -, linked
-    features = task.encode({"tokens": [words], "ner_tags": [["O", "B-Disease", "I-Disease", "O"]]}, training=True)
-    assert task.tokenizer.convert_ids_to_tokens(features["input_ids"][0]) == \
+    features = task.encode({"tokens": [words], "ner_tags": [["O", "B-Disease", "I-Disease", "O"]]}, ctx,
+                           training=True)
+    assert ctx.tokenizer.convert_ids_to_tokens(features["input_ids"][0]) == \
         ["[CLS]", "the", "x", "-", "linked", "dystrophy", ".", "[SEP]"]
     o, b, i = 2, 0, 1
     assert features["labels"][0] == [IGNORE_INDEX, o, b, IGNORE_INDEX, IGNORE_INDEX, i, o, IGNORE_INDEX]
     assert first_token_positions(features["word_ids"][0], len(words)) == [1, 2, 5, 6]
 
-    all_tokens = make_task(ncbi_model, "--label_all_tokens")
-    all_tokens.label_list = task.label_list
-    features = all_tokens.encode({"tokens": [words], "ner_tags": [["O", "B-Disease", "I-Disease", "O"]]}, training=True)
+    all_tokens, ctx = make_task(ncbi_model, "--label_all_tokens")
+    features = all_tokens.encode({"tokens": [words], "ner_tags": [["O", "B-Disease", "I-Disease", "O"]]}, ctx,
+                                 training=True)
     assert features["labels"][0] == [IGNORE_INDEX, o, b, b, b, i, o, IGNORE_INDEX]
 
 
 def test_words_cut_by_max_length_or_empty_after_tokenising_have_no_position(ncbi_model):
-    task = make_task(ncbi_model, max_seq_length=6)
+    task, ctx = make_task(ncbi_model, max_seq_length=6)
     words = ["The", ZERO_WIDTH, "X-linked", "retinal", "dystrophy"]
-    features = task.encode({"tokens": [words], "ner_tags": [["O"] * 5]}, training=False)
+    features = task.encode({"tokens": [words], "ner_tags": [["O"] * 5]}, ctx, training=False)
     # [CLS] the x - linked [SEP]: "X-linked" keeps its first sub-tokens, so it is still scored.
     assert len(features["input_ids"][0]) == 6
     assert first_token_positions(features["word_ids"][0], len(words)) == [1, None, 2, None, None]
@@ -103,11 +105,11 @@ def test_words_cut_by_max_length_or_empty_after_tokenising_have_no_position(ncbi
 
 
 def test_collator_pads_labels_and_to_a_multiple_of_8(ncbi_model):
-    task = make_task(ncbi_model)
+    task, ctx = make_task(ncbi_model, pad_to_multiple_of=8)
     batch = task.encode({"tokens": [["The", "gene"], ["A", "retinal", "dystrophy", "."]],  # 4 and 6 tokens
-                         "ner_tags": [["O", "O"], ["O", "B-Disease", "I-Disease", "O"]]}, training=True)
+                         "ner_tags": [["O", "O"], ["O", "B-Disease", "I-Disease", "O"]]}, ctx, training=True)
     rows = [{k: batch[k][i] for k in ("input_ids", "token_type_ids", "attention_mask", "labels")} for i in range(2)]
-    padded = task.collator(8)(rows)
+    padded = task.collator(ctx)(rows)
     assert padded["input_ids"].shape == (2, 8) and padded["labels"].shape == (2, 8)
     assert padded["labels"][0, 3:].tolist() == [IGNORE_INDEX] * 5
 
@@ -263,7 +265,7 @@ def test_prediction_only_from_a_model_without_labels_is_refused(ncbi_model, tmp_
 
 
 def test_tag_forms(ncbi_model):
-    task = make_task(ncbi_model)
+    task, _ = make_task(ncbi_model)
     for tags in (["O", "B", "I"], ["B-Disease", "I-Disease", "B-cell_line"]):
         task.validate_record({"tokens": ["a", "b", "c"], "ner_tags": tags}, "train")
     for tag in ("X", "B_Disease", "BDisease", "B-", "o", ""):
@@ -273,7 +275,7 @@ def test_tag_forms(ncbi_model):
 
 
 def test_other_column_names(ncbi_model):
-    task = make_task(ncbi_model, "--text_column_name", "words", "--task_name", "POS")
+    task, _ = make_task(ncbi_model, "--text_column_name", "words", "--task_name", "POS")
     assert task.validate_record({"words": ["a"], "pos_tags": ["O"]}, "train") == (None, ["O"])
     with pytest.raises(RecordError) as e:
         task.validate_record({"tokens": ["a"], "pos_tags": ["O"]}, "train")

@@ -45,6 +45,9 @@ class ModelArguments:
         metadata={"help": "Hub id (e.g. michiyasunaga/BioLinkBERT-base) or local folder."})
     config_name: Optional[str] = field(default=None, metadata={"help": "Config, if not the model's."})
     tokenizer_name: Optional[str] = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
+    from_scratch: bool = field(
+        default=False, metadata={"help": "Random weights: only the config (--config_name, else the model's) and the "
+                                         "tokenizer are read, no weights (pretraining from scratch, as BioLinkBERT)."})
     cache_dir: Optional[str] = field(default=None, metadata={"help": "Where hub downloads are cached."})
     use_fast_tokenizer: bool = field(default=True, metadata={"help": "Kept for compatibility; fast is required."})
     model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit."})

@@ -11,12 +11,13 @@ from __future__ import annotations
 import glob
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from .errors import UserError
 from .results import file_sha256
-from .task import RecordError, Task
+from .task import Labels, RecordError, Task
 
 # A \uD800-\uDFFF escape: the cheap test before the exact one.
 LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -52,13 +53,16 @@ def check_files(files: dict[str, Optional[str]], splits: list[str],
                 flags: Optional[dict[str, str]] = None) -> dict[str, Path]:
     """The data file of every split the run needs; one error naming every missing file."""
     flags = flags or SPLIT_FLAGS
+    given: dict[str, Path] = {}
     for split in splits:
-        if not files[split]:
+        name = files[split]
+        if not name:
             raise UserError("missing_split", f"{flags[split]} is needed for this run")
-    missing = [split for split in splits if not Path(files[split]).is_file()]
+        given[split] = Path(name)
+    missing = [split for split in splits if not given[split].is_file()]
     if not missing:
-        return {split: Path(files[split]) for split in splits}
-    if any("samples" in Path(files[s]).parts for s in missing):
+        return given
+    if any("samples" in given[s].parts for s in missing):
         what = "the samples come with the repository (data/samples/): fix the path"
     else:
         what = f"fetch the data ({download_command()}) or fix the path"
@@ -119,9 +123,39 @@ def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = No
     return kept
 
 
-def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any]]]:
+@dataclass(frozen=True)
+class CheckedSplits:
+    """What the check of a run's data files leaves: per split, what `validate_record` kept of
+    each record, the file line it came from, the file and its hash."""
+    kept: dict[str, list[Any]] = field(default_factory=dict)
+    lines: dict[str, list[int]] = field(default_factory=dict)
+    paths: dict[str, Path] = field(default_factory=dict)
+    sha256: dict[str, str] = field(default_factory=dict)  # names the data in env.json and the run identity
+
+    def error(self, e: RecordError) -> UserError:
+        """A `RecordError` whose `line` counts kept records, as a `UserError` naming the file line."""
+        lines = self.lines.get(e.split or "")
+        line = lines[e.line - 1] if lines and e.line else e.line
+        return UserError(e.kind, e.message, path=self.paths.get(e.split or ""), line=line)
+
+
+def check_known_labels(task: Task, checked: CheckedSplits, labels: Labels, source: str) -> None:
+    """Every gold label of every split is one the model has an output for (`unseen_label`)."""
+    if not labels.is_closed:
+        return
+    known = set(labels.index())
+    for split, kept in checked.kept.items():
+        for i, value in enumerate(kept, 1):
+            unseen = [label for label in task.labels_of(value) if str(label) not in known]
+            if unseen:
+                raise checked.error(RecordError(
+                    "unseen_label", f"{task.label_noun} {unseen[0]!r} never occurs in {source}; the model has no "
+                    "output for it", line=i, split=split))
+
+
+def load_splits(task: Task, splits: list[str]) -> tuple[dict, CheckedSplits]:
     """Validate and load the named splits and the task's extra splits that go with them; return
-    (datasets per split, kept values per split)."""
+    (datasets per split, what the check kept)."""
     import datasets
 
     data_args = task.data_args
@@ -141,24 +175,25 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, dict[str, list[Any
     # label list comes from every training record, so a smoke run knows every dev label.
     kept = {split: validate_split(paths[split], split, task, None if split == "train" else limits[split],
                                   lines[split]) for split in splits}
+    # The cache is keyed on what the file holds (`datasets` keys it on path and mtime, so a
+    # rewritten file could be stale).
+    checked = CheckedSplits(kept, lines, paths, {split: file_sha256(paths[split]) for split in splits})
     try:
         task.check_splits(kept)
-    except RecordError as e:  # e.line counts records; name the file's line
-        line = lines[e.split][e.line - 1] if e.split in lines and e.line else e.line
-        raise UserError(e.kind, e.message, path=paths.get(e.split or ""), line=line) from None
+    except RecordError as e:
+        raise checked.error(e) from None
 
-    # Paths are literal (`datasets` would read `d[1]` as a glob); the cache is keyed on what the
-    # file holds (`datasets` keys it on path and mtime, so a rewritten file could be stale); each
-    # file loads on its own (a test file without QA answers beside training files with them).
-    task.data_sha256 = {split: file_sha256(paths[split]) for split in splits}
+    # Paths are literal (`datasets` would read `d[1]` as a glob); each file loads on its own (a
+    # test file without QA answers beside training files with them).
     loaded = {split: datasets.load_dataset(
-        "json", name=f"sha256-{task.data_sha256[split][:16]}", data_files={split: glob.escape(str(paths[split]))},
+        "json", name=f"sha256-{checked.sha256[split][:16]}", data_files={split: glob.escape(str(paths[split]))},
         cache_dir=task.model_args.cache_dir,
         download_mode="force_redownload" if data_args.overwrite_cache else None)[split] for split in splits}
     out = {}
     for split in splits:
         ds = loaded[split]
-        if limits[split] is not None:
-            ds = ds.select(range(min(limits[split], len(ds))))
+        limit = limits[split]
+        if limit is not None:
+            ds = ds.select(range(min(limit, len(ds))))
         out[split] = ds
-    return out, kept
+    return out, checked

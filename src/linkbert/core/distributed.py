@@ -27,6 +27,7 @@ update `clip_grad_norm`; and `optimizer_state` / `load_optimizer_state` / `load_
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 from pathlib import Path
@@ -54,6 +55,10 @@ class DistState:
             self.device = torch.device("cpu")
         if self.world_size > 1 and not torch.distributed.is_initialized():
             torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")
+        # For main_process_first: tokenising a large corpus on rank 0 can take longer than the
+        # process group's timeout (NCCL: 10 minutes), which the waiting ranks would die of.
+        self.wait_group = torch.distributed.new_group(backend="gloo", timeout=datetime.timedelta(days=2)) \
+            if self.world_size > 1 else None
         if not self.is_main:
             _quiet_logging()
         self.wrapping = choose_wrapping(self)
@@ -73,12 +78,15 @@ class DistState:
     @contextlib.contextmanager
     def main_process_first(self):
         """Rank 0 runs the block first (e.g. tokenising into the `datasets` cache), then the
-        other ranks run it (reading the cache instead of redoing the work)."""
-        if not self.is_main:
-            self.barrier()
-        yield
-        if self.is_main:
-            self.barrier()
+        other ranks run it (reading the cache instead of redoing the work). If rank 0 fails in
+        it, the others still run it (and meet the same bad input), rather than wait forever."""
+        if not self.is_main and self.wait_group is not None:
+            torch.distributed.barrier(group=self.wait_group)
+        try:
+            yield
+        finally:
+            if self.is_main and self.wait_group is not None:
+                torch.distributed.barrier(group=self.wait_group)
 
     def broadcast_object(self, value: Any) -> Any:
         """Rank 0's value on every rank (e.g. the checkpoint rank 0 decided to resume from)."""

@@ -14,7 +14,7 @@ step skipped, a stop vote of another rank) is copied without blocking and read o
 Under --fp16, torch's GradScaler itself still reads its inf check once per step unless the
 optimizer is fused (`--optim adamw_torch_fused`).
 
-    engine = Engine(model, task, args, dist, reporter)
+    engine = Engine(model, task, ctx, args, dist, reporter)   # ctx: what the core resolved
     metrics = engine.train(features, seed, evaluate, resume_from, output_dir)
     outputs = engine.predict(features)        # one array per feature, in its computed dtype
 """
@@ -45,7 +45,7 @@ from .report import Reporter
 from .rundir import is_disk_full
 from .schedule import (epoch_permutations, is_update_step, length_grouped, num_epochs_to_run, sampler_seed,
                        total_updates, warmup_updates)
-from .task import Task
+from .task import Task, TaskContext
 
 logger = logging.getLogger("linkbert")
 
@@ -168,19 +168,22 @@ class TrainPlan:
 
 
 class Engine:
-    def __init__(self, model: torch.nn.Module, task: Task, args: TrainingArguments, dist: DistState,
-                 reporter: Optional[Reporter] = None) -> None:
-        self.task, self.args, self.dist, self.reporter = task, args, dist, reporter
+    def __init__(self, model: torch.nn.Module, task: Task, ctx: TaskContext, args: TrainingArguments,
+                 dist: DistState, reporter: Optional[Reporter] = None) -> None:
+        self.task, self.ctx, self.args, self.dist, self.reporter = task, ctx, args, dist, reporter
         self.wrapping = dist.wrapping  # how the model is sharded / wrapped over the ranks
         self.device = dist.device
         self.model = model.to(self.device)
         self.state = TrainState()
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.mixed_precision or "")
-        collate = task.collator(8 if args.mixed_precision and not args.padding_free else None)
+        collate = task.collator(ctx)
+        # A collator with `set_epoch` (pretraining's dynamic masks) is told each training epoch
+        # before its batches are made, as DistributedSampler.set_epoch, also when resuming into one.
+        self.set_collator_epoch = getattr(collate, "set_epoch", None)
         if args.padding_free:  # the model computes on real tokens only; batches arrive packed
             padding_free.enable(self.model)
             collate = padding_free.PackingCollator(collate)
-        self.collate = collate  # sees only MODEL_INPUTS: _loader selects those columns first
+        self.collate = collate  # sees only the task's model_inputs: _loader selects those columns first
         self._length_cache: dict = {}
         self.run_identity: Optional[dict] = None  # written into every checkpoint (see rundir.py)
 
@@ -303,6 +306,8 @@ class Engine:
         rank_order = self.dist.shard(order, per_rank)
         batches = [rank_order[i:i + per_rank] for i in range(0, len(rank_order), per_rank)]
         skip = self.state.steps_in_epoch_done
+        if self.set_collator_epoch is not None:  # before the loader: its workers copy the collator
+            self.set_collator_epoch(epoch)
         for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
             update = is_update_step(step, len(batches), self.plan.accumulation)
             with self.wrapping.no_sync(self.train_model, enabled=not update):
@@ -443,7 +448,7 @@ class Engine:
         if best is None or (value > best if greater else value < best):
             self.state.best_metric = value
             self.state.best_checkpoint = str(Path(output_dir) / BEST_MODEL_DIR)
-            self.save_model(self.state.best_checkpoint, self.task.tokenizer)
+            self.save_model(self.state.best_checkpoint, self.ctx.tokenizer)
 
     def load_best_model(self) -> None:
         from safetensors.torch import load_file
@@ -483,7 +488,7 @@ class Engine:
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             for ids, batch in zip(batches, tqdm(self._loader(features, batches), desc=desc, leave=False,
                                                 disable=self.args.disable_tqdm or not self.dist.is_main)):
-                batch = self._to_device({k: v for k, v in batch.items() if k != "labels"})
+                batch = self._to_device({k: v for k, v in batch.items() if k not in self.task.label_columns})
                 with self.autocast(enabled=self.task.eval_under_autocast):
                     out = self.task.output_tensor(model(**batch))
                 rows = (out.float() if out.dtype == torch.bfloat16 else out).cpu().numpy()
@@ -510,7 +515,7 @@ class Engine:
         pending = self._pending_gradients()
         tmp = Path(self.dist.broadcast_object(temporary_folder(folder) if self.dist.is_main else None))
         try:
-            save_checkpoint(folder, tmp, self.dist.is_main, lambda path: self.save_model(path, self.task.tokenizer),
+            save_checkpoint(folder, tmp, self.dist.is_main, lambda path: self.save_model(path, self.ctx.tokenizer),
                             optimizer_state, self.scheduler, self.scaler, self.state, pending, self.run_identity)
         except OSError as e:
             if not is_disk_full(e):

@@ -24,7 +24,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "unequal_lengths": ("`tokens` and `ner_tags` of different lengths",
                         "file, line and both lengths"),
     "bad_tag": ("an NER tag that is not O, B-X, I-X (or bare B / I)", "file, line and the tag"),
-    "unseen_label": ("a dev/test label that never occurs in the training file",
+    "unseen_label": ("a dev/test label that never occurs in the training file (predicting only: in the model's labels)",
                      "file, line and the label; the model has no output for it"),
     "empty_split": ("a data file with no records", "the file; give a non-empty file"),
     "empty_input": ("an empty sentence, context or token list", "file, line and field"),

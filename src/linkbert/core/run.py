@@ -1,7 +1,8 @@
 """One run of any task, from flags to result files. Task modules call `main(TheirTask)`.
 
-    flags -> output-folder rules -> data checked -> model + labels -> features
-          -> [train -> save] -> [evaluate dev] -> [predict test] -> result files
+    flags -> output-folder rules -> data checked -> context (tokenizer, length, padding, labels,
+          precision: `resolve_context`, once) + model -> features -> [train -> save]
+          -> [evaluate dev] -> [predict test] -> result files
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from .results import environment, read_json, save_metrics, write_json, write_jso
 from .rundir import (IDENTITY_FILE, KEPT_IN_PLACE, RunLock, check_results_not_replaced, check_resume, check_weights,
                      finished_training, is_disk_full, phase, provenance_names, remove_stale_temporaries,
                      result_names, run_identity, set_aside, write_identity)
-from .task import Task
+from .data import CheckedSplits, check_known_labels
+from .task import Labels, Task, TaskContext
 
 logger = logging.getLogger("linkbert")
 
@@ -132,37 +134,98 @@ def _missing_model(m, e: OSError) -> UserError:
                      f" Detail: {str(e).splitlines()[0]}")
 
 
-def load_tokenizer(task: Task, local_only: bool = False):
-    """The task's (fast) tokenizer, loaded once; tasks that need it before the model (to build
-    their examples) call this from `load_examples`."""
+def load_tokenizer(m, local_only: bool = False):
+    """The (fast) tokenizer of the model flags `m`. Tasks that need it before the core resolves
+    the context (pretraining tokenises its corpus while loading it) call this too."""
     from transformers import AutoTokenizer
 
-    m = task.model_args
-    if task.tokenizer is None:
-        try:
-            task.tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path,
-                                                           **_hub_kwargs(m, local_only))
-        except OSError as e:
-            raise _missing_model(m, e) from None
-    if not getattr(task.tokenizer, "is_fast", False):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(m.tokenizer_name or m.model_name_or_path, **_hub_kwargs(m, local_only))
+    except OSError as e:
+        raise _missing_model(m, e) from None
+    if not getattr(tokenizer, "is_fast", False):
         raise UserError("missing_model", "a fast tokenizer is required (offsets and word ids); "
                         f"{m.tokenizer_name or m.model_name_or_path} has none")
-    return task.tokenizer
+    return tokenizer
 
 
-def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_only: bool = False):
-    """Tokenizer, config (label space from the task) and model, in float32."""
+def load_config(m, local_only: bool = False):
     from transformers import AutoConfig
 
-    m = task.model_args
-    common = _hub_kwargs(m, local_only)
-    load_tokenizer(task, local_only)
     try:
-        config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common)
-        label_kwargs = task.setup_labels(train_kept, config)
-        config = AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **common, **label_kwargs)
-        model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config, dtype=torch.float32,
-                                         attn_implementation=m.attn_implementation, **common)
+        return AutoConfig.from_pretrained(m.config_name or m.model_name_or_path, **_hub_kwargs(m, local_only))
+    except OSError as e:
+        raise _missing_model(m, e) from None
+
+
+def resolve_labels(task: Task, checked: CheckedSplits, config) -> Optional[Labels]:
+    """The label space: from the training file (the task decides it), else from the fine-tuned
+    model's config (prediction-only); every dev/test label checked against it; the config gets
+    the label maps and problem type."""
+    if task.label_noun is None:
+        return None
+    if "train" in checked.kept:
+        labels, source = task.label_space(checked.kept["train"]), "the training file"
+    else:
+        labels = saved_labels(config, task.label_noun, task.model_args.model_name_or_path)
+        source = f"the model's labels ({', '.join(map(str, labels.names))})"
+    check_known_labels(task, checked, labels, source)
+    config.update(labels.config_kwargs())
+    return labels
+
+
+def saved_labels(config, noun: str, model: str) -> Labels:
+    """The label space a fine-tuning run saved in its model's config."""
+    problem = getattr(config, "problem_type", None)
+    if problem == "regression":
+        return Labels((), problem)
+    names = tuple(config.id2label[i] for i in range(config.num_labels)) if config.id2label else ()
+    if problem != "multi_label_classification" and (not names or all(str(n).startswith("LABEL_") for n in names)):
+        raise UserError("no_labels_for_prediction", f"the model's config names no {noun}s; predict with the folder a "
+                        "training run saved", path=model)
+    return Labels(names, problem)
+
+
+def resolve_max_length(task: Task, config, tokenizer) -> int:
+    """--max_seq_length, else the task's default, else the model's; clamped to the position
+    embeddings (BioLinkBERT's tokenizer config has no model_max_length)."""
+    limit = getattr(config, "max_position_embeddings", None) or tokenizer.model_max_length
+    wanted = task.data_args.max_seq_length or task.default_max_seq_length or limit
+    if wanted > limit:
+        logger.warning("--max_seq_length %d is longer than the model's %d positions: using %d", wanted, limit, limit)
+    return min(wanted, limit)
+
+
+def resolve_context(task: Task, checked: CheckedSplits, local_only: bool = False) -> tuple[TaskContext, Any]:
+    """Tokenizer, length, padding, labels and precision, decided once; and the model config
+    (loaded once, label maps included)."""
+    args = task.training_args
+    tokenizer = load_tokenizer(task.model_args, local_only)
+    config = load_config(task.model_args, local_only)
+    labels = resolve_labels(task, checked, config)
+    ctx = TaskContext(
+        tokenizer=tokenizer, max_seq_length=resolve_max_length(task, config, tokenizer),
+        pad_to_max_length=task.data_args.pad_to_max_length or task.pads_to_max_length,
+        pad_to_multiple_of=batch_pad_multiple(args), labels=labels, mixed_precision=args.mixed_precision)
+    return ctx, config
+
+
+def batch_pad_multiple(args) -> Optional[int]:
+    """Batches pad to a multiple of 8 under mixed precision, as the original's collators did;
+    packed batches (--padding_free) have no padding to round."""
+    return 8 if args.mixed_precision and not args.padding_free else None
+
+
+def load_model(task: Task, config, local_only: bool = False):
+    """The task's model head on the pretrained weights, in float32."""
+    m = task.model_args
+    try:
+        if m.from_scratch:
+            model, loading = from_config(task.model_class, config, m.attn_implementation), {}
+        else:
+            model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config,
+                                             dtype=torch.float32, attn_implementation=m.attn_implementation,
+                                             **_hub_kwargs(m, local_only))
     except OSError as e:
         raise _missing_model(m, e) from None
     untrained = loading.get("missing_keys") or []
@@ -171,12 +234,15 @@ def load_model(task: Task, train_kept: Optional[list], dist: DistState, local_on
                         f"{', '.join(sorted(untrained)[:3])}{' ...' if len(untrained) > 3 else ''}: without --do_train "
                         "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
                         "this is intended")
-    # BioLinkBERT's tokenizer config has no model_max_length: clamp to the position embeddings.
-    limit = getattr(config, "max_position_embeddings", None) or task.tokenizer.model_max_length
-    wanted = task.data_args.max_seq_length or task.default_max_seq_length or limit
-    if wanted > limit:
-        logger.warning("--max_seq_length %d is longer than the model's %d positions: using %d", wanted, limit, limit)
-    task.max_seq_length = min(wanted, limit)
+    return model
+
+
+def from_config(model_class, config, attn_implementation: str):
+    """A model of the config's shape with new random weights (seeded by --seed), in float32."""
+    build = getattr(model_class, "from_config", None) or model_class._from_config  # Auto class | model class
+    model = build(config, attn_implementation=attn_implementation, dtype=torch.float32)
+    logger.info("--from_scratch: %s with random weights (%.1fM parameters), no weights read", type(model).__name__,
+                sum(p.numel() for p in model.parameters()) / 1e6)
     return model
 
 
@@ -204,10 +270,10 @@ def load_pretrained(model_class, name: str, **kwargs):
 SAMPLE_LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "test": "max_predict_samples"}
 
 
-def build_features(task: Task, split: str, examples, training: bool):
+def build_features(task: Task, ctx: TaskContext, split: str, examples, training: bool):
     d = task.data_args
     features = examples.map(
-        lambda batch: task.encode(batch, training=training), batched=True,
+        lambda batch: task.encode(batch, ctx, training=training), batched=True,
         remove_columns=examples.column_names, num_proc=d.preprocessing_num_workers,
         load_from_cache_file=not d.overwrite_cache, desc=f"{task.name}: tokenising {split}")
     of_split = {e.name: e.of_split for e in task.extra_splits()}.get(split, split)  # MNLI-mm: as dev/test
@@ -229,19 +295,22 @@ def log_feature_descriptions(task: Task, features: dict) -> None:
 def evaluate_split(task: Task, engine: Engine, examples, features, prefix: str) -> tuple[dict, list[dict]]:
     start = time.time()
     outputs = engine.predict(features, desc={"eval": "dev", "predict": "test"}.get(prefix, prefix))
-    records = task.prediction_records(outputs, examples, features)
+    records = task.prediction_records(outputs, examples, features, engine.ctx)
     metrics: dict[str, Any] = {f"{prefix}_{k}": v for k, v in task.score(records).items()}
     runtime = time.time() - start
-    metrics.update({f"{prefix}_{k}": v for k, v in task.summary(records).items()})
+    metrics.update({f"{prefix}_{k}": v for k, v in task.summary(records, engine.ctx).items()})
     metrics.update({f"{prefix}_samples": len(examples), f"{prefix}_runtime": round(runtime, 4),
                     f"{prefix}_samples_per_second": round(len(examples) / runtime, 3) if runtime > 0 else None})
     return metrics, records
 
 
-def check_setup(args) -> None:
+def check_setup(args, model_args) -> None:
     """What the flags ask of this machine, before any work; TF32 as asked."""
     if not (args.do_train or args.do_eval or args.do_predict):
         raise UserError("nothing_to_do", "give at least one of --do_train, --do_eval, --do_predict")
+    if model_args.from_scratch and not args.do_train:
+        raise UserError("conflicting_flags", "--from_scratch without --do_train would score random weights; add "
+                        "--do_train, or drop --from_scratch to evaluate --model_name_or_path")
     if args.tf32:  # off by default since torch 1.12 (torch 1.10, the original's, allowed it)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -270,7 +339,7 @@ def score_split(task: Task, engine: Engine, datasets_: dict, features: dict, spl
 def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
     task = task_cls(model_args, data_args, args, task_args)
-    check_setup(args)
+    check_setup(args, model_args)
     stay_offline(model_args, args)
     dist = DistState(args)
     if args.fp16 and dist.device.type == "cpu" and dist.is_main:
@@ -290,15 +359,19 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
     model_args, data_args, args, task_args = all_args
     splits = [s for s, on in (("train", args.do_train), ("validation", args.do_eval), ("test", args.do_predict)) if on]
     resume = on_main(dist, lambda: (lock.acquire(), check_output_dir(args))[1])
-    datasets_, kept = task.load_examples(splits)  # the data is checked whole before the model is looked for
+    # The data is checked whole before the model is looked for. Rank 0 first: a task may
+    # tokenise into the datasets cache here (pretraining's documents), which the others then read.
+    with dist.main_process_first():
+        datasets_, checked = task.load_examples(splits)
     if "train" in datasets_:
         datasets_["train"] = task.training_examples(datasets_["train"])
     local_only = check_model_sources(model_args)  # a name that cannot load fails here, in a second
 
+    ctx, config = resolve_context(task, checked, local_only)  # tokenizer, length, labels... once
     set_seed(args.seed)
-    model = load_model(task, kept.get("train"), dist, local_only)
+    model = load_model(task, config, local_only)
     arguments = as_dict(model_args, data_args, args, task_args)
-    identity = run_identity(task, arguments, model, dist.world_size, task.data_sha256.get("train"))
+    identity = run_identity(task, arguments, model, dist.world_size, checked.sha256.get("train"))
     out = Path(args.output_dir)
     # A rerun of a finished training evaluates its model; it does not train again.
     finished = args.do_train and not args.overwrite_output_dir and not args.resume_from_checkpoint \
@@ -310,20 +383,20 @@ def _run(task: Task, dist: DistState, lock: RunLock, argv: Optional[list[str]], 
     elif resume and args.do_train:  # checked whole before anything is written
         check_resume(resume, identity, model, set(TrainState.__dataclass_fields__))
     with dist.main_process_first():  # rank 0 tokenises into the cache; the others then read it
-        features = {s: build_features(task, s, datasets_[s], training=(s == "train")) for s in datasets_}
+        features = {s: build_features(task, ctx, s, datasets_[s], training=(s == "train")) for s in datasets_}
     # Every check has passed: only now is the folder touched.
     if dist.is_main:
         start_writing(out, args, resume, {"argv": sys.argv if argv is None else argv, "phase": phase(args),
                                           **arguments},
                       environment({"train": data_args.train_file, "validation": data_args.validation_file,
                                    "test": data_args.test_file, **{e.name: e.path for e in task.extra_splits()}},
-                                  task.data_sha256))
+                                  checked.sha256))
     if dist.is_main:
         log_feature_descriptions(task, features)
     set_seed(args.seed)  # as the original Trainer: re-seeded after the model is built
     reporter = Reporter.create(args.report_to, args.output_dir, args.run_name, args.logging_dir,
                                arguments) if dist.is_main else None
-    engine = Engine(model, task, args, dist, reporter)
+    engine = Engine(model, task, ctx, args, dist, reporter)
     engine.run_identity = identity
     all_metrics: dict = {}
     try:
@@ -372,7 +445,7 @@ def start_writing(out: Path, args, resume: Optional[str], run_args: dict, env: d
 
 def save_final_model(engine: Engine, out: Path, task: Task) -> None:
     try:
-        engine.save_model(out, task.tokenizer)
+        engine.save_model(out, engine.ctx.tokenizer)
     except OSError as e:
         if not is_disk_full(e):
             raise

@@ -1,18 +1,28 @@
 """What a task module says about its task; everything else lives in the shared core.
 
-A task module subclasses `Task` and fills in five things: how a record is checked, how the
-label space is set up, how examples become features, how model outputs become one prediction
-record per example, and how those records are scored. `linkbert.core.run.main(MyTask)` does
-the rest (flags, data loading, the training loop, evaluation, result files).
+A task module subclasses `Task` and says how a record is checked, what its labels are, how
+examples become features, how model outputs become one prediction record per example, and how
+those records are scored. `linkbert.core.run.main(MyTask)` does the rest (flags, data loading,
+the training loop, evaluation, result files).
 
-The flow of one split, in the core:
+The flow of one run, in the core (`linkbert.core.run`):
 
-    kept     = validate_split(path, task.validate_record)      # checked line by line
-    task.check_splits(kept); task.setup_labels(kept["train"], config)   # label list / problem type
-    features = examples.map(task.encode, batched=True)         # tokenised, maybe several per example
+    task     = MyTask(*flags)                                  # the task's own flag checks
+    examples, checked = task.load_examples(splits)             # validate_record on every line,
+                                                               #   then task.check_splits(kept)
+    ctx, config = resolve_context(task, checked)               # tokenizer, length, padding, labels,
+                                                               #   precision: once, frozen (TaskContext);
+                                                               #   the model config loaded once
+    features = examples.map(task.encode(batch, ctx, training)) # tokenised, maybe several per example
     outputs  = engine.predict(features)                        # one numpy array per feature
-    records  = task.prediction_records(outputs, examples, features)   # one dict per example
+    records  = task.prediction_records(outputs, examples, features, ctx)   # one dict per example
     metrics  = task.score(records)                             # from the records alone
+
+The labels in the context come from the task's `label_space(train_kept)` in a training run and
+from the fine-tuned model's config in a prediction-only run (the core reads `id2label`); the core
+also refuses a dev/test label outside that space (`unseen_label`) and writes the label maps
+into the model config. A task with no label space of its own (QA, multiple choice, pretraining)
+leaves `label_noun` at None and gets `ctx.labels is None`.
 
 Because `score` sees only the prediction records (the lines of `*_predictions.jsonl`), any
 score can be recomputed from the prediction file.
@@ -20,14 +30,84 @@ score can be recomputed from the prediction file.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
 
-# Columns a collator receives; everything else in a feature (offsets, word ids, example index)
-# stays with the task for post-processing.
+if TYPE_CHECKING:
+    from .data import CheckedSplits
+
+# Columns a collator receives by default; everything else in a feature (offsets, word ids,
+# example index) stays with the task for post-processing.
 MODEL_INPUTS = ("input_ids", "token_type_ids", "attention_mask", "labels")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The label space of a classification head, as the model config stores it."""
+    #: The label of each output, in output order: the training file's values (strings or
+    #: integers) or the saved config's `id2label` names; empty for regression.
+    names: tuple[Any, ...]
+    #: `config.problem_type`: "single_label_classification", "multi_label_classification",
+    #: "regression", or None (token classification, as the original left it).
+    problem_type: Optional[str] = None
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.names) or 1  # regression: one output
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether every gold label must be one of `names` (classes and tags, not regression
+        targets or multi-label 0/1 vectors)."""
+        return self.problem_type in (None, "single_label_classification")
+
+    def index(self) -> dict[str, int]:
+        """Label (as text, as `id2label` stores it) -> output index."""
+        return {str(name): i for i, name in enumerate(self.names)}
+
+    def config_kwargs(self) -> dict[str, Any]:
+        """What the model config gets (the keys `AutoConfig.from_pretrained` would take)."""
+        kwargs: dict[str, Any] = {"num_labels": self.num_labels}
+        if self.problem_type is not None:
+            kwargs["problem_type"] = self.problem_type
+        if self.names:
+            kwargs["id2label"] = {i: str(name) for i, name in enumerate(self.names)}
+            kwargs["label2id"] = {str(name): i for i, name in enumerate(self.names)}
+        return kwargs
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What the core resolved once, before any feature is built; every task method that
+    tokenises, batches or reads outputs receives it."""
+    tokenizer: Any  # a transformers fast tokenizer
+    #: --max_seq_length, else the task's default, else the model's; at most its position embeddings.
+    max_seq_length: int
+    #: Pad every feature to max_seq_length when tokenising (else batches pad to their longest).
+    pad_to_max_length: bool = False
+    #: Batches pad to a multiple of this (8 under mixed precision, as the original), or None.
+    pad_to_multiple_of: Optional[int] = None
+    #: The label space (None: the task has none).
+    labels: Optional[Labels] = None
+    #: "fp16", "bf16" or None (float32).
+    mixed_precision: Optional[str] = None
+
+    @property
+    def padding(self) -> Literal["max_length", False]:
+        """The tokenizer's `padding` argument."""
+        return "max_length" if self.pad_to_max_length else False
+
+    @property
+    def label_list(self) -> tuple[Any, ...]:
+        return self.labels.names if self.labels is not None else ()
+
+
+def example_ids(examples) -> list[Any]:
+    """The `id` of every example, or its position when the file has no ids."""
+    return examples["id"] if "id" in examples.column_names else list(range(len(examples)))
 
 
 class ExtraSplit(NamedTuple):
@@ -50,6 +130,8 @@ class Task:
     arguments: Any = None
     #: max_seq_length when the flag is not given (the original scripts' defaults).
     default_max_seq_length: Optional[int] = None
+    #: Pad features to max_seq_length even without --pad_to_max_length (the original QA did).
+    pads_to_max_length: bool = False
     #: The original evaluated QA under fp16 autocast (its features carry no labels) and every
     #: labelled task in float32; `True` keeps the autocast at evaluation.
     eval_under_autocast: bool = False
@@ -60,16 +142,18 @@ class Task:
     main_metric: str = "accuracy"
     #: Feature columns the collator and the model receive (the rest stays for post-processing).
     model_inputs: tuple[str, ...] = MODEL_INPUTS
+    #: Those of `model_inputs` that are training targets: evaluation leaves them out.
+    label_columns: tuple[str, ...] = ("labels",)
+    #: What one label is called in messages ("label", "tag"); None: the task has no label space
+    #: of its own (the core then resolves none).
+    label_noun: Optional[str] = None
 
     def __init__(self, model_args, data_args, training_args, task_args) -> None:
         self.model_args, self.data_args = model_args, data_args
         self.training_args, self.task_args = training_args, task_args
-        self.tokenizer: Any = None  # set by the core once loaded (a transformers fast tokenizer)
-        self.max_seq_length: int = 0  # set by the core (flag, default, clamped to the model)
-        self.data_sha256: dict[str, str] = {}  # split -> hash of its file, set by the core when loaded
 
     # -- data -------------------------------------------------------------------------------
-    def load_examples(self, splits: list[str]) -> tuple[dict, dict[str, list[Any]]]:
+    def load_examples(self, splits: list[str]) -> tuple[dict, CheckedSplits]:
         """The examples of each split and what `validate_record` kept of them. By default the
         --train_file/--validation_file/--test_file JSON Lines, checked line by line; a task whose
         splits come from elsewhere (pretraining: one corpus, held-out documents) overrides it."""
@@ -83,13 +167,13 @@ class Task:
 
     def validate_record(self, record: dict, split: str) -> Any:
         """Raise `RecordError(kind, message)` if one JSON record is unusable for this task; return
-        what `check_splits` and `setup_labels` need of it (its label, say), or None."""
+        what `check_splits`, `label_space` and `labels_of` need of it (its label, say), or None."""
         raise NotImplementedError
 
     def check_splits(self, splits: dict[str, list[Any]]) -> None:
-        """Checks across splits (e.g. a dev label unseen in train); raise `RecordError` with a
-        `line` (the 1-based position of the record in the kept list) and `split` set; the core
-        turns that into the file and its line number."""
+        """Checks across splits (e.g. one kind of label); raise `RecordError` with a `line` (the
+        1-based position of the record in the kept list) and `split` set; the core turns that
+        into the file and its line number."""
 
     def extra_splits(self) -> list[ExtraSplit]:
         """Further files scored with the dev or test set (none by default)."""
@@ -99,26 +183,29 @@ class Task:
         """The training examples to train on (all by default; QA's --train_fraction subsamples)."""
         return examples
 
-    # -- labels and model --------------------------------------------------------------------
-    def setup_labels(self, train_kept: Optional[list[Any]], config) -> dict:
-        """Decide the label space from what `validate_record` kept of the training records
-        (training runs), or from the
-        fine-tuned model's config (prediction-only runs). Return keyword arguments for
-        `AutoConfig.from_pretrained` (num_labels, id2label, label2id, problem_type...)."""
-        return {}
+    # -- labels (tasks with a `label_noun`) ----------------------------------------------------
+    def label_space(self, train_kept: list[Any]) -> Labels:
+        """The label space of a training run, from what `validate_record` kept of the training
+        records (a prediction-only run takes the fine-tuned model's)."""
+        raise NotImplementedError
+
+    def labels_of(self, kept: Any) -> list[Any]:
+        """The gold labels one kept value holds (none for an unlabelled record); the core checks
+        each against a closed label space."""
+        return []
 
     # -- features ----------------------------------------------------------------------------
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
         """`datasets.map(batched=True)` function: examples -> features. Each feature must
         carry `example_index` (position of its example in the split) when one example can
         give several features (QA windows)."""
         raise NotImplementedError
 
-    def collator(self, pad_to_multiple_of: Optional[int]) -> Callable[[list[dict]], dict]:
-        """Batches features holding only `MODEL_INPUTS` keys."""
+    def collator(self, ctx: TaskContext) -> Callable[[list[dict]], dict]:
+        """Batches features holding only `model_inputs` keys."""
         from transformers import DataCollatorWithPadding
 
-        return DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        return DataCollatorWithPadding(ctx.tokenizer, pad_to_multiple_of=ctx.pad_to_multiple_of)
 
     def feature_length(self, feature_input_ids: list) -> int:
         """Length used to sort evaluation batches and group training batches."""
@@ -129,9 +216,10 @@ class Task:
         """The part of the model output kept per feature (batch first)."""
         return outputs.logits
 
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         """One JSON-able dict per example (id, prediction, gold), in example order. `outputs[i]`
-        belongs to `features[i]`; for padded batches it may be longer than the feature."""
+        belongs to `features[i]`, in the dtype the model computed it in (float16 under an fp16
+        autocast); for padded batches it may be longer than the feature."""
         raise NotImplementedError
 
     def score(self, records: list[dict]) -> dict[str, float]:
@@ -143,7 +231,7 @@ class Task:
         e.g. a benchmark server's submission file."""
         return {}
 
-    def summary(self, records: list[dict]) -> dict[str, Any]:
+    def summary(self, records: list[dict], ctx: TaskContext) -> dict[str, Any]:
         """Counts reported beside the metrics (e.g. words not scored); not metrics."""
         return {}
 

@@ -34,7 +34,7 @@ import numpy as np
 from transformers import AutoModelForMultipleChoice, DataCollatorForMultipleChoice
 
 from linkbert.core.run import main
-from linkbert.core.task import RecordError, Task
+from linkbert.core.task import RecordError, Task, TaskContext, example_ids
 from linkbert.metrics import classification
 
 ENDING = re.compile(r"ending(0|[1-9][0-9]*)")  # ending0, ending1, ... (not "ending01")
@@ -63,7 +63,7 @@ class MultipleChoiceTask(Task):
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
-        self.num_choices: Optional[int] = None  # set by the first record checked
+        self.num_choices = 0  # set by the first record checked
         self.choices_seen_in = ""  # the split whose first record set it, for messages
 
     # -- data -------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ class MultipleChoiceTask(Task):
             raise RecordError("empty_input", "'sent1' (the question) is empty")
 
         n = self._count_endings(record)
-        if self.num_choices is None:
+        if not self.num_choices:
             self.num_choices, self.choices_seen_in = n, split
         elif n != self.num_choices:
             raise RecordError("bad_choice_count", f"{n} choices (ending0..ending{n - 1}), but the first record of the "
@@ -115,31 +115,29 @@ class MultipleChoiceTask(Task):
         return n
 
     # -- features ---------------------------------------------------------------------------
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
         n, questions = self.num_choices, batch["sent1"]
         # a file without `sent2` (or with it on some lines only) reads as "", as the release's files hold
         headers = [h or "" for h in batch.get("sent2") or [""] * len(questions)]
         first = [q for q in questions for _ in range(n)]
         second = [f"{header} {batch[f'ending{i}'][j]}" for j, header in enumerate(headers) for i in range(n)]
-        padding = "max_length" if self.data_args.pad_to_max_length else False
-        flat = self.tokenizer(first, second, truncation=True, max_length=self.max_seq_length, padding=padding)
+        flat = ctx.tokenizer(first, second, truncation=True, max_length=ctx.max_seq_length, padding=ctx.padding)
         # back to one feature per question holding its N choices
         features = {k: [v[i:i + n] for i in range(0, len(v), n)] for k, v in flat.items()}
         features["labels"] = [label_index(label) for label in batch["label"]]
         return features
 
-    def collator(self, pad_to_multiple_of: Optional[int]) -> Callable[[list[dict]], dict]:
+    def collator(self, ctx: TaskContext) -> Callable[[list[dict]], dict]:
         """Pads the N choices of every question in the batch together -> [batch, N, length]."""
-        return DataCollatorForMultipleChoice(self.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        return DataCollatorForMultipleChoice(ctx.tokenizer, pad_to_multiple_of=ctx.pad_to_multiple_of)
 
     def feature_length(self, feature_input_ids: list) -> int:
         return max(len(choice) for choice in feature_input_ids)
 
     # -- outputs ----------------------------------------------------------------------------
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
-        ids = examples["id"] if "id" in examples.column_names else list(range(len(examples)))
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         return [{"id": id_, "prediction": int(np.argmax(logits)), "label": label_index(label)}
-                for id_, label, logits in zip(ids, examples["label"], outputs, strict=True)]
+                for id_, label, logits in zip(example_ids(examples), examples["label"], outputs, strict=True)]
 
     def score(self, records: list[dict]) -> dict[str, float]:
         return classification.accuracy([r["prediction"] for r in records], [r["label"] for r in records])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -55,7 +55,6 @@ def read_corpus(path: str | Path, flag: str = "--corpus_file") -> LinkGraph:
         raise UserError("missing_file", f"{flag} {path} does not exist; build one with "
                         "scripts/build_linked_corpus.py or fix the path", path=path)
     ids: list[str] = []
-    raw_links: list[list[str]] = []
     first_line: dict[str, int] = {}
     for line_no, record in json_lines(path):
         doc_id = document_id(record.get("id"))
@@ -77,10 +76,11 @@ def read_corpus(path: str | Path, flag: str = "--corpus_file") -> LinkGraph:
             raise UserError("wrong_type", "`links` must be a list of document ids", path=path, line=line_no)
         first_line[doc_id] = line_no
         ids.append(doc_id)
-        raw_links.append([str(x) for x in links])
     if not ids:
         raise UserError("empty_split", "no documents; the corpus is empty", path=path)
-    graph = resolve_links(ids, raw_links)
+    # A second pass resolves the links (a link may name a later document): the link ids as
+    # strings are never all held in memory, only the resolved positions.
+    graph = resolve_links(ids, ([str(x) for x in record.get("links", [])] for _, record in json_lines(path)))
     if not any(graph.links):
         raise UserError("no_links", f"none of the {len(ids)} documents links to another document of the "
                         "corpus, so the `linked` relation cannot be drawn; give `links` (ids of documents "
@@ -88,7 +88,7 @@ def read_corpus(path: str | Path, flag: str = "--corpus_file") -> LinkGraph:
     return graph
 
 
-def resolve_links(ids: list[str], raw_links: list[list[str]]) -> LinkGraph:
+def resolve_links(ids: list[str], raw_links: Iterable[list[str]]) -> LinkGraph:
     position = {doc_id: i for i, doc_id in enumerate(ids)}
     dropped = {"not_in_corpus": 0, "self": 0, "repeated": 0}
     links: list[list[int]] = []

@@ -14,42 +14,87 @@ drawn again between contiguous and random, in proportion to their probabilities 
 
 Masking is BERT's: `round(mlm_probability x tokens)` (at least one) of the non-special tokens are
 chosen (whole words if asked), and each chosen token becomes [MASK] 80%, a random token 10%,
-itself 10% of the time. Masks are drawn when the inputs are built (static, as BERT's
-create_pretraining_data), so an epoch sees the same masks again.
+itself 10% of the time. Masks are drawn either
+- dynamic (training's default, RoBERTa's choice): again every epoch, when a batch is made
+  (`DynamicMasking`, from a generator seeded with (seed, split, document, segment, epoch)), so
+  the inputs are stored unmasked; or
+- static (validation always, training with `--masking static`, as BERT's
+  create_pretraining_data): once, when the inputs are built, so every epoch sees the same masks.
 
 Every random choice of an anchor comes from its own generator, seeded with (seed, split,
-document, segment): the inputs do not depend on `num_proc`, batch boundaries or order.
+document, segment) and, for dynamic masks, the epoch: the inputs and masks do not depend on
+`num_proc`, batch boundaries, order, the number of processes or where a run was resumed.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import pyarrow.compute as pc
 
 RELATIONS = ("contiguous", "random", "linked")
 CONTIGUOUS, RANDOM, LINKED = range(3)
 LINKED_SAMPLING = ("inverse_in_degree", "uniform")
+MASKING = ("dynamic", "static")
 IGNORE = -100
+MASK_STREAM = 0x4D41534B  # in a dynamic mask's seed: its generator never repeats a pair generator's stream
+
+
+# The tokenised documents' columns kept as flat arrays (one file each beside the datasets cache).
+TOKEN_COLUMNS = {"input_ids": np.int32, "word_start": np.bool_}
+BATCH = 10_000  # documents read at a time
 
 
 @dataclass
 class SegmentStore:
-    """Every document's tokens in one flat array (4 bytes a token), cut into segments on the fly."""
+    """Every document's tokens in one flat array (int32, plus a bool per token), cut into segments
+    on the fly. Built from the tokenised documents, it is memory-mapped from two flat files
+    written once beside their `datasets` cache, so a corpus larger than memory is read from disk
+    by offset; only `offsets` (8 bytes a document) is held in memory. It pickles as the paths of
+    its files (for `datasets.map(num_proc)` workers), not as the tokens."""
 
     tokens: np.ndarray       # int32, all documents one after the other
     word_start: np.ndarray   # bool, True where a token starts a word (for whole-word masking)
     offsets: np.ndarray      # int64, document d is tokens[offsets[d]:offsets[d + 1]]
     segment_length: int
+    files: Optional[dict[str, str]] = None  # column in TOKEN_COLUMNS -> path, when memory-mapped
 
     @classmethod
     def from_dataset(cls, tokenised, segment_length: int) -> "SegmentStore":
-        """From the tokenised documents (columns `input_ids`, `word_start`), read as Arrow arrays
-        (no Python list per token)."""
-        ids = tokenised.data.column("input_ids").combine_chunks()
-        starts = tokenised.data.column("word_start").combine_chunks()
-        return cls(ids.flatten().to_numpy().astype(np.int32), starts.flatten().to_numpy(zero_copy_only=False),
-                   ids.offsets.to_numpy().astype(np.int64), segment_length)
+        """From the tokenised documents (columns `input_ids`, `word_start`, in document order)."""
+        batches = lambda: tokenised.with_format("arrow").iter(batch_size=BATCH)  # noqa: E731
+        lengths = [pc.list_value_length(batch["input_ids"]).to_numpy() for batch in batches()]
+        offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths), dtype=np.int64)])
+        if tokenised.cache_files:
+            return cls.open(write_token_files(tokenised), offsets, segment_length)
+        # An in-memory dataset (no cache folder to write beside): the arrays in memory.
+        tokens, word_start = (np.concatenate([flat(batch[column], dtype) for batch in batches()])
+                              for column, dtype in TOKEN_COLUMNS.items())
+        return cls(tokens, word_start, offsets, segment_length)
+
+    @classmethod
+    def open(cls, files: dict[str, str], offsets: np.ndarray, segment_length: int) -> "SegmentStore":
+        total = int(offsets[-1])
+        tokens, word_start = (np.memmap(files[column], dtype=dtype, mode="r", shape=(total,)) if total else
+                              np.zeros(0, dtype) for column, dtype in TOKEN_COLUMNS.items())
+        return cls(tokens, word_start, offsets, segment_length, files)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.files is not None:  # the paths, not the tokens
+            state.update(tokens=None, word_start=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.files is not None:
+            opened = SegmentStore.open(self.files, self.offsets, self.segment_length)
+            self.tokens, self.word_start = opened.tokens, opened.word_start
 
     def num_segments(self, document: int) -> int:
         length = int(self.offsets[document + 1] - self.offsets[document])
@@ -59,6 +104,33 @@ class SegmentStore:
         start = int(self.offsets[document]) + index * self.segment_length
         end = min(start + self.segment_length, int(self.offsets[document + 1]))
         return self.tokens[start:end], self.word_start[start:end]
+
+
+def flat(column, dtype) -> np.ndarray:
+    """The values of an Arrow list column as one numpy array."""
+    return pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def write_token_files(tokenised) -> dict[str, str]:
+    """The tokenised documents' tokens and word starts as flat files beside their cache file,
+    named after its fingerprint (so a cached tokenisation finds them), written batch by batch and
+    renamed into place when complete."""
+    folder = Path(tokenised.cache_files[0]["filename"]).parent
+    files = {column: str(folder / f"pretrain-{tokenised._fingerprint}.{column}.bin") for column in TOKEN_COLUMNS}
+    if all(Path(path).is_file() for path in files.values()):
+        return files
+    partial = {column: f"{path}.{os.getpid()}.tmp" for column, path in files.items()}
+    handles = {column: open(path, "wb") for column, path in partial.items()}
+    try:
+        for batch in tokenised.with_format("arrow").iter(batch_size=BATCH):
+            for column, dtype in TOKEN_COLUMNS.items():
+                flat(batch[column], dtype).tofile(handles[column])
+    finally:
+        for handle in handles.values():
+            handle.close()
+    for column in TOKEN_COLUMNS:
+        os.replace(partial[column], files[column])
+    return files
 
 
 @dataclass
@@ -72,6 +144,7 @@ class PairSettings:
     sep_id: int
     mask_id: int
     vocab_size: int
+    dynamic_masking: bool = False  # store the inputs unmasked; `DynamicMasking` masks them per epoch
 
 
 class PairBuilder:
@@ -81,20 +154,33 @@ class PairBuilder:
     def __init__(self, store: SegmentStore, links: list[list[int]], in_degree: np.ndarray, pool: np.ndarray,
                  settings: PairSettings, split_code: int) -> None:
         self.store, self.settings, self.split_code = store, settings, split_code
+        # Dynamic masking: unmasked ids, and where words start for the collator to mask them.
+        self.columns = ("input_ids", "token_type_ids", *(("word_start",) if settings.dynamic_masking else
+                                                       ("mlm_labels",)),
+                        "relation_label", "document", "anchor_segment", "partner_document", "partner_segment",
+                        "fell_back")
         usable = pool & (np.diff(store.offsets) > 0)
         self.pool_documents = np.flatnonzero(usable)
         self.pool_position = np.full(len(usable), -1, dtype=np.int64)
         self.pool_position[self.pool_documents] = np.arange(len(self.pool_documents))
-        # Links into the pool and their sampling weights, per document.
-        self.linked: list[tuple[np.ndarray, np.ndarray]] = []
-        for targets in links:
-            kept = np.array([t for t in targets if usable[t]], dtype=np.int64)
-            if settings.linked_sampling == "inverse_in_degree":
-                weights = 1.0 / in_degree[kept] if len(kept) else np.zeros(0)
-            else:
-                weights = np.ones(len(kept))
-            # Cumulative, so that a draw is one uniform number and a binary search.
-            self.linked.append((kept, np.cumsum(weights / weights.sum()) if len(kept) else weights))
+        # Links into the pool and their sampling weights, flat over all documents (document d's are
+        # link_targets[link_start[d]:link_start[d + 1]]: numpy arrays, not an object per document,
+        # which every map worker would otherwise copy). Cumulative per document, so that a draw is
+        # one uniform number and a binary search.
+        lengths = np.fromiter(map(len, links), dtype=np.int64, count=len(links))
+        targets = np.fromiter(itertools.chain.from_iterable(links), dtype=np.int64, count=int(lengths.sum()))
+        owner = np.repeat(np.arange(len(links)), lengths)
+        kept = usable[targets]
+        self.link_targets, owner = targets[kept], owner[kept]
+        self.link_start = np.searchsorted(owner, np.arange(len(links) + 1))
+        if settings.linked_sampling == "inverse_in_degree":
+            weights = 1.0 / in_degree[self.link_targets]
+        else:
+            weights = np.ones(len(self.link_targets))
+        self.link_cdf = weights
+        for d in np.flatnonzero(np.diff(self.link_start)):
+            lo, hi = self.link_start[d], self.link_start[d + 1]
+            self.link_cdf[lo:hi] = np.cumsum(weights[lo:hi] / weights[lo:hi].sum())
         p = np.asarray(settings.relation_probabilities, dtype=float)
         self.relation_cdf = np.cumsum(p)
         fallback = p[:2] if p[:2].sum() > 0 else np.ones(2)  # linked only: fall back evenly
@@ -102,9 +188,7 @@ class PairBuilder:
 
     def inputs_of_documents(self, documents: list[int]) -> dict[str, list]:
         """All inputs anchored in these documents (a `datasets.map(batched=True)` body)."""
-        out: dict[str, list] = {k: [] for k in ("input_ids", "token_type_ids", "mlm_labels", "relation_label",
-                                                "document", "anchor_segment", "partner_document",
-                                                "partner_segment", "fell_back")}
+        out: dict[str, list] = {k: [] for k in self.columns}
         for document in documents:
             for segment in range(self.store.num_segments(document) - 1):
                 row = self.build(document, segment)
@@ -121,20 +205,23 @@ class PairBuilder:
         b_ids, b_starts = self.store.segment(partner_document, partner_segment)
         input_ids = np.concatenate([[s.cls_id], a_ids, [s.sep_id], b_ids, [s.sep_id]]).astype(np.int64)
         token_type_ids = np.concatenate([np.zeros(len(a_ids) + 2, np.int64), np.ones(len(b_ids) + 1, np.int64)])
-        # Positions that may be masked (not [CLS]/[SEP]) and where words start (a segment starts one).
-        candidates = np.concatenate([1 + np.arange(len(a_ids)), len(a_ids) + 2 + np.arange(len(b_ids))])
+        # Where words start among the maskable positions (a segment starts one).
         starts = np.concatenate([a_starts, b_starts]).copy()
         starts[0] = True
         starts[len(a_ids)] = True
-        input_ids, labels = mask_tokens(input_ids, candidates, starts, s, rng)
-        return {"input_ids": input_ids.tolist(), "token_type_ids": token_type_ids.tolist(),
-                "mlm_labels": labels.tolist(), "relation_label": relation, "document": document,
-                "anchor_segment": segment, "partner_document": partner_document,
-                "partner_segment": partner_segment, "fell_back": fell_back}
+        row = {"input_ids": input_ids.tolist(), "token_type_ids": token_type_ids.tolist(), "relation_label": relation,
+               "document": document, "anchor_segment": segment, "partner_document": partner_document,
+               "partner_segment": partner_segment, "fell_back": fell_back}
+        if s.dynamic_masking:
+            row["word_start"] = starts.tolist()
+        else:
+            masked, labels = mask_tokens(input_ids, maskable_positions(len(a_ids), len(b_ids)), starts, s, rng)
+            row.update(input_ids=masked.tolist(), mlm_labels=labels.tolist())
+        return row
 
     def draw_relation(self, document: int, rng: np.random.Generator) -> tuple[int, bool]:
         relation = min(int(np.searchsorted(self.relation_cdf, rng.random(), side="right")), 2)
-        if relation == LINKED and not len(self.linked[document][0]):
+        if relation == LINKED and self.link_start[document] == self.link_start[document + 1]:
             return min(int(np.searchsorted(self.fallback_cdf, rng.random(), side="right")), 1), True
         return relation, False
 
@@ -142,8 +229,9 @@ class PairBuilder:
         if relation == CONTIGUOUS:
             return document, segment + 1
         if relation == LINKED:
-            targets, cdf = self.linked[document]
-            partner = int(targets[min(int(np.searchsorted(cdf, rng.random(), side="right")), len(targets) - 1)])
+            lo, hi = self.link_start[document], self.link_start[document + 1]
+            pick = min(int(np.searchsorted(self.link_cdf[lo:hi], rng.random(), side="right")), hi - lo - 1)
+            partner = int(self.link_targets[lo + pick])
         else:  # uniform over the pool, without the anchor's own document
             own = self.pool_position[document]
             size = len(self.pool_documents) - (own >= 0)
@@ -152,6 +240,31 @@ class PairBuilder:
                 pick += 1
             partner = int(self.pool_documents[pick])
         return partner, int(rng.integers(self.store.num_segments(partner)))
+
+
+class DynamicMasking:
+    """Masks a training input when it is batched, afresh every epoch (`epoch` is set by the
+    collator's `set_epoch`). The generator is seeded with (seed, split, document, segment, epoch):
+    the masks of an epoch do not depend on the batch, the order, the rank or a resume."""
+
+    def __init__(self, settings: PairSettings, split_code: int) -> None:
+        self.settings, self.split_code, self.epoch = settings, split_code, 0
+
+    def __call__(self, row: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(masked ids, labels) of one unmasked input (columns input_ids, token_type_ids,
+        word_start, document, anchor_segment)."""
+        s = self.settings
+        input_ids = np.asarray(row["input_ids"], dtype=np.int64)
+        a_length = int(np.count_nonzero(np.asarray(row["token_type_ids"]) == 0)) - 2  # [CLS] X_A [SEP]
+        rng = np.random.default_rng([s.seed, self.split_code, row["document"], row["anchor_segment"], MASK_STREAM,
+                                     self.epoch])
+        return mask_tokens(input_ids, maskable_positions(a_length, len(input_ids) - a_length - 3),
+                           np.asarray(row["word_start"], dtype=bool), s, rng)
+
+
+def maskable_positions(a_length: int, b_length: int) -> np.ndarray:
+    """Positions of X_A and X_B in `[CLS] X_A [SEP] X_B [SEP]` (special tokens are never masked)."""
+    return np.concatenate([1 + np.arange(a_length), a_length + 2 + np.arange(b_length)])
 
 
 def mask_tokens(input_ids: np.ndarray, candidates: np.ndarray, word_starts: np.ndarray, s: PairSettings,

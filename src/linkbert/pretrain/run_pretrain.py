@@ -9,8 +9,9 @@ prediction, on the shared core (same engine, checkpoints, resume, torchrun, FSDP
     torchrun --nproc_per_node 8 -m linkbert.pretrain.run_pretrain ...   # same flags
 
 One run, in the core's order:
-    corpus checked (corpus.read_corpus) -> held-out documents -> documents tokenised (map, cached)
-    -> inputs built per split (inputs.PairBuilder, map, cached) -> train (loss = MLM + DRP)
+    corpus checked (corpus.read_corpus) -> held-out documents -> documents tokenised (map, cached;
+    tokens memory-mapped, inputs.SegmentStore) -> inputs built per split (inputs.PairBuilder, map,
+    cached) -> train (loss = MLM + DRP; dynamic masks drawn per epoch by PretrainCollator)
     -> eval_mlm_loss, eval_mlm_accuracy, eval_perplexity, eval_drp_accuracy (and per relation)
 The output folder is a `save_pretrained` folder that the fine-tuning modules and
 `AutoModelForMaskedLM` load directly.
@@ -24,14 +25,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from linkbert.core.errors import UserError
 from linkbert.core.results import file_sha256
 from linkbert.core.run import load_tokenizer, main
-from linkbert.core.task import Task
+from linkbert.core.data import CheckedSplits
+from linkbert.core.task import Task, TaskContext
 from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
-from linkbert.pretrain.inputs import IGNORE, LINKED_SAMPLING, RELATIONS, PairBuilder, PairSettings, SegmentStore
+from linkbert.pretrain.inputs import (IGNORE, LINKED_SAMPLING, MASKING, RELATIONS, DynamicMasking, PairBuilder,
+                                     PairSettings, SegmentStore)
 from linkbert.pretrain.model import LinkBertForPreTraining
 
 SPLIT_CODES = {"train": 0, "validation": 1}
@@ -52,6 +56,10 @@ class PretrainArguments:
                           "uniform."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked (BERT: 0.15)."})
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words, not single word pieces."})
+    masking: str = field(
+        default="dynamic",
+        metadata={"help": "Training masks: dynamic (drawn again every epoch, RoBERTa-style) | static (drawn once "
+                          "when the inputs are built, as BERT's create_pretraining_data). Validation: static."})
     segment_length: Optional[int] = field(
         default=None, metadata={"help": "Tokens per segment (default (max_seq_length - 3) // 2, two per input)."})
 
@@ -62,7 +70,9 @@ class PretrainTask(Task):
     arguments = PretrainArguments
     default_max_seq_length = 512
     main_metric = "mlm_loss"
-    model_inputs = ("input_ids", "token_type_ids", "attention_mask", "mlm_labels", "relation_label")
+    # document, anchor_segment and word_start seed and place dynamic masks; the collator drops them.
+    model_inputs = ("input_ids", "token_type_ids", "attention_mask", "mlm_labels", "relation_label", "document",
+                    "anchor_segment", "word_start")
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -78,6 +88,8 @@ class PretrainTask(Task):
         if a.linked_sampling not in LINKED_SAMPLING:
             raise UserError("bad_flag_value", f"--linked_sampling {a.linked_sampling!r}: choose "
                             f"{' or '.join(LINKED_SAMPLING)}")
+        if a.masking not in MASKING:
+            raise UserError("bad_flag_value", f"--masking {a.masking!r}: choose {' or '.join(MASKING)}")
         if not 0 < a.mlm_probability < 1:
             raise UserError("bad_flag_value", f"--mlm_probability {a.mlm_probability}: must be between 0 and 1")
         if not 0 <= a.validation_split_percentage < 100:
@@ -102,7 +114,7 @@ class PretrainTask(Task):
         self.builders: dict[str, PairBuilder] = {}
 
     # -- data -------------------------------------------------------------------------------
-    def load_examples(self, splits: list[str]) -> tuple[dict, dict]:
+    def load_examples(self, splits: list[str]) -> tuple[dict, CheckedSplits]:
         """The corpus checked, its documents tokenised once (cached), and each split's documents:
         training gets the documents not held out, validation the held-out ones."""
         import datasets
@@ -112,14 +124,13 @@ class PretrainTask(Task):
                             "scripts/build_linked_corpus.py)")
         self.graph = read_corpus(self.task_args.corpus_file)
         digest = file_sha256(Path(self.task_args.corpus_file))  # names the data in env.json and the run identity
-        self.data_sha256 = {split: digest for split in splits}
         self.held_out = held_out_documents(len(self.graph), self.task_args.validation_split_percentage,
                                            self.training_args.seed)
         if (~self.held_out).sum() < 2:
             raise UserError("empty_split", f"only {(~self.held_out).sum()} document(s) left for training after "
                             "holding out validation documents; a random X_B needs at least two: lower "
                             "--validation_split_percentage or give more documents", path=self.task_args.corpus_file)
-        tokenizer = load_tokenizer(self)
+        tokenizer = load_tokenizer(self.model_args)
         corpus = datasets.load_dataset("json", data_files={"corpus": self.task_args.corpus_file},
                                        cache_dir=self.model_args.cache_dir)["corpus"]
         d = self.data_args
@@ -128,35 +139,46 @@ class PretrainTask(Task):
             remove_columns=corpus.column_names, num_proc=d.preprocessing_num_workers,
             load_from_cache_file=not d.overwrite_cache, desc="pretrain: tokenising documents")
         self.tokenised = tokenised
+        # Its tokens memory-mapped from flat files beside the cache, written here (rank 0 first,
+        # before any map worker needs them); the segment length is set once the model's is known.
+        self.store = SegmentStore.from_dataset(tokenised, segment_length=0)
         positions = {"train": np.flatnonzero(~self.held_out), "validation": np.flatnonzero(self.held_out)}
         # --max_train_samples / --max_eval_samples count documents (a split's examples here).
         limits = {"train": d.max_train_samples, "validation": d.max_eval_samples}
         positions = {split: p[:limits[split]] if limits[split] else p for split, p in positions.items()}
-        return {split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits}, {}
+        return ({split: tokenised.select(positions[split]).select_columns(["document"]) for split in splits},
+                CheckedSplits(sha256={split: digest for split in splits}))
 
-    def _builder(self, split: str) -> PairBuilder:
+    def _builder(self, split: str, ctx: TaskContext) -> PairBuilder:
         if split not in self.builders:
-            if self.store is None:
-                segment = self.task_args.segment_length or (self.max_seq_length - 3) // 2
-                self.store = SegmentStore.from_dataset(self.tokenised, segment)
-            t, a = self.tokenizer, self.task_args
-            settings = PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability,
-                                    a.whole_word_masking, self.training_args.seed, t.cls_token_id, t.sep_token_id,
-                                    t.mask_token_id, len(t))
+            assert self.store is not None, "load_examples builds the store"
+            self.store.segment_length = self.task_args.segment_length or (ctx.max_seq_length - 3) // 2
             # Training draws X_B from training documents only; validation from the whole corpus.
             pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
-            self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool, settings,
-                                               SPLIT_CODES[split])
+            self.builders[split] = PairBuilder(self.store, self.graph.links, self.graph.in_degree, pool,
+                                               self.pair_settings(split, ctx), SPLIT_CODES[split])
         return self.builders[split]
 
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
-        return self._builder("train" if training else "validation").inputs_of_documents(batch["document"])
+    def pair_settings(self, split: str, ctx: TaskContext) -> PairSettings:
+        t, a = ctx.tokenizer, self.task_args
+        return PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability, a.whole_word_masking,
+                            self.training_args.seed, t.cls_token_id, t.sep_token_id, t.mask_token_id, len(t),
+                            dynamic_masking=split == "train" and a.masking == "dynamic")
+
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
+        return self._builder("train" if training else "validation", ctx).inputs_of_documents(batch["document"])
 
     def describe_features(self, split: str, features) -> dict[str, Any]:
-        relations = np.bincount(np.asarray(features["relation_label"], dtype=np.int64), minlength=3)
-        lengths = np.fromiter((len(x) for x in features["input_ids"]), dtype=np.int64, count=len(features))
+        # Read as Arrow batches: no Python list per input (the inputs can be larger than memory).
+        relations, fell_back, batch_lengths = np.zeros(3, dtype=np.int64), 0, [np.zeros(0, dtype=np.int64)]
+        for batch in features.select_columns(["relation_label", "fell_back", "input_ids"]).with_format(
+                "arrow").iter(batch_size=10_000):
+            relations += np.bincount(batch["relation_label"].to_numpy(), minlength=3)
+            fell_back += int(pc.sum(batch["fell_back"]).as_py() or 0)
+            batch_lengths.append(pc.list_value_length(batch["input_ids"]).to_numpy())
+        lengths = np.concatenate(batch_lengths)
         description: dict[str, Any] = {"inputs": len(features), **dict(zip(RELATIONS, relations.tolist())),
-                                       "linked_fell_back": int(np.sum(features["fell_back"]))}
+                                       "linked_fell_back": fell_back}
         if len(features):
             description.update(length_mean=round(float(lengths.mean()), 1), length_min=int(lengths.min()),
                                length_max=int(lengths.max()))
@@ -164,14 +186,16 @@ class PretrainTask(Task):
             description["links_dropped"] = self.graph.dropped_links
         return description
 
-    def collator(self, pad_to_multiple_of: Optional[int]):
-        return PretrainCollator(self.tokenizer.pad_token_id, pad_to_multiple_of)
+    def collator(self, ctx: TaskContext):
+        settings = self.pair_settings("train", ctx)
+        masking = DynamicMasking(settings, SPLIT_CODES["train"]) if settings.dynamic_masking else None
+        return PretrainCollator(ctx.tokenizer.pad_token_id, ctx.pad_to_multiple_of, masking)
 
     # -- outputs ----------------------------------------------------------------------------
     def output_tensor(self, outputs) -> torch.Tensor:
         return torch.cat([outputs.mlm_example_stats, outputs.relation_logits.float()], dim=-1)
 
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         ids = self.graph.ids
         columns = features.select_columns(["document", "anchor_segment", "partner_document", "partner_segment",
                                            "relation_label"]).to_dict()
@@ -203,7 +227,7 @@ class PretrainTask(Task):
                 metrics[f"drp_accuracy_{relation}"] = float(np.mean(of_relation))
         return metrics
 
-    def summary(self, records: list[dict]) -> dict[str, Any]:
+    def summary(self, records: list[dict], ctx: TaskContext) -> dict[str, Any]:
         return {"inputs": len(records)}
 
 
@@ -220,12 +244,26 @@ def tokenise_documents(batch: dict[str, list], indices: list[int], tokenizer) ->
 
 class PretrainCollator:
     """Pads inputs (pad id), token types (0) and MLM labels (ignored) to the longest input, to a
-    multiple of 8 under mixed precision, and builds the attention mask."""
+    multiple of 8 under mixed precision, and builds the attention mask. Inputs stored unmasked
+    (dynamic masking: no `mlm_labels`) are masked here, with the epoch the engine last set."""
 
-    def __init__(self, pad_id: int, pad_to_multiple_of: Optional[int]) -> None:
-        self.pad_id, self.multiple = pad_id, pad_to_multiple_of
+    def __init__(self, pad_id: int, pad_to_multiple_of: Optional[int], masking: Optional[DynamicMasking] = None) -> None:
+        self.pad_id, self.multiple, self.masking = pad_id, pad_to_multiple_of, masking
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the engine before each training epoch's batches (also when resuming into one)."""
+        if self.masking is not None:
+            self.masking.epoch = epoch
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if "mlm_labels" not in rows[0]:
+            if self.masking is None:
+                raise ValueError("unmasked inputs but no dynamic masking was set up")
+            masked = []
+            for r in rows:
+                ids, labels = self.masking(r)
+                masked.append({**r, "input_ids": ids, "mlm_labels": labels})
+            rows = masked
         length = max(len(r["input_ids"]) for r in rows)
         if self.multiple:
             length = -(-length // self.multiple) * self.multiple

@@ -26,11 +26,11 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
+from transformers import AutoModelForQuestionAnswering
 
 from linkbert.core.errors import UserError
 from linkbert.core.run import main
-from linkbert.core.task import RecordError, Task
+from linkbert.core.task import RecordError, Task, TaskContext
 from linkbert.metrics.squad import squad_v1
 from linkbert.qa.postprocess import Windows, answer_text, nbest_entries, select_answers
 
@@ -92,6 +92,9 @@ class QATask(Task):
     eval_under_autocast = True  # the original's QA features carry no labels: fp16 logits at evaluation
     sample_limit_cuts_features = True
     main_metric = "f1"
+    # The model takes the answer span by name; evaluation features carry none.
+    model_inputs = ("input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions")
+    label_columns = ("start_positions", "end_positions")
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -112,6 +115,7 @@ class QATask(Task):
         for flag, low in (("doc_stride", 0), ("n_best_size", 1), ("max_answer_length", 1)):
             if getattr(a, flag) < low:
                 raise UserError("bad_flag_value", f"--{flag} {getattr(a, flag)}: must be at least {low}")
+        self.pads_to_max_length = not a.dynamic_padding  # the original padded QA windows to max length
         self.has_answers: dict[str, bool] = {}  # per split: whether its first record has `answers`
 
     # -- data -------------------------------------------------------------------------------
@@ -186,18 +190,18 @@ class QATask(Task):
         return examples.select(chosen)
 
     # -- features ---------------------------------------------------------------------------
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
-        tok, a = self.tokenizer, self.task_args
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
+        tok, a = ctx.tokenizer, self.task_args
         question_first = tok.padding_side == "right"  # the original: the padding side decides the order
         first, second = ("question", "context") if question_first else ("context", "question")
         try:
             enc = tok(batch[first], batch[second], truncation="only_second" if question_first else "only_first",
-                      max_length=self.max_seq_length, stride=a.doc_stride, return_overflowing_tokens=True,
-                      return_offsets_mapping=True, padding=False if a.dynamic_padding else "max_length")
+                      max_length=ctx.max_seq_length, stride=a.doc_stride, return_overflowing_tokens=True,
+                      return_offsets_mapping=True, padding=ctx.padding)
         except BaseException as e:  # the Rust tokenizer panics (a BaseException) on a question too long
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
-            self._raise_if_no_room(batch)
+            self._raise_if_no_room(batch, ctx)
             raise
         if a.do_not_use_token_type_ids:
             enc.pop("token_type_ids", None)
@@ -207,19 +211,21 @@ class QATask(Task):
         spans = [_context_span(enc.sequence_ids(i), context_id) for i in range(len(example))]
         # One numpy array per window: `datasets` writes these several times faster than nested
         # Python lists, whose every element it inspects.
-        out = {k: [np.asarray(row, dtype=np.int32) for row in v] for k, v in enc.items()}
+        out: dict[str, list[Any]] = {k: [np.asarray(row, dtype=np.int32) for row in v] for k, v in enc.items()}
         if training:
-            labels = []
+            starts, ends = [], []
             for i, (lo, hi) in enumerate(spans):
                 answers = batch["answers"][example[i]]
                 cls_index = enc["input_ids"][i].index(tok.cls_token_id)
-                if not answers["answer_start"]:
-                    labels.append([cls_index, cls_index])
-                    continue
-                start_char = answers["answer_start"][0]
-                end_char = start_char + len(answers["text"][0])
-                labels.append(list(answer_token_span(offsets[i], lo, hi, start_char, end_char, cls_index)))
-            out["labels"] = labels  # [start, end]; the collator hands them to the model by name
+                if answers["answer_start"]:
+                    start_char = answers["answer_start"][0]
+                    end_char = start_char + len(answers["text"][0])
+                    start, end = answer_token_span(offsets[i], lo, hi, start_char, end_char, cls_index)
+                else:
+                    start, end = cls_index, cls_index
+                starts.append(start)
+                ends.append(end)
+            out["start_positions"], out["end_positions"] = starts, ends
         else:
             window_index: list[int] = []
             for i in range(len(example)):  # 0, 1, ... over the windows of each question
@@ -230,34 +236,21 @@ class QATask(Task):
             out["offset_mapping"] = [np.asarray(row, dtype=np.int32) for row in offsets]
         return out
 
-    def _raise_if_no_room(self, batch: dict[str, list]) -> None:
-        room = self.max_seq_length - self.tokenizer.num_special_tokens_to_add(pair=True) - self.task_args.doc_stride
-        lengths = [len(ids) for ids in self.tokenizer(batch["question"], add_special_tokens=False)["input_ids"]]
+    def _raise_if_no_room(self, batch: dict[str, list], ctx: TaskContext) -> None:
+        room = ctx.max_seq_length - ctx.tokenizer.num_special_tokens_to_add(pair=True) - self.task_args.doc_stride
+        lengths = [len(ids) for ids in ctx.tokenizer(batch["question"], add_special_tokens=False)["input_ids"]]
         for id_, n in zip(batch["id"], lengths):
             if n >= room:
                 raise UserError("bad_flag_value", f"the question of id {id_!r} is {n} tokens long: with "
-                                f"--max_seq_length {self.max_seq_length} and --doc_stride {self.task_args.doc_stride} "
+                                f"--max_seq_length {ctx.max_seq_length} and --doc_stride {self.task_args.doc_stride} "
                                 f"a window has room for at most {room - 1} question tokens; raise --max_seq_length "
                                 "or lower --doc_stride")
-
-    def collator(self, pad_to_multiple_of: Optional[int]):
-        pad = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
-
-        def collate(rows: list[dict]) -> dict:
-            labels = [row.pop("labels") for row in rows] if rows and "labels" in rows[0] else None
-            batch = pad(rows)
-            if labels is not None:
-                positions = torch.tensor(labels, dtype=torch.long)
-                batch["start_positions"], batch["end_positions"] = positions[:, 0], positions[:, 1]
-            return batch
-
-        return collate
 
     # -- outputs ----------------------------------------------------------------------------
     def output_tensor(self, outputs) -> torch.Tensor:
         return torch.stack([outputs.start_logits, outputs.end_logits], dim=1)  # (batch, 2, length)
 
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         windows = windows_from_features(features)
         a = self.task_args
         # Under --fp16 the original's logits were float16 arrays and its scores float16 sums: the
@@ -283,7 +276,7 @@ class QATask(Task):
             return {}
         return squad_v1([r["prediction_text"] for r in records], [r["answers"] for r in records])
 
-    def summary(self, records: list[dict]) -> dict[str, Any]:
+    def summary(self, records: list[dict], ctx: TaskContext) -> dict[str, Any]:
         ids = Counter(r["id"] for r in records)
         duplicates = sum(n - 1 for n in ids.values() if n > 1)
         return {"duplicate_ids": duplicates} if duplicates else {}

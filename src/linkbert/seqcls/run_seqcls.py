@@ -33,7 +33,7 @@ from transformers import AutoModelForSequenceClassification
 
 from linkbert.core.errors import UserError
 from linkbert.core.run import main
-from linkbert.core.task import ExtraSplit, RecordError, Task
+from linkbert.core.task import ExtraSplit, Labels, RecordError, Task, TaskContext, example_ids
 from linkbert.metrics import classification, glue
 
 METRICS = ("accuracy", "PRF1", "pearsonr", "hoc")
@@ -61,6 +61,30 @@ def label_kind(label: Any) -> str:
     return "unknown"
 
 
+# config.problem_type -> the kind of label it is trained on
+PROBLEM_KINDS = {"regression": "regression", "multi_label_classification": "multi_label",
+                 "single_label_classification": "single_label"}
+
+
+def training_kind(reference: list) -> str:
+    """The one kind of the training labels (string/integer classes, numbers or 0/1 lists)."""
+    kinds = {label_kind(l) for l in reference}
+    if "regression" in kinds and kinds <= {"regression", "single_label"} and \
+            all(isinstance(l, (int, float)) for l in reference):
+        kinds = {"regression"}  # BIOSSES scores such as 4 and 2.5 are all regression targets
+    if len(kinds) > 1:
+        line = next(i for i, l in enumerate(reference, 1) if label_kind(l) != label_kind(reference[0]))
+        raise RecordError("mixed_label_types", f"labels of different kinds ({', '.join(sorted(kinds))}); "
+                          "one task has one kind of label", line=line, split="train")
+    return kinds.pop()
+
+
+def kind_of(ctx: TaskContext) -> str:
+    """The kind of label the model predicts (a saved config without a problem type: classes)."""
+    problem = ctx.labels.problem_type if ctx.labels is not None else None
+    return PROBLEM_KINDS.get(problem or "", "single_label")
+
+
 def _check_one_label_type(labels: list) -> None:
     """"0" and 0 would be two labels that print alike."""
     line = next((i for i, l in enumerate(labels, 1) if type(l) is not type(labels[0])), None)
@@ -74,15 +98,14 @@ class SeqClsTask(Task):
     model_class = AutoModelForSequenceClassification
     arguments = SeqClsArguments
     default_max_seq_length = 128
+    label_noun = "label"
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
         if self.task_args.metric_name not in METRICS:
             raise UserError("unknown_metric", f"--metric_name {self.task_args.metric_name!r}: choose one of "
                             f"{', '.join(METRICS)}")
-        self.text_keys: Optional[tuple[str, ...]] = None
-        self.kind: Optional[str] = None
-        self.label_list: list = []
+        self.text_keys: tuple[str, ...] = ()  # set by the first record checked
         self.has_label: dict[str, bool] = {}  # per split: whether its first record has a label
         self.glue_task = self._glue_task()
         if self.glue_task:
@@ -121,7 +144,7 @@ class SeqClsTask(Task):
     # -- data -------------------------------------------------------------------------------
     def validate_record(self, record: dict, split: str) -> Any:
         keys = ("sentence1", "sentence2") if "sentence1" in record and "sentence2" in record else ("sentence",)
-        if self.text_keys is None:
+        if not self.text_keys:
             self.text_keys = keys
         for key in self.text_keys:
             if key not in record:
@@ -157,7 +180,7 @@ class SeqClsTask(Task):
             raise RecordError("wrong_type", f"'label' {label!r} is not a finite number of a usable size")
 
     def _check_glue_label(self, label: Any) -> None:
-        task = self.glue_task
+        task = self.glue_task or ""
         if task == "stsb":
             low, high = glue.STSB_RANGE
             if not isinstance(label, (int, float)) or not low <= label <= high:
@@ -170,34 +193,13 @@ class SeqClsTask(Task):
     def check_splits(self, splits: dict[str, list]) -> None:
         splits = {split: labels for split, labels in splits.items() if not self._unlabelled(labels)}
         reference = splits.get("train")
-        if reference is None:
-            return  # prediction-only: the label space comes from the model's config
-        if self.glue_task:  # the task fixes the label space (a small train file may miss a class)
-            self.kind = "regression" if self.glue_task == "stsb" else "single_label"
-            return
-        kinds = {label_kind(l) for l in reference}
-        if "regression" in kinds and kinds <= {"regression", "single_label"} and \
-                all(isinstance(l, (int, float)) for l in reference):
-            kinds = {"regression"}  # BIOSSES scores such as 4 and 2.5 are all regression targets
-        if len(kinds) > 1:
-            line = next(i for i, l in enumerate(reference, 1) if label_kind(l) != label_kind(reference[0]))
-            raise RecordError("mixed_label_types", f"labels of different kinds ({', '.join(sorted(kinds))}); "
-                              "one task has one kind of label", line=line, split="train")
-        self.kind = kinds.pop()
-        self._check_metric_fits()
-        self._check_label_values(splits, reference)
-
-    def _check_label_values(self, splits: dict[str, list], reference: list) -> None:
-        """Classification: every label known from training; multi-label: lists of one width."""
-        if self.kind == "single_label":
+        if reference is None or self.glue_task:
+            return  # prediction-only: the model's config decides; GLUE: the task fixes the label space
+        kind = training_kind(reference)
+        self._check_metric_fits(kind)
+        if kind == "single_label":
             _check_one_label_type(reference)
-            known = set(reference)
-            for split, labels in splits.items():
-                for i, label in enumerate(labels, 1):
-                    if label not in known:
-                        raise RecordError("unseen_label", f"label {label!r} never occurs in the training file; "
-                                          "the model would have no output for it", line=i, split=split)
-        if self.kind == "multi_label":
+        if kind == "multi_label":  # lists of one width
             width = len(reference[0])
             for split, labels in splits.items():
                 for i, label in enumerate(labels, 1):
@@ -205,49 +207,37 @@ class SeqClsTask(Task):
                         raise RecordError("wrong_type", f"label list of length {len(label)}, the first training "
                                           f"label has {width}", line=i, split=split)
 
-    def _check_metric_fits(self) -> None:
+    def _check_metric_fits(self, kind: str) -> None:
         metric, fits = self.task_args.metric_name, {"hoc": "multi_label", "pearsonr": "regression"}
-        if metric in fits and fits[metric] != self.kind:
+        if metric in fits and fits[metric] != kind:
             raise UserError("bad_flag_value", f"--metric_name {metric} needs {fits[metric].replace('_', '-')} "
-                            f"labels, but the training labels are {self.kind.replace('_', '-')}; choose a metric "
+                            f"labels, but the training labels are {kind.replace('_', '-')}; choose a metric "
                             "that fits the data")
 
     @staticmethod
     def _unlabelled(labels: list) -> bool:
         return bool(labels) and labels[0] is None
 
-    def setup_labels(self, train_labels: Optional[list], config) -> dict:
-        if train_labels is None:  # prediction-only run from a fine-tuned folder
-            problem = getattr(config, "problem_type", None)
-            if problem == "regression":
-                self.kind = "regression"
-            elif problem == "multi_label_classification":
-                self.kind = "multi_label"
-                self.label_list = [config.id2label[i] for i in range(config.num_labels)]
-            else:
-                self.kind = "single_label"
-                if not config.label2id or all(str(k).startswith("LABEL_") for k in config.label2id):
-                    raise UserError("no_labels_for_prediction", "the model's config names no labels; predict with "
-                                    "the folder a training run saved", path=self.model_args.model_name_or_path)
-                self.label_list = [config.id2label[i] for i in range(config.num_labels)]
-            return {}
-        if self.kind == "regression":
-            return {"num_labels": 1, "problem_type": "regression"}
-        if self.kind == "multi_label":
-            width = len(train_labels[0])
-            return {"num_labels": width, "problem_type": "multi_label_classification",
-                    "id2label": {i: str(i) for i in range(width)}, "label2id": {str(i): i for i in range(width)}}
-        self.label_list = list(glue.LABELS[self.glue_task]) if self.glue_task else sorted(set(train_labels))
-        return {"num_labels": len(self.label_list), "problem_type": "single_label_classification",
-                "id2label": {i: str(l) for i, l in enumerate(self.label_list)},
-                "label2id": {str(l): i for i, l in enumerate(self.label_list)}}
+    # -- labels -----------------------------------------------------------------------------
+    def label_space(self, train_kept: list) -> Labels:
+        if self.glue_task:  # the task fixes the label space (a small train file may miss a class)
+            return Labels((), "regression") if self.glue_task == "stsb" else \
+                Labels(glue.LABELS[self.glue_task], "single_label_classification")
+        kind = training_kind(train_kept)
+        if kind == "regression":
+            return Labels((), "regression")
+        if kind == "multi_label":
+            return Labels(tuple(str(i) for i in range(len(train_kept[0]))), "multi_label_classification")
+        return Labels(tuple(sorted(set(train_kept))), "single_label_classification")
+
+    def labels_of(self, kept: Any) -> list[Any]:
+        return [] if kept is None else [kept]
 
     # -- features ---------------------------------------------------------------------------
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
         texts = [batch[k] for k in self.text_keys]
-        padding = "max_length" if self.data_args.pad_to_max_length else False
-        features = self.tokenizer(*texts, truncation=True, max_length=self.max_seq_length, padding=padding)
-        special = set(self.tokenizer.all_special_ids)
+        features = ctx.tokenizer(*texts, truncation=True, max_length=ctx.max_seq_length, padding=ctx.padding)
+        special = set(ctx.tokenizer.all_special_ids)
         for i, ids in enumerate(features["input_ids"]):
             if all(t in special for t in ids):  # e.g. only characters the tokenizer drops
                 name = batch["id"][i] if "id" in batch else f"number {i + 1} of its batch"
@@ -255,26 +245,27 @@ class SeqClsTask(Task):
                                 "nothing; fix or drop it")
         # An unlabelled test file loaded with labelled splits gets a `label` column of None.
         if "label" in batch and not any(label is None for label in batch["label"]):
-            if self.kind == "single_label":
-                index = {str(l): i for i, l in enumerate(self.label_list)}
+            kind = kind_of(ctx)
+            if kind == "single_label":
+                index = ctx.labels.index() if ctx.labels is not None else {}
                 features["labels"] = [index[str(l)] for l in batch["label"]]
             else:
-                features["labels"] = [[float(v) for v in l] if self.kind == "multi_label" else float(l)
+                features["labels"] = [[float(v) for v in l] if kind == "multi_label" else float(l)
                                       for l in batch["label"]]
         return features
 
     # -- outputs ----------------------------------------------------------------------------
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
-        ids = examples["id"] if "id" in examples.column_names else list(range(len(examples)))
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         golds = examples["label"] if "label" in examples.column_names else [None] * len(examples)
+        kind = kind_of(ctx)
         records = []
-        for id_, gold, logits in zip(ids, golds, outputs):
-            if self.kind == "regression":
+        for id_, gold, logits in zip(example_ids(examples), golds, outputs):
+            if kind == "regression":
                 prediction: Any = float(logits[0])
-            elif self.kind == "multi_label":
+            elif kind == "multi_label":
                 prediction = [int(v > 0) for v in logits]
             else:
-                prediction = self.label_list[int(np.argmax(logits))]
+                prediction = ctx.label_list[int(np.argmax(logits))]
             records.append({"id": id_, "prediction": prediction, "label": gold})
         return records
 
@@ -292,7 +283,7 @@ class SeqClsTask(Task):
             return classification.pearsonr(predictions, labels)
         if metric == "PRF1":
             return classification.micro_prf1([str(p) for p in predictions], [str(l) for l in labels])
-        if self.kind == "regression":
+        if predictions and isinstance(predictions[0], float):  # regression under the default metric
             return {"mse": float(np.mean((np.asarray(predictions) - np.asarray(labels)) ** 2))}
         return classification.accuracy([str(p) for p in predictions], [str(l) for l in labels])
 

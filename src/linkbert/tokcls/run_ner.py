@@ -28,9 +28,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
-from linkbert.core.errors import UserError
 from linkbert.core.run import main
-from linkbert.core.task import RecordError, Task
+from linkbert.core.task import Labels, RecordError, Task, TaskContext, example_ids
 from linkbert.metrics.ner import ner_scores
 
 logger = logging.getLogger("linkbert")
@@ -87,6 +86,7 @@ class NerTask(Task):
     model_class = AutoModelForTokenClassification
     arguments = NerArguments
     default_max_seq_length = None  # the original: the model's length limit
+    label_noun = "tag"
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
@@ -96,8 +96,6 @@ class NerTask(Task):
         self.tags_key = a.label_column_name or f"{a.task_name}_tags"
         self.main_metric = ("macro_f1" if a.return_macro_metrics else
                             "overall_f1" if a.return_entity_level_metrics else "f1")
-        self.label_list: list[str] = []
-        self.pending: dict[str, list] = {}  # eval/test tags of a prediction-only run, checked against the model
 
     # -- data -------------------------------------------------------------------------------
     def _string_list(self, record: dict, key: str, flag: str) -> list:
@@ -123,65 +121,37 @@ class NerTask(Task):
                 raise RecordError("bad_tag", f"tag {tag!r} of word {i + 1} ({words[i]!r}) is not O, B-X, I-X, B or I")
         return record.get("id"), tags
 
-    def check_splits(self, splits: dict[str, list]) -> None:
-        if "train" not in splits:
-            self.pending = splits  # prediction-only: checked once the model's labels are known
-            return
-        self._check_known(splits, set(tag for _, tags in splits["train"] for tag in tags),
-                          lambda kind, msg, line, split: RecordError(kind, msg, line=line, split=split))
+    # -- labels -----------------------------------------------------------------------------
+    def label_space(self, train_kept: list) -> Labels:
+        return Labels(tuple(sorted(set(tag for _, tags in train_kept for tag in tags))))
 
-    @staticmethod
-    def _check_known(splits: dict[str, list], known: set[str], error: Callable[..., Exception],
-                     source: str = "the training file") -> None:
-        for split, sentences in splits.items():
-            for line, (id_, tags) in enumerate(sentences, 1):
-                unseen = [t for t in tags if t not in known]
-                if unseen:
-                    sentence = f" (sentence id {id_})" if id_ is not None else ""
-                    raise error("unseen_label", f"tag {unseen[0]!r}{sentence} never occurs in {source}; "
-                                "the model has no output for it", line, split)
-
-    def setup_labels(self, train_kept: Optional[list], config) -> dict:
-        if train_kept is None:  # prediction-only run from a fine-tuned folder
-            names = [config.id2label[i] for i in range(config.num_labels)] if config.id2label else []
-            if not names or all(str(n).startswith("LABEL_") for n in names):
-                raise UserError("no_labels_for_prediction", "the model's config names no tags; predict with the "
-                                "folder a training run saved", path=self.model_args.model_name_or_path)
-            self.label_list = names
-            files = {"validation": self.data_args.validation_file, "test": self.data_args.test_file}
-            self._check_known(self.pending, set(names),
-                              lambda kind, msg, line, split: UserError(kind, msg, path=files[split], line=line),
-                              source=f"the model's labels ({', '.join(names)})")
-            return {}
-        self.label_list = sorted(set(tag for _, tags in train_kept for tag in tags))
-        return {"num_labels": len(self.label_list), "id2label": dict(enumerate(self.label_list)),
-                "label2id": {label: i for i, label in enumerate(self.label_list)}}
+    def labels_of(self, kept: tuple[Any, list[str]]) -> list[str]:
+        return kept[1]
 
     # -- features ---------------------------------------------------------------------------
-    def encode(self, batch: dict[str, list], training: bool) -> dict[str, list]:
-        features = self.tokenizer(batch[self.words_key], is_split_into_words=True, truncation=True,
-                                  max_length=self.max_seq_length,
-                                  padding="max_length" if self.data_args.pad_to_max_length else False)
+    def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
+        features = ctx.tokenizer(batch[self.words_key], is_split_into_words=True, truncation=True,
+                                 max_length=ctx.max_seq_length, padding=ctx.padding)
         word_ids = [features.word_ids(i) for i in range(len(batch[self.words_key]))]
         features["word_ids"] = [[NO_WORD if w is None else w for w in ids] for ids in word_ids]
         if training:  # evaluation reads predictions off word_ids; gold stays as tag strings
-            label2id = {label: i for i, label in enumerate(self.label_list)}
+            label2id = ctx.labels.index() if ctx.labels is not None else {}
             features["labels"] = [align_labels(ids, [label2id[t] for t in tags], self.task_args.label_all_tokens)
                                   for ids, tags in zip(word_ids, batch[self.tags_key])]
         return features
 
-    def collator(self, pad_to_multiple_of: Optional[int]) -> Callable[[list[dict]], dict]:
+    def collator(self, ctx: TaskContext) -> Callable[[list[dict]], dict]:
         # Pads labels with -100 too; the original padded NER dynamically (x8 under fp16).
-        return DataCollatorForTokenClassification(self.tokenizer, pad_to_multiple_of=pad_to_multiple_of)
+        return DataCollatorForTokenClassification(ctx.tokenizer, pad_to_multiple_of=ctx.pad_to_multiple_of)
 
     # -- outputs ----------------------------------------------------------------------------
-    def prediction_records(self, outputs: list[np.ndarray], examples, features) -> list[dict]:
-        ids = examples["id"] if "id" in examples.column_names else list(range(len(examples)))
+    def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
         records = []
-        for id_, words, tags, word_ids, logits in zip(ids, examples[self.words_key], examples[self.tags_key],
-                                                      features["word_ids"], outputs, strict=True):
+        for id_, words, tags, word_ids, logits in zip(example_ids(examples), examples[self.words_key],
+                                                      examples[self.tags_key], features["word_ids"], outputs,
+                                                      strict=True):
             best = logits.argmax(-1)
-            predictions = [None if p is None else self.label_list[int(best[p])]
+            predictions = [None if p is None else ctx.label_list[int(best[p])]
                            for p in first_token_positions(word_ids, len(words))]
             records.append({"id": id_, "tokens": words, "predictions": predictions, "labels": tags})
         return records
@@ -199,13 +169,13 @@ class NerTask(Task):
         return ner_scores(predictions, gold, entity_level=a.return_entity_level_metrics,
                           macro=a.return_macro_metrics)
 
-    def summary(self, records: list[dict]) -> dict[str, Any]:
+    def summary(self, records: list[dict], ctx: TaskContext) -> dict[str, Any]:
         dropped = [sum(p is None for p in r["predictions"]) for r in records]
         if sum(dropped):
             logger.warning("%d of %d words (in %d sentences) are not scored: cut by --max_seq_length %d or "
                            "tokenised to nothing (as in the original); they are null in the predictions file",
                            sum(dropped), sum(len(r["predictions"]) for r in records), sum(d > 0 for d in dropped),
-                           self.max_seq_length)
+                           ctx.max_seq_length)
         return {"words_not_scored": sum(dropped)}
 
 
