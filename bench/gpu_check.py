@@ -4,13 +4,15 @@
     python bench/gpu_check.py --cpu_smoke        # tiny shapes on the CPU (the test suite runs this)
     python bench/gpu_check.py --only tasks,throughput --out my_report
 
-Nothing is downloaded: task runs use a tiny BERT built from the repository's own data samples;
+Nothing is downloaded: task runs use a tiny BERT built from the repository's own data samples
+(pretraining: a small synthetic linked corpus written to OUT);
 memory and speed use BERT-base/-large shapes (random weights, BERT's 30522-word vocabulary)
 built from `BertConfig`. Checks, each reported as pass / fail / skipped with its figures:
 
-- tasks: every task (seqcls, NER, QA, MC) runs N updates with --fp16 and with --bf16, with and
-  without --padding_free, and writes its result and prediction files;
-- cpu_equal: fp32 predictions on the GPU equal those on the CPU (tiny model, every task);
+- tasks: every task (seqcls, NER, QA, MC, pretraining) runs N updates with --fp16 and with --bf16,
+  with and without --padding_free, and writes its result and prediction files;
+- cpu_equal: fp32 predictions on the GPU equal those on the CPU (tiny model, every task;
+  pretraining: the same relation predictions and MLM loss within 1e-4);
 - sharding: --sharded_ddp simple/zero_dp_2/zero_dp_3/offload and --fsdp full_shard/shard_grad_op
   under torchrun (1 process, and 2 when there are 2 GPUs) run and end with plain DDP's weights
   (with one process the engine trains unsharded: the check then shows they run);
@@ -43,6 +45,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_gpu  # noqa: E402
 import common  # noqa: E402
+from bench_pretrain import write_corpus  # noqa: E402
 from common import torch  # noqa: E402
 
 from linkbert.core.args import TrainingArguments  # noqa: E402
@@ -52,15 +55,17 @@ from linkbert.core.task import Task, TaskContext  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "data" / "samples"
-# task module -> (sample folder, its flags)
+# task -> (module, sample folder (pretraining: None, the corpus is written by `Context`), its flags)
 TASKS = {
     "seqcls": ("linkbert.seqcls.run_seqcls", SAMPLES / "seqcls" / "chemprot_hf", ["--metric_name", "PRF1"]),
     "ner": ("linkbert.tokcls.run_ner", SAMPLES / "tokcls" / "NCBI-disease_hf", []),
     "qa": ("linkbert.qa.run_qa", SAMPLES / "qa" / "squad_hf", ["--doc_stride", "32"]),
     "mc": ("linkbert.mc.run_multiple_choice", SAMPLES / "mc" / "medqa_usmle_hf", []),
+    "pretrain": ("linkbert.pretrain.run_pretrain", None, ["--validation_split_percentage", "25"]),
 }
 RESULT_FILES = ("train_results.json", "eval_results.json", "predict_results.json", "eval_predictions.jsonl",
                 "predict_predictions.jsonl", "model.safetensors")
+NO_TEST_SPLIT = ("pretrain",)  # no --do_predict: pretraining scores its held-out documents
 SHARDING = {"ddp": [], "simple": ["--sharded_ddp", "simple"], "zero_dp_2": ["--sharded_ddp", "zero_dp_2"],
             "zero_dp_3": ["--sharded_ddp", "zero_dp_3"], "offload": ["--sharded_ddp", "offload"],
             "full_shard": ["--fsdp", "full_shard"], "shard_grad_op": ["--fsdp", "shard_grad_op"]}
@@ -76,20 +81,26 @@ def task_module(name: str):
     return next(v for v in vars(module).values() if isinstance(v, type) and issubclass(v, Task) and v is not Task)
 
 
-def tiny_model(out: Path) -> str:
+def tiny_model(out: Path, corpus: Path) -> str:
     from linkbert.tiny import build_tiny_model, texts_from_jsonl
 
-    files = sorted(f for _, folder, _ in TASKS.values() for f in folder.glob("*.json"))
-    return str(build_tiny_model(out / "tiny_model", texts_from_jsonl(files), dropout=0.0))
+    files = sorted(f for _, folder, _ in TASKS.values() if folder for f in folder.glob("*.json"))
+    return str(build_tiny_model(out / "tiny_model", texts_from_jsonl([*files, corpus]), dropout=0.0))
 
 
-def task_argv(name: str, model: str, out: Path, steps: int, *extra: str) -> list[str]:
+def task_argv(name: str, ctx, out: Path, *extra: str) -> list[str]:
     _, folder, flags = TASKS[name]
-    return ["--model_name_or_path", model, "--train_file", str(folder / "train.json"),
-            "--validation_file", str(folder / "dev.json"), "--test_file", str(folder / "test.json"),
-            "--do_train", "--do_eval", "--do_predict", "--max_steps", str(steps), "--max_seq_length", "128",
-            "--per_device_train_batch_size", "4", "--learning_rate", "1e-3", "--save_strategy", "no",
-            "--disable_tqdm", "--overwrite_output_dir", "--output_dir", str(out), *flags, *extra]
+    data = ["--corpus_file", str(ctx.corpus)] if folder is None else [
+        "--train_file", str(folder / "train.json"), "--validation_file", str(folder / "dev.json"),
+        "--test_file", str(folder / "test.json"), "--do_predict"]
+    return ["--model_name_or_path", ctx.model, *data, "--do_train", "--do_eval", "--max_steps", str(ctx.steps),
+            "--max_seq_length", "128", "--per_device_train_batch_size", "4", "--learning_rate", "1e-3",
+            "--save_strategy", "no", "--disable_tqdm", "--overwrite_output_dir", "--output_dir", str(out), *flags,
+            *extra]
+
+
+def result_files(name: str) -> list[str]:
+    return [f for f in RESULT_FILES if not (name in NO_TEST_SPLIT and f.startswith("predict_"))]
 
 
 def smoke_limits(ctx) -> list[str]:
@@ -102,14 +113,15 @@ def check_tasks(ctx) -> tuple:
     rows, failed = [], False
     runs = [(name, precision, packed) for name in TASKS for precision in ("--fp16", "--bf16")
             for packed in ([], ["--padding_free"])]
-    if not ctx.cuda:  # smoke: each precision and model path once (the tasks themselves have their own tests)
-        runs = [("seqcls", "--fp16", []), ("qa", "--bf16", ["--padding_free"])]
+    if not ctx.cuda:  # smoke: every task once, each precision, padded and padding-free (tasks have their own tests)
+        runs = [("seqcls", "--fp16", []), ("ner", "--bf16", ["--padding_free"]), ("qa", "--bf16", ["--padding_free"]),
+                ("mc", "--fp16", ["--padding_free"]), ("pretrain", "--bf16", ["--padding_free"])]
     for name, precision, packed in runs:
         out = ctx.out / "tasks" / f"{name}{precision.replace('--', '_')}{'_pf' if packed else ''}"
         extra = [precision, *packed, *([] if ctx.cuda else ["--use_cpu"]), *smoke_limits(ctx)]
         start = time.perf_counter()
-        metrics = run(task_module(name), task_argv(name, ctx.model, out, ctx.steps, *extra))
-        missing = [f for f in RESULT_FILES if not (out / f).exists()]
+        metrics = run(task_module(name), task_argv(name, ctx, out, *extra))
+        missing = [f for f in result_files(name) if not (out / f).exists()]
         failed |= bool(missing)
         score = {k: v for k, v in metrics.items() if k.startswith("eval_") and
                  not k.endswith(("runtime", "per_second", "samples"))}
@@ -129,12 +141,27 @@ def check_cpu_equal(ctx) -> tuple:
         folders = {}
         for device, extra in (("gpu", []), ("cpu", ["--use_cpu"])):
             folders[device] = ctx.out / "cpu_equal" / f"{name}_{device}"
-            run(task_module(name), task_argv(name, ctx.model, folders[device], ctx.steps, *extra))
-        same = [(folders["gpu"] / f).read_text() == (folders["cpu"] / f).read_text()
-                for f in ("eval_predictions.jsonl", "predict_predictions.jsonl")]
-        failed |= not all(same)
-        rows.append([name, "identical" if all(same) else "DIFFERENT"])
+            run(task_module(name), task_argv(name, ctx, folders[device], *extra))
+        same = same_predictions(name, folders["gpu"], folders["cpu"])
+        failed |= not same
+        rows.append([name, "identical" if same else "DIFFERENT"])
     return "fail" if failed else "pass", ["task", "fp32 predictions, GPU vs CPU"], rows, []
+
+
+def same_predictions(name: str, a: Path, b: Path) -> bool:
+    """The prediction files of two runs agree: the same file contents; pretraining's also hold
+    float losses (rounded to 6 digits, which GPU and CPU rounding can move), so there the relation
+    predictions must be the same and the MLM loss within 1e-4."""
+    if name not in NO_TEST_SPLIT:
+        return all((a / f).read_text() == (b / f).read_text()
+                   for f in ("eval_predictions.jsonl", "predict_predictions.jsonl"))
+
+    def read(folder: Path) -> tuple[list, float]:
+        lines = (folder / "eval_predictions.jsonl").read_text().splitlines()
+        return ([json.loads(line)["prediction"] for line in lines],
+                json.loads((folder / "eval_results.json").read_text())["eval_mlm_loss"])
+    (relations_a, loss_a), (relations_b, loss_b) = read(a), read(b)
+    return relations_a == relations_b and abs(loss_a - loss_b) <= 1e-4
 
 
 def check_sharding(ctx) -> tuple:
@@ -149,13 +176,14 @@ def check_sharding(ctx) -> tuple:
         weights = {}
         for mode, extra in SHARDING.items():
             out = ctx.out / "sharding" / f"{mode}_{nproc}"
-            argv = task_argv("seqcls", ctx.model, out, ctx.steps, *extra)
+            argv = task_argv("seqcls", ctx, out, *extra)
             command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
                        "-m", TASKS["seqcls"][0], *argv]
             done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ctx.env, check=False)
             if done.returncode != 0:
                 failed = True
-                rows.append([str(nproc), mode, f"FAILED ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}", "-"])
+                last = (done.stderr.strip().splitlines() or [""])[-1]
+                rows.append([str(nproc), mode, f"FAILED ({done.returncode}): {last}", "-"])
                 continue
             weights[mode] = load_file(out / "model.safetensors")
             gap = max((weights[mode][k] - weights["ddp"][k]).abs().max().item() for k in weights["ddp"]) \
@@ -338,12 +366,17 @@ CHECKS: dict[str, Callable] = {"tasks": check_tasks, "cpu_equal": check_cpu_equa
 class Context:
     def __init__(self, out: Path, cuda: bool, steps: int) -> None:
         self.out, self.cuda, self.steps = out, cuda, steps
-        self.model = tiny_model(out)
+        self.corpus = out / "pretrain_corpus.jsonl"  # 40 linked documents of 150 words
+        write_corpus(self.corpus, documents=40, words_per_document=150)
+        self.model = tiny_model(out, self.corpus)
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def markdown(report: dict) -> str:
     lines = [f"# GPU check: {report['machine']}", "", f"{report['mode']}; {report['seconds']:.0f} s in all.", ""]
+    skipped = [name for name, result in report["checks"].items() if result["status"].startswith("skipped")]
+    if skipped:
+        lines += [f"Skipped (need CUDA): {', '.join(skipped)}.", ""]
     for name, result in report["checks"].items():
         lines += [f"## {name}: {result['status']} ({result['seconds']:.0f} s)", ""]
         if result.get("error"):

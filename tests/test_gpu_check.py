@@ -26,7 +26,9 @@ def test_gpu_check_cpu_smoke_runs_every_check_and_writes_its_report(tmp_path):
     assert checks["tasks"]["status"] == "pass" and checks["throughput"]["status"] == "pass"
     assert {checks[name]["status"] for name in ("cpu_equal", "sharding", "host_syncs")} == {"skipped"}
     runs = [tuple(row[:3]) for row in checks["tasks"]["rows"]]
-    assert runs == [("seqcls", "fp16", "no"), ("qa", "bf16", "yes")]
+    assert runs == [("seqcls", "fp16", "no"), ("ner", "bf16", "yes"), ("qa", "bf16", "yes"), ("mc", "fp16", "yes"),
+                    ("pretrain", "bf16", "yes")]
+    assert "eval_mlm_loss" in checks["tasks"]["rows"][-1][4]
     assert all(row[5] == "all written" for row in checks["tasks"]["rows"])
     variants = [row[3] for row in checks["throughput"]["rows"]]
     assert variants == ["original", "defaults", "--padding_free"]

@@ -6,6 +6,7 @@ batch (`type(model).forward`), the padding-free one the same model on the packed
 dropout off they must agree on every real token within float32 rounding (1e-5): logits, loss
 and every gradient. Whole runs with and without the flag must end with the same weights and
 the same prediction files; the two-process DDP and FSDP2 runs are in test_distributed.py.
+Pretraining (MLM + DRP, linkbert.pretrain) is checked the same way on a small linked corpus.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import json
 import pytest
 import torch
 from conftest import SAMPLES, run_task
+from test_pretrain import CHEMPROT, pretrain_flags, write_corpus
 from safetensors.torch import load_file
 
 from linkbert.core import padding_free
 from linkbert.core.args import parse_args
-from linkbert.core.data import load_splits
 from linkbert.core.errors import UserError
 from linkbert.core.run import build_features, load_model, resolve_context
 from linkbert.mc.run_multiple_choice import MultipleChoiceTask
+from linkbert.pretrain.run_pretrain import PretrainTask
 from linkbert.qa.run_qa import QATask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 from linkbert.tokcls.run_ner import NerTask
@@ -46,14 +48,17 @@ ALL_FILES = sorted(f for _, folder, _ in CASES.values() for f in folder.glob("*.
 
 def task_and_batch(name: str, model_dir: str, tmp_path, batch_size: int = 6):
     """The task's model and a padded training batch of its first `batch_size` features."""
+    task_cls, folder, flags = CASES[name]
+    return batch_of(task_cls, ["--model_name_or_path", model_dir, "--train_file", str(folder / "train.json"),
+                               "--do_train", "--output_dir", str(tmp_path / "out"), *flags], batch_size)
+
+
+def batch_of(task_cls, argv: list, batch_size: int):
     from transformers import set_seed
 
-    task_cls, folder, flags = CASES[name]
-    argv = ["--model_name_or_path", model_dir, "--train_file", str(folder / "train.json"), "--do_train",
-            "--output_dir", str(tmp_path / "out"), *flags]
-    model_args, data_args, args, task_args = parse_args(task_cls.arguments, argv)
+    model_args, data_args, args, task_args = parse_args(task_cls.arguments, [str(a) for a in argv])
     task = task_cls(model_args, data_args, args, task_args)
-    splits, checked = load_splits(task, ["train"])
+    splits, checked = task.load_examples(["train"])  # pretraining: its corpus
     ctx, config = resolve_context(task, checked)
     set_seed(0)
     model = load_model(task, config)
@@ -171,3 +176,59 @@ def test_the_cuda_attention_path_computes_what_the_cpu_path_computes():
         a, b = attend(k), attend(k2)
         torch.testing.assert_close(a[:, :-lengths[-1]], b[:, :-lengths[-1]], atol=0, rtol=0)
         assert not torch.equal(a[:, -lengths[-1]:], b[:, -lengths[-1]:])
+
+
+# -- pretraining (linkbert.pretrain: MLM at the masked positions + DRP on the pooled [CLS]) ---------
+@pytest.fixture(scope="module")
+def pretraining(tiny_model, tmp_path_factory) -> tuple[str, str]:
+    """(tiny model with dropout off, linked corpus), as tests/test_pretrain.py builds them."""
+    corpus = write_corpus(tmp_path_factory.mktemp("corpus") / "corpus.jsonl")
+    return tiny_model([corpus, *sorted(CHEMPROT.glob("*.json"))], dropout=0.0), str(corpus)
+
+
+def test_pretraining_losses_logits_and_gradients_equal_the_padded_forward(pretraining, tmp_path):
+    model_dir, corpus = pretraining
+    _, model, batch = batch_of(PretrainTask, pretrain_flags(model_dir, corpus, tmp_path / "out"), batch_size=8)
+    mask = batch["attention_mask"].bool()
+    assert mask.sum(1).min() < mask.shape[1] and (batch["mlm_labels"] != -100).any()
+    model.train()
+    reference = type(model).forward(model, **batch)
+    reference.loss.backward()
+    ref_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+
+    padding_free.enable(model)
+    packed = padding_free.pack_batch(batch)
+    assert packed["input_ids"].numel() == int(mask.sum())
+    out = model(**packed)
+    out.loss.backward()
+    for key in ("loss", "mlm_loss", "relation_loss", "relation_logits", "mlm_example_stats"):
+        torch.testing.assert_close(getattr(out, key), getattr(reference, key), atol=ATOL, rtol=0, msg=key)
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert grads.keys() == ref_grads.keys()
+    for n in ref_grads:
+        torch.testing.assert_close(grads[n], ref_grads[n], atol=ATOL, rtol=0, msg=n)
+    # Without labels (inference): the full MLM logits on the real tokens.
+    with torch.no_grad():
+        got = model(**padding_free.pack_batch({k: v for k, v in batch.items() if k != "mlm_labels"}))
+        want = type(model).forward(model, **{k: v for k, v in batch.items() if k != "mlm_labels"})
+    torch.testing.assert_close(got.prediction_logits[mask], want.prediction_logits[mask], atol=ATOL, rtol=0)
+
+
+def test_pretraining_run_ends_with_the_same_weights_and_metrics(pretraining, tmp_path):
+    """run_pretrain with and without --padding_free (6 updates, dropout off): the same weights
+    within float32 rounding and the same held-out metrics."""
+    model_dir, corpus = pretraining
+    runs = {}
+    for variant, extra in (("padded", []), ("padding_free", ["--padding_free"])):
+        runs[variant] = tmp_path / variant
+        run_task(PretrainTask, pretrain_flags(model_dir, corpus, runs[variant], "--save_strategy", "no", *extra))
+    got, want = (load_file(runs[v] / "model.safetensors") for v in ("padding_free", "padded"))
+    start = {f"bert.{k}": v for k, v in load_file(f"{model_dir}/model.safetensors").items()}
+    assert got.keys() == want.keys()
+    assert max((want[k] - start[k]).abs().max() for k in start if k in want) > 10 * ATOL
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], atol=ATOL, rtol=0, msg=k)
+    a, b = (json.loads((runs[v] / "eval_results.json").read_text()) for v in ("padding_free", "padded"))
+    assert a["eval_drp_accuracy"] == b["eval_drp_accuracy"] and a["eval_inputs"] == b["eval_inputs"]
+    assert a["eval_mlm_loss"] == pytest.approx(b["eval_mlm_loss"], abs=1e-5)

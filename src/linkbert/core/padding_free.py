@@ -10,6 +10,7 @@ sentences. Here the collator packs the real tokens of the batch into one row of 
         attention: one sequence at a time (`packed_attention`)
     task head on the packed tokens (pooler on each sequence's first token for seqcls/MC)
     token outputs scattered back to [B, L] for the task's post-processing
+    (pretraining: hidden states scattered back, then the model's own MLM + DRP heads)
 
 Nothing about the model changes: the weights are the HF module's own, its `state_dict` and
 `save_pretrained` folder are the ordinary ones, and `type(model).forward(model, ...)` stays the
@@ -31,7 +32,7 @@ of padding. Everything else is equal within float rounding (tests/test_padding_f
 from __future__ import annotations
 
 import types
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
@@ -43,7 +44,7 @@ ATTENTION_NAME = "linkbert_packed"
 #: the attention loop needs, and the padded shape the token outputs go back to.
 HOST_KEYS = ("seq_lengths", "padded_shape")
 SUPPORTED = ("BertForSequenceClassification", "BertForTokenClassification", "BertForQuestionAnswering",
-             "BertForMultipleChoice")
+             "BertForMultipleChoice", "LinkBertForPreTraining")
 
 
 # -- the batch ----------------------------------------------------------------------------------
@@ -97,6 +98,7 @@ def packed_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
                                       **kwargs)
     q, k, v = query[0], key[0], value[0]  # [heads, T, head_dim]
     if q.is_cuda:
+        assert cu_seqlens is not None, "pack() gives both"
         out = _nested_attention(q, k, v, cu_seqlens, seq_lengths, dropout, scaling)
     else:
         out = _per_sequence_attention(q, k, v, seq_lengths, dropout, scaling)
@@ -145,7 +147,7 @@ def enable(model: torch.nn.Module) -> torch.nn.Module:
     AttentionInterface.register(ATTENTION_NAME, packed_attention)
     # Padded calls (the reference forward) get SDPA's mask; packed calls build none.
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
-    model.set_attn_implementation(ATTENTION_NAME)
+    getattr(model, "set_attn_implementation")(ATTENTION_NAME)  # a PreTrainedModel's (check_supported)
     model.forward = types.MethodType(_FORWARDS[type(model).__name__], model)
     return model
 
@@ -231,5 +233,17 @@ def _qa_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_len
     return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
 
 
-_FORWARDS = {"BertForSequenceClassification": _seqcls_forward, "BertForMultipleChoice": _mc_forward,
-             "BertForTokenClassification": _tokcls_forward, "BertForQuestionAnswering": _qa_forward}
+def _pretrain_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_lengths, padded_shape,
+                      token_type_ids=None, mlm_labels=None, relation_label=None, **kwargs):
+    """LinkBertForPreTraining (linkbert.pretrain.model): the encoder on the packed tokens, then
+    the model's own `heads` on the hidden states put back in place. The MLM head reads only the
+    masked positions and DRP the pooled [CLS], so the zeros at padding positions are never used."""
+    hidden = _encode(self, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens)
+    return self.heads(_unpack(hidden, packed_index, padded_shape, 0.0), _pooled(self, hidden, cu_seqlens),
+                      mlm_labels, relation_label)
+
+
+_FORWARDS: dict[str, Callable[..., Any]] = {
+    "BertForSequenceClassification": _seqcls_forward, "BertForMultipleChoice": _mc_forward,
+    "BertForTokenClassification": _tokcls_forward, "BertForQuestionAnswering": _qa_forward,
+    "LinkBertForPreTraining": _pretrain_forward}

@@ -63,12 +63,18 @@ class LinkBertForPreTraining(BertPreTrainedModel):
                 relation_label: torch.Tensor | None = None, **kwargs) -> LinkBertPreTrainingOutput:
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         **kwargs)
-        relation_logits = self.document_relation(out.pooler_output)
+        return self.heads(out.last_hidden_state, out.pooler_output, mlm_labels, relation_label)
+
+    def heads(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor, mlm_labels: torch.Tensor | None,
+              relation_label: torch.Tensor | None) -> LinkBertPreTrainingOutput:
+        """Both heads and the loss from the encoder's outputs ([batch, length, hidden] and the
+        pooled [batch, hidden]); also the padding-free forward's (linkbert.core.padding_free)."""
+        relation_logits = self.document_relation(pooled_output)
         if mlm_labels is None:
             return LinkBertPreTrainingOutput(relation_logits=relation_logits,
-                                             prediction_logits=self.cls(out.last_hidden_state))
+                                             prediction_logits=self.cls(sequence_output))
         masked = mlm_labels != -100
-        logits = self.cls(out.last_hidden_state[masked]).float()
+        logits = self.cls(sequence_output[masked]).float()
         targets = mlm_labels[masked]
         token_loss = nn.functional.cross_entropy(logits, targets, reduction="none")
         mlm_loss = token_loss.sum() / masked.sum().clamp(min=1)
@@ -79,7 +85,7 @@ class LinkBertForPreTraining(BertPreTrainedModel):
             loss = mlm_loss + relation_loss
         # Per-input sums, for evaluation metrics weighted by masked tokens.
         row = masked.nonzero()[:, 0]
-        stats = torch.zeros(input_ids.shape[0], 3, device=input_ids.device, dtype=torch.float32)
+        stats = torch.zeros(mlm_labels.shape[0], 3, device=mlm_labels.device, dtype=torch.float32)
         stats[:, 0].index_add_(0, row, token_loss.detach())
         stats[:, 1] = masked.sum(dim=1)
         stats[:, 2].index_add_(0, row, (logits.argmax(-1) == targets).float())

@@ -96,8 +96,8 @@ def select_answers(logits: Sequence[np.ndarray], windows: Windows, num_examples:
     if len(logits) != num_windows:
         raise ValueError(f"{len(logits)} logit rows for {num_windows} windows")
     lengths = windows.lengths
-    neg_inf = np.array(-np.inf, dtype=dtype)
-    best_score = np.full(num_windows, neg_inf, dtype=dtype)
+    neg_inf: np.ndarray = np.array(-np.inf, dtype=dtype)
+    best_score: np.ndarray = np.full(num_windows, neg_inf, dtype=dtype)
     best_start = np.zeros(num_windows, np.int64)
     best_end = np.zeros(num_windows, np.int64)
     num_valid = np.zeros(num_windows, np.int64)
@@ -106,7 +106,7 @@ def select_answers(logits: Sequence[np.ndarray], windows: Windows, num_examples:
     for length in np.unique(lengths):
         same = np.flatnonzero(lengths == length)
         for block in np.array_split(same, -(-len(same) // BLOCK)):
-            rows = np.stack([logits[i][:, :length] for i in block]).astype(dtype, copy=False)
+            rows: np.ndarray = np.stack([logits[i][:, :length] for i in block]).astype(dtype, copy=False)
             top_s, top_e, valid, score, start_logit, end_logit = _score_block(
                 rows[:, 0], rows[:, 1], windows.context_start[block], windows.context_end[block],
                 n_best_size, max_answer_length)
