@@ -293,6 +293,29 @@ def test_run_reports_mlm_and_drp_metrics(full_run):
     assert len(anchor_documents) == 9  # 25% of 36 documents
 
 
+def test_drp_learns_when_the_relation_shows_in_the_text(tiny_model, tmp_path):
+    """End to end (inputs -> map -> epoch order -> collator -> loss -> optimizer -> evaluation), a
+    corpus where the relation can be read off X_B: every anchor document is "alpha ...", the
+    documents it links to are "beta ...", and most other documents are "gamma ...". If labels were
+    shuffled against their inputs anywhere, the DRP head left out of the loss or out of the
+    optimizer, held-out DRP accuracy would stay near 1/3; a tiny model reaches more in 80 updates."""
+    lines = [{"id": f"s{i}", "text": " ".join(["alpha"] * 80), "links": ["t0", "t1", "t2"]} for i in range(40)]
+    lines += [{"id": f"t{i}", "text": " ".join(["beta"] * 8)} for i in range(3)]
+    lines += [{"id": f"f{i}", "text": " ".join(["gamma"] * 8)} for i in range(150)]
+    corpus = tmp_path / "telltale.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    model = tiny_model([corpus], dropout=0.0)
+    out = tmp_path / "run"
+    run_task(PretrainTask, ["--model_name_or_path", model, "--corpus_file", corpus, "--output_dir", out,
+                            "--do_train", "--do_eval", "--max_seq_length", "24", "--validation_split_percentage", "20",
+                            "--learning_rate", "5e-3", "--lr_scheduler_type", "constant", "--max_steps", "80",
+                            "--per_device_train_batch_size", "16", "--save_strategy", "no", "--disable_tqdm"])
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["eval_inputs"] >= 30
+    assert results["eval_drp_accuracy"] > 0.6  # chance: 1/3
+    assert results["eval_drp_accuracy_contiguous"] > 0.9 and results["eval_drp_accuracy_linked"] > 0.9
+
+
 def test_output_folder_loads_as_masked_lm_and_fine_tunes(full_run, model, tmp_path):
     from transformers import AutoModelForMaskedLM
 
