@@ -33,7 +33,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from linkbert.core.errors import UserError
 from linkbert.core.results import read_json_or_none, write_json
@@ -73,7 +73,7 @@ def config_name(config: dict) -> str:
 
 
 def glue_runs(task: str, model: str, data_dir: str | Path, output_dir: str | Path,
-              grid: Optional[dict[str, Sequence]] = None, extra_flags: Sequence[str] = ()) -> list[SweepRun]:
+              grid: Optional[Mapping[str, Sequence]] = None, extra_flags: Sequence[str] = ()) -> list[SweepRun]:
     """Every configuration of `grid` (default `GRID`) for one GLUE task, in grid order. Data:
     `data_dir/{train,dev,test}.json` as scripts/preprocess_glue.py writes them (MNLI also
     dev_mismatched.json and test_mismatched.json); every run trains, scores dev, predicts test."""

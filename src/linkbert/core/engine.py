@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 import numpy as np
 import torch
@@ -254,7 +254,7 @@ class Engine:
         if args.gradient_checkpointing:
             # transformers 5 renamed it (the old name warns, and goes in v6); older releases lack the new one.
             enable = getattr(self.model, "activation_checkpointing_enable", None) or \
-                self.model.gradient_checkpointing_enable
+                getattr(self.model, "gradient_checkpointing_enable")
             enable()
         # A sharded wrapping turns the parameters into shards: before the optimizer is built on them.
         self.model = self.wrapping.shard_model(self.model)
@@ -262,7 +262,7 @@ class Engine:
         self.scaler = self.wrapping.wrap_scaler(torch.amp.GradScaler(self.device.type, enabled=args.fp16))
         self.train_model = self.wrapping.wrap_model(self.model, self.optimizer)
         if args.torch_compile:
-            self.train_model = torch.compile(self.train_model)
+            self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))  # an OptimizedModule
         orders = self.epoch_orders(features, seed, plan.num_epochs)
         if resume_from:
             self._load_checkpoint(resume_from)
@@ -328,13 +328,19 @@ class Engine:
                     return False
         return True
 
+    def _loss_scale(self) -> torch.Tensor:
+        """The fp16 scaler's current scale, a device tensor (set by its first `scale()` call)."""
+        assert self.scaler._scale is not None, "the scaler scaled a loss first"
+        return self.scaler._scale
+
     def optimizer_step(self) -> None:
         """Clip, step (or, under fp16, let the scaler skip the step), advance the schedule."""
         self._settle_late()  # the previous update's skip decides its schedule step, before this one's
         if self.args.max_grad_norm and self.args.max_grad_norm > 0:
             self.scaler.unscale_(self.optimizer)
             self.wrapping.clip_grad_norm(self.train_model, self.optimizer, self.args.max_grad_norm)
-        scale_before = self.scaler._scale.clone() if self.scaler.is_enabled() else None
+        # The scale lives on the device: compared there, read by the host only with the late values.
+        scale_before = self._loss_scale().clone() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -345,7 +351,7 @@ class Engine:
             return
         if self.signals.received:  # a kernel launch on this rank's signal only, no copy per update
             self.stop_flag.fill_(1.0)
-        skipped = (self.scaler._scale < scale_before).float() if scale_before is not None \
+        skipped = (self._loss_scale() < scale_before).float() if scale_before is not None \
             else torch.zeros((), device=self.device)
         self.late.put(torch.stack([skipped, self.dist.sum(self.stop_flag)]), self.state.global_step + 1)
 

@@ -205,7 +205,9 @@ def prune_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     # The launcher's lines and the runs' output (written as bytes) must keep their order in a log file.
-    sys.stdout.reconfigure(line_buffering=True)
+    reconfigure = getattr(sys.stdout, "reconfigure", None)  # a TextIOWrapper's (not every stand-in has it)
+    if reconfigure is not None:
+        reconfigure(line_buffering=True)
     commands = {"script": lambda a: script_main(a, dict(os.environ)), "plan": lambda a: plan_main(a, dict(os.environ)),
                 "status": status_main, "prune": prune_main}
     if not argv or argv[0] not in commands:

@@ -69,7 +69,8 @@ class SlurmJob:
         return {"run": self.run, "cwd": self.cwd}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["run"], state["cwd"])
+        self.run, self.cwd = state["run"], state["cwd"]
+        self._process = None
 
     def __call__(self) -> int:
         os.chdir(self.cwd)  # the run's paths are as the user wrote them, from where they launched

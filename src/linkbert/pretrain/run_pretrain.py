@@ -151,7 +151,8 @@ class PretrainTask(Task):
 
     def _builder(self, split: str, ctx: TaskContext) -> PairBuilder:
         if split not in self.builders:
-            assert self.store is not None, "load_examples builds the store"
+            assert self.store is not None and self.graph is not None and self.held_out is not None, \
+                "load_examples reads the corpus first"
             self.store.segment_length = self.task_args.segment_length or (ctx.max_seq_length - 3) // 2
             # Training draws X_B from training documents only; validation from the whole corpus.
             pool = ~self.held_out if split == "train" else np.full(len(self.graph), True)
@@ -196,6 +197,7 @@ class PretrainTask(Task):
         return torch.cat([outputs.mlm_example_stats, outputs.relation_logits.float()], dim=-1)
 
     def prediction_records(self, outputs: list[np.ndarray], examples, features, ctx: TaskContext) -> list[dict]:
+        assert self.graph is not None, "load_examples reads the corpus first"
         ids = self.graph.ids
         columns = features.select_columns(["document", "anchor_segment", "partner_document", "partner_segment",
                                            "relation_label"]).to_dict()
