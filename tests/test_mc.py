@@ -4,6 +4,7 @@ runs, the encoding and batching of the N choices, and gradient checkpointing."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +135,10 @@ def ctx(tiny_model):
 def test_encoding_pairs_question_with_header_and_ending(task, ctx):
     question = {"id": "q", "sent1": "Which drug treats gout?", "sent2": "In acute gout,", "ending0": "colchicine",
                 "ending1": "insulin", "ending2": "warfarin", "label": 0}
-    assert task.validate_record(question, "train") == 0 and task.num_choices == 3
+    fmt = task.record_format(question, "train", None)
+    assert task.validate_record(question, "train", fmt) == 0 and fmt.num_choices == 3
     batch = {k: [v] for k, v in question.items()}
-    features = task.encode(batch, ctx, training=True)
+    features = task.encode(batch, replace(ctx, record_format=fmt), training=True)
     assert len(features["input_ids"]) == 1 and len(features["input_ids"][0]) == 3
     for i, ending in enumerate(["colchicine", "insulin", "warfarin"]):
         expected = ctx.tokenizer(question["sent1"], f"In acute gout, {ending}")
@@ -147,8 +149,9 @@ def test_encoding_pairs_question_with_header_and_ending(task, ctx):
 
 def test_long_question_loses_its_end_not_the_ending(task, ctx):
     record = read_jsonl(MEDQA / "train.json")[5]  # the sample's vignette longer than 512 tokens
-    task.validate_record(record, "train")
-    short = TaskContext(ctx.tokenizer, max_seq_length=64)
+    fmt = task.record_format(record, "train", None)
+    task.validate_record(record, "train", fmt)
+    short = TaskContext(ctx.tokenizer, max_seq_length=64, record_format=fmt)
     features = task.encode({k: [v] for k, v in record.items()}, short, training=True)
     tok = ctx.tokenizer
     for i in range(4):
@@ -163,9 +166,11 @@ def test_long_question_loses_its_end_not_the_ending(task, ctx):
 @pytest.mark.parametrize("multiple", [None, 8])
 def test_collator_pads_all_choices_together(task, ctx, multiple):
     records = read_jsonl(MEDQA / "dev.json")[:3]
+    fmt = task.record_format(records[0], "validation", None)
     for r in records:
-        task.validate_record(r, "validation")
-    features = task.encode({k: [r[k] for r in records] for k in records[0]}, ctx, training=False)
+        task.validate_record(r, "validation", fmt)
+    features = task.encode({k: [r[k] for r in records] for k in records[0]}, replace(ctx, record_format=fmt),
+                           training=False)
     rows = [{k: features[k][j] for k in ("input_ids", "token_type_ids", "attention_mask", "labels")}
             for j in range(3)]
     batch = task.collator(TaskContext(ctx.tokenizer, 512, pad_to_multiple_of=multiple))(rows)
@@ -182,9 +187,11 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients(task, ctx, tin
     from transformers import AutoModelForMultipleChoice
 
     records = read_jsonl(MEDQA / "train.json")[4:6]  # a short and a > 512-token question: 2 x 4 x 512
+    fmt = task.record_format(records[0], "train", None)
     for r in records:
-        task.validate_record(r, "train")
-    features = task.encode({k: [r[k] for r in records] for k in records[0]}, ctx, training=True)
+        task.validate_record(r, "train", fmt)
+    features = task.encode({k: [r[k] for r in records] for k in records[0]}, replace(ctx, record_format=fmt),
+                           training=True)
     batch = task.collator(TaskContext(ctx.tokenizer, 512, pad_to_multiple_of=8))([{k: features[k][j] for k in ("input_ids", "token_type_ids", "attention_mask", "labels")}
                               for j in range(2)])
     assert batch["input_ids"].shape == (2, 4, 512)

@@ -92,10 +92,11 @@ def test_sample_files_are_valid(tmp_path):
 
     task = MultipleChoiceTask(*parse_args(MultipleChoiceArguments, ["--model_name_or_path", "unused",
                                                                     "--output_dir", str(tmp_path)]))
-    labels = []
+    labels, run_format = [], None
     for path in sorted((SAMPLES / "mc").rglob("*.json")):
-        labels += validate_split(path, "test", task)
-    assert task.num_choices == 4 and sorted(set(labels)) == [0, 1, 2, 3]
+        kept, fmt = validate_split(path, "test", task, run_format=run_format)
+        labels, run_format = labels + kept, run_format or fmt
+    assert run_format.num_choices == 4 and sorted(set(labels)) == [0, 1, 2, 3]
 
 
 def test_labels_as_digit_strings_count():

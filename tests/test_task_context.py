@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from linkbert.core.args import parse_args
-from linkbert.core.data import CheckedSplits
+from conftest import write_jsonl
+from linkbert.core.data import CheckedSplits, load_splits
 from linkbert.core.errors import UserError
 from linkbert.core.run import resolve_labels
 from linkbert.core.task import Labels
-from linkbert.seqcls.run_seqcls import SeqClsArguments, SeqClsTask
+from linkbert.seqcls.run_seqcls import SeqClsArguments, SeqClsTask, TextFormat
 from linkbert.tokcls.run_ner import NerArguments, NerTask
 
 
@@ -66,3 +67,30 @@ def test_prediction_only_from_a_config_without_label_names(tmp_path):
     # a regression head needs no names
     regression = saved_config(tmp_path / "b", num_labels=1, problem_type="regression")
     assert resolve_labels(seqcls(), CheckedSplits(kept={"test": [0.5]}), regression) == Labels((), "regression")
+
+
+PAIR = {"sentence1": "a b", "sentence2": "c d", "label": "yes"}
+
+
+def test_record_format_is_read_per_file_and_checking_keeps_no_state(tmp_path):
+    """Each file's first record gives its format (the text fields of the run's first file, whether
+    this file is labelled); the task object learns nothing from the check."""
+    train = write_jsonl(tmp_path / "train.json", [PAIR, {**PAIR, "label": "no"}])
+    test = write_jsonl(tmp_path / "test.json", [{"sentence1": "e", "sentence2": "f"}])
+    task = seqcls("--train_file", str(train), "--test_file", str(test), "--cache_dir", str(tmp_path / "cache"))
+    before = dict(vars(task))
+    _, checked = load_splits(task, ["train", "test"])
+    assert vars(task) == before
+    keys = ("sentence1", "sentence2")
+    assert checked.formats == {"train": TextFormat(keys, "train", True), "test": TextFormat(keys, "train", False)}
+    assert checked.record_format is checked.formats["train"]
+
+
+def test_later_files_must_have_the_first_files_text_fields(tmp_path):
+    train = write_jsonl(tmp_path / "train.json", [PAIR])
+    dev = write_jsonl(tmp_path / "dev.json", [PAIR, {"sentence": "a b", "label": "no"}])
+    task = seqcls("--train_file", str(train), "--validation_file", str(dev))
+    with pytest.raises(UserError) as e:
+        load_splits(task, ["train", "validation"])
+    assert e.value.kind == "missing_field" and f"{dev}:2:" in str(e.value)
+    assert "first record of the train file set the text fields to sentence1, sentence2" in str(e.value)

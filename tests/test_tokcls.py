@@ -267,16 +267,16 @@ def test_prediction_only_from_a_model_without_labels_is_refused(ncbi_model, tmp_
 def test_tag_forms(ncbi_model):
     task, _ = make_task(ncbi_model)
     for tags in (["O", "B", "I"], ["B-Disease", "I-Disease", "B-cell_line"]):
-        task.validate_record({"tokens": ["a", "b", "c"], "ner_tags": tags}, "train")
+        task.validate_record({"tokens": ["a", "b", "c"], "ner_tags": tags}, "train", None)
     for tag in ("X", "B_Disease", "BDisease", "B-", "o", ""):
         with pytest.raises(RecordError) as e:
-            task.validate_record({"tokens": ["a"], "ner_tags": [tag]}, "train")
+            task.validate_record({"tokens": ["a"], "ner_tags": [tag]}, "train", None)
         assert e.value.kind == "bad_tag"
 
 
 def test_other_column_names(ncbi_model):
     task, _ = make_task(ncbi_model, "--text_column_name", "words", "--task_name", "POS")
-    assert task.validate_record({"words": ["a"], "pos_tags": ["O"]}, "train") == (None, ["O"])
+    assert task.validate_record({"words": ["a"], "pos_tags": ["O"]}, "train", None) == (None, ["O"])
     with pytest.raises(RecordError) as e:
-        task.validate_record({"tokens": ["a"], "pos_tags": ["O"]}, "train")
+        task.validate_record({"tokens": ["a"], "pos_tags": ["O"]}, "train", None)
     assert e.value.kind == "missing_field" and "--text_column_name" in e.value.message

@@ -105,32 +105,43 @@ def json_lines(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def validate_split(path: Path, split: str, task: Task, limit: Optional[int] = None,
-                   line_numbers: Optional[list[int]] = None) -> list[Any]:
-    """Check every record of a JSON Lines file; return what the task keeps of each record
-    (and append each record's line number to `line_numbers`, blank lines being skipped)."""
+                   line_numbers: Optional[list[int]] = None, run_format: Any = None) -> tuple[list[Any], Any]:
+    """Check every record of a JSON Lines file against the format its first record gives
+    (`task.record_format`, told the `run_format` of the run's first file); return what the task
+    keeps of each record and that format (and append each record's line number to
+    `line_numbers`, blank lines being skipped)."""
     kept: list[Any] = []
+    fmt: Any = None
     for line_no, record in json_lines(path):
         if limit is not None and len(kept) >= limit:
             break
         try:
-            kept.append(task.validate_record(record, split))
+            if not kept:
+                fmt = task.record_format(record, split, run_format)
+            kept.append(task.validate_record(record, split, fmt))
         except RecordError as e:
             raise UserError(e.kind, e.message, path=path, line=line_no) from None
         if line_numbers is not None:
             line_numbers.append(line_no)
     if not kept:
         raise UserError("empty_split", "no records; the file is empty", path=path)
-    return kept
+    return kept, fmt
 
 
 @dataclass(frozen=True)
 class CheckedSplits:
     """What the check of a run's data files leaves: per split, what `validate_record` kept of
-    each record, the file line it came from, the file and its hash."""
+    each record, the file line it came from, the file, its hash and its `record_format`."""
     kept: dict[str, list[Any]] = field(default_factory=dict)
     lines: dict[str, list[int]] = field(default_factory=dict)
     paths: dict[str, Path] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)  # names the data in env.json and the run identity
+    formats: dict[str, Any] = field(default_factory=dict)  # in the order checked: the run's first file first
+
+    @property
+    def record_format(self) -> Any:
+        """The run's record format: that of the first file checked (None: no file)."""
+        return next(iter(self.formats.values()), None)
 
     def error(self, e: RecordError) -> UserError:
         """A `RecordError` whose `line` counts kept records, as a `UserError` naming the file line."""
@@ -173,11 +184,16 @@ def load_splits(task: Task, splits: list[str]) -> tuple[dict, CheckedSplits]:
     lines: dict[str, list[int]] = {split: [] for split in splits}
     # The training file is checked whole even under --max_train_samples: as the original, the
     # label list comes from every training record, so a smoke run knows every dev label.
-    kept = {split: validate_split(paths[split], split, task, None if split == "train" else limits[split],
-                                  lines[split]) for split in splits}
+    kept: dict[str, list[Any]] = {}
+    formats: dict[str, Any] = {}
+    for split in splits:
+        run_format = next(iter(formats.values()), None)  # the first file's: later files must agree
+        kept[split], formats[split] = validate_split(paths[split], split, task,
+                                                     None if split == "train" else limits[split], lines[split],
+                                                     run_format)
     # The cache is keyed on what the file holds (`datasets` keys it on path and mtime, so a
     # rewritten file could be stale).
-    checked = CheckedSplits(kept, lines, paths, {split: file_sha256(paths[split]) for split in splits})
+    checked = CheckedSplits(kept, lines, paths, {split: file_sha256(paths[split]) for split in splits}, formats)
     try:
         task.check_splits(kept)
     except RecordError as e:

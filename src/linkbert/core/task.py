@@ -8,10 +8,13 @@ the training loop, evaluation, result files).
 The flow of one run, in the core (`linkbert.core.run`):
 
     task     = MyTask(*flags)                                  # the task's own flag checks
-    examples, checked = task.load_examples(splits)             # validate_record on every line,
+    examples, checked = task.load_examples(splits)             # per file: fmt = record_format(its
+                                                               #   first record), then validate_record
+                                                               #   (record, split, fmt) on every line;
                                                                #   then task.check_splits(kept)
     ctx, config = resolve_context(task, checked)               # tokenizer, length, padding, labels,
-                                                               #   precision: once, frozen (TaskContext);
+                                                               #   precision, the run's record format:
+                                                               #   once, frozen (TaskContext);
                                                                #   the model config loaded once
     features = examples.map(task.encode(batch, ctx, training)) # tokenised, maybe several per example
     outputs  = engine.predict(features)                        # one numpy array per feature
@@ -23,6 +26,11 @@ from the fine-tuned model's config in a prediction-only run (the core reads `id2
 also refuses a dev/test label outside that space (`unseen_label`) and writes the label maps
 into the model config. A task with no label space of its own (QA, multiple choice, pretraining)
 leaves `label_noun` at None and gets `ctx.labels is None`.
+
+`validate_record` is a pure check: what a file's records look like (seqcls's text fields, whether
+a test file is labelled, MC's number of choices) is read once, by `record_format` on the file's
+first record, and passed in. The format of the run's first file is `ctx.record_format`, which
+`encode` reads (every later file gets it as `run_format` and must agree with it).
 
 Because `score` sees only the prediction records (the lines of `*_predictions.jsonl`), any
 score can be recomputed from the prediction file.
@@ -94,6 +102,9 @@ class TaskContext:
     labels: Optional[Labels] = None
     #: "fp16", "bf16" or None (float32).
     mixed_precision: Optional[str] = None
+    #: `Task.record_format` of the run's first file (seqcls's text fields, MC's number of
+    #: choices), or None (the task has none; a run that checks no file).
+    record_format: Any = None
 
     @property
     def padding(self) -> Literal["max_length", False]:
@@ -165,9 +176,16 @@ class Task:
         """Statistics of a split's features that the core logs before training (empty: none)."""
         return {}
 
-    def validate_record(self, record: dict, split: str) -> Any:
-        """Raise `RecordError(kind, message)` if one JSON record is unusable for this task; return
-        what `check_splits`, `label_space` and `labels_of` need of it (its label, say), or None."""
+    def record_format(self, first_record: dict, split: str, run_format: Any) -> Any:
+        """What a file's records hold, read off its first record (which `validate_record` then
+        checks like any other); `run_format` is what this returned for the run's first file, None
+        while checking that one. Called once per file; None by default (no format to learn)."""
+        return None
+
+    def validate_record(self, record: dict, split: str, fmt: Any) -> Any:
+        """Raise `RecordError(kind, message)` if one JSON record is unusable for this task, given
+        its file's `record_format`; return what `check_splits`, `label_space` and `labels_of` need
+        of it (its label, say), or None. A pure check: no state is kept."""
         raise NotImplementedError
 
     def check_splits(self, splits: dict[str, list[Any]]) -> None:

@@ -54,6 +54,13 @@ def label_index(label) -> Optional[int]:
     return None
 
 
+@dataclass(frozen=True)
+class ChoiceFormat:
+    """The number of choices of every question: that of the run's first file's first record."""
+    num_choices: int
+    seen_in: str  # the split whose first record set it, for messages
+
+
 class MultipleChoiceTask(Task):
     name = "mc"
     model_class = AutoModelForMultipleChoice
@@ -61,14 +68,18 @@ class MultipleChoiceTask(Task):
     # the model's max_position_embeddings (the original: the tokenizer's maximum, capped at 1024)
     default_max_seq_length = None
 
-    def __init__(self, *args) -> None:
-        super().__init__(*args)
-        self.num_choices = 0  # set by the first record checked
-        self.choices_seen_in = ""  # the split whose first record set it, for messages
-
     # -- data -------------------------------------------------------------------------------
-    def validate_record(self, record: dict, split: str) -> int:
-        n = self._check_choices(record, split)
+    def record_format(self, first_record: dict, split: str, run_format: Optional[ChoiceFormat]) -> ChoiceFormat:
+        if run_format is not None:
+            return run_format
+        # ending0, ending1, ... as far as they go; validate_record then checks the record itself
+        n = 0
+        while f"ending{n}" in first_record:
+            n += 1
+        return ChoiceFormat(n, split)
+
+    def validate_record(self, record: dict, split: str, fmt: ChoiceFormat) -> int:
+        n = self._check_choices(record, fmt)
         if "label" not in record:
             raise RecordError("missing_field", "no 'label' field (the index of the right choice)")
         label = label_index(record["label"])
@@ -78,7 +89,7 @@ class MultipleChoiceTask(Task):
             raise RecordError("label_out_of_range", f"label {label} is outside 0..{n - 1} ({n} choices)")
         return label
 
-    def _check_choices(self, record: dict, split: str) -> int:
+    def _check_choices(self, record: dict, fmt: ChoiceFormat) -> int:
         """The question and its endings; returns the number of choices."""
         if "sent1" not in record:
             raise RecordError("missing_field", "no 'sent1' field (the question)")
@@ -89,11 +100,9 @@ class MultipleChoiceTask(Task):
             raise RecordError("empty_input", "'sent1' (the question) is empty")
 
         n = self._count_endings(record)
-        if not self.num_choices:
-            self.num_choices, self.choices_seen_in = n, split
-        elif n != self.num_choices:
+        if n != fmt.num_choices:
             raise RecordError("bad_choice_count", f"{n} choices (ending0..ending{n - 1}), but the first record of the "
-                              f"{self.choices_seen_in} file has {self.num_choices}; every question needs the same "
+                              f"{fmt.seen_in} file has {fmt.num_choices}; every question needs the same "
                               "number of choices")
         return n
 
@@ -116,7 +125,7 @@ class MultipleChoiceTask(Task):
 
     # -- features ---------------------------------------------------------------------------
     def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
-        n, questions = self.num_choices, batch["sent1"]
+        n, questions = ctx.record_format.num_choices, batch["sent1"]
         # a file without `sent2` (or with it on some lines only) reads as "", as the release's files hold
         headers = [h or "" for h in batch.get("sent2") or [""] * len(questions)]
         first = [q for q in questions for _ in range(n)]

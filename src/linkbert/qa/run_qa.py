@@ -116,11 +116,15 @@ class QATask(Task):
             if getattr(a, flag) < low:
                 raise UserError("bad_flag_value", f"--{flag} {getattr(a, flag)}: must be at least {low}")
         self.pads_to_max_length = not a.dynamic_padding  # the original padded QA windows to max length
-        self.has_answers: dict[str, bool] = {}  # per split: whether its first record has `answers`
 
     # -- data -------------------------------------------------------------------------------
-    def validate_record(self, record: dict, split: str) -> tuple:
-        """Keeps (id, how many of its answers differ from the context at their offset)."""
+    def record_format(self, first_record: dict, split: str, run_format: Optional[bool]) -> bool:
+        """Whether the file's questions carry answers (a test file may have none)."""
+        return "answers" in first_record or split == "train"
+
+    def validate_record(self, record: dict, split: str, fmt: bool) -> tuple:
+        """Keeps (id, how many of its answers differ from the context at their offset); `fmt`:
+        whether the file has answers."""
         for key in ("id", "question", "context"):
             if key not in record:
                 raise RecordError("missing_field", f"no {key!r} field")
@@ -131,12 +135,11 @@ class QATask(Task):
                 raise RecordError("wrong_type", f"{key!r} must be a string, found {type(record[key]).__name__}")
             if not record[key].strip():
                 raise RecordError("empty_input", f"{key!r} is empty")
-        expected = self.has_answers.setdefault(split, "answers" in record or split == "train")
-        if ("answers" in record) != expected:
-            raise RecordError("missing_field", "no 'answers' field" if expected else
+        if ("answers" in record) != fmt:
+            raise RecordError("missing_field", "no 'answers' field" if fmt else
                               "'answers' here but not in the file's first record; give answers for every "
                               "question or for none")
-        if not expected:
+        if not fmt:
             return record["id"], 0
         return record["id"], self._check_answers(record["answers"], record["context"], split)
 

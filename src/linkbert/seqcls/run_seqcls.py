@@ -79,6 +79,15 @@ def training_kind(reference: list) -> str:
     return kinds.pop()
 
 
+@dataclass(frozen=True)
+class TextFormat:
+    """What a file's first record says: the text fields (those of the run's first file, which
+    every file must have) and whether the file's records carry labels."""
+    text_keys: tuple[str, ...]
+    text_keys_from: str  # the split whose first record set them, for messages
+    labelled: bool
+
+
 def kind_of(ctx: TaskContext) -> str:
     """The kind of label the model predicts (a saved config without a problem type: classes)."""
     problem = ctx.labels.problem_type if ctx.labels is not None else None
@@ -105,8 +114,6 @@ class SeqClsTask(Task):
         if self.task_args.metric_name not in METRICS:
             raise UserError("unknown_metric", f"--metric_name {self.task_args.metric_name!r}: choose one of "
                             f"{', '.join(METRICS)}")
-        self.text_keys: tuple[str, ...] = ()  # set by the first record checked
-        self.has_label: dict[str, bool] = {}  # per split: whether its first record has a label
         self.glue_task = self._glue_task()
         if self.glue_task:
             self.main_metric = GLUE_MAIN_METRIC.get(self.glue_task, glue.METRICS[self.glue_task][0])
@@ -142,24 +149,28 @@ class SeqClsTask(Task):
                            "predicts the mismatched test set too)", self.task_args.test_mismatched_file, "_mm")]
 
     # -- data -------------------------------------------------------------------------------
-    def validate_record(self, record: dict, split: str) -> Any:
-        keys = ("sentence1", "sentence2") if "sentence1" in record and "sentence2" in record else ("sentence",)
-        if not self.text_keys:
-            self.text_keys = keys
-        for key in self.text_keys:
+    def record_format(self, first_record: dict, split: str, run_format: Optional[TextFormat]) -> TextFormat:
+        if run_format is not None:
+            keys, keys_from = run_format.text_keys, run_format.text_keys_from
+        else:
+            pair = "sentence1" in first_record and "sentence2" in first_record
+            keys, keys_from = ("sentence1", "sentence2") if pair else ("sentence",), split
+        # A test file may come without labels (GLUE): then none of its records has one.
+        return TextFormat(keys, keys_from, "label" in first_record or not split.startswith("test"))
+
+    def validate_record(self, record: dict, split: str, fmt: TextFormat) -> Any:
+        for key in fmt.text_keys:
             if key not in record:
-                raise RecordError("missing_field", f"no {key!r} field (this file's first record set the text "
-                                  f"fields to {', '.join(self.text_keys)})")
+                raise RecordError("missing_field", f"no {key!r} field (the first record of the {fmt.text_keys_from} "
+                                  f"file set the text fields to {', '.join(fmt.text_keys)})")
             if not isinstance(record[key], str):
                 raise RecordError("wrong_type", f"{key!r} must be a string, found {type(record[key]).__name__}")
             if not record[key].strip():
                 raise RecordError("empty_input", f"{key!r} is empty")
-        # A test file may come without labels (GLUE): then none of its records has one.
-        expected = self.has_label.setdefault(split, "label" in record or not split.startswith("test"))
-        if ("label" in record) != expected:
-            raise RecordError("missing_field", "no 'label' field" if expected else
+        if ("label" in record) != fmt.labelled:
+            raise RecordError("missing_field", "no 'label' field" if fmt.labelled else
                               "'label' here but not in the file's first record; label every record or none")
-        if not expected:
+        if not fmt.labelled:
             return None
         label = record["label"]
         self._check_label(label)
@@ -235,7 +246,7 @@ class SeqClsTask(Task):
 
     # -- features ---------------------------------------------------------------------------
     def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
-        texts = [batch[k] for k in self.text_keys]
+        texts = [batch[k] for k in ctx.record_format.text_keys]
         features = ctx.tokenizer(*texts, truncation=True, max_length=ctx.max_seq_length, padding=ctx.padding)
         special = set(ctx.tokenizer.all_special_ids)
         for i, ids in enumerate(features["input_ids"]):

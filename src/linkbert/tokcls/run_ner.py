@@ -108,7 +108,7 @@ class NerTask(Task):
             raise RecordError("wrong_type", f"{key!r} must be a list of strings, found {found}")
         return value
 
-    def validate_record(self, record: dict, split: str) -> tuple[Any, list[str]]:
+    def validate_record(self, record: dict, split: str, fmt: None) -> tuple[Any, list[str]]:
         words = self._string_list(record, self.words_key, "--text_column_name")
         tags = self._string_list(record, self.tags_key, "--label_column_name")
         if not words:
