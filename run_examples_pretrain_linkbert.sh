@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# LinkBERT pretraining with the paper's settings (Yasunaga et al. 2022, arXiv 2203.15827, sec. 5.1
-# and sec. 6.1, as README "Pretraining" reads them), one block per model, on a linked corpus built by
-# scripts/build_linked_corpus.py. The paper's global batches are reached with torchrun over
+# LinkBERT pretraining with the paper's settings (Yasunaga et al., ACL 2022,
+# https://aclanthology.org/2022.acl-long.551, sec. 5.1 "Implementation" and sec. 6.1), one block per
+# released model, on a linked corpus built by scripts/build_linked_corpus.py. The paper's global batches are reached with torchrun over
 # NPROC GPUs x per-device batch x accumulation; the blocks below assume 8 GPUs.
 #
 #   bash run_examples_pretrain_linkbert.sh                 # every block, one after another
@@ -51,21 +51,36 @@ pretrain() {  # pretrain NAME CORPUS INIT FLAGS...
 }
 
 ############################### LinkBERT-base ###############################
-# From BERT-base; global batch 2048 (8 GPUs x 16 x 16), peak lr 3e-4, 40k steps, 5k warm-up.
-pretrain LinkBERT-base "$WIKI_CORPUS" bert-base-uncased \
+# Sec. 5.1: "we initialize LinkBERT with the BERTbase checkpoint released by Devlin et al. (2019) and
+# continue pretraining ... peak learning rate 3e-4 ... 40,000 steps"; the rest as -tiny: warm-up
+# 5,000 steps then linear decay, weight decay 0.01, batch 2,048 sequences of 512 tokens, fp16.
+# The cased BERT: the released LinkBERT configs have the cased vocabulary (28,996 word pieces).
+# Global batch 2048 = 8 GPUs x 16 x 16.
+pretrain LinkBERT-base "$WIKI_CORPUS" bert-base-cased \
   --per_device_train_batch_size 16 --gradient_accumulation_steps 16 \
   --learning_rate 3e-4 --max_steps 40000 --warmup_steps 5000
 
 ############################### LinkBERT-large ###############################
-# From BERT-large; global batch 2048 (8 GPUs x 8 x 32), peak lr 2e-4, 40k steps, 5k warm-up.
-pretrain LinkBERT-large "$WIKI_CORPUS" bert-large-uncased \
+# Sec. 5.1: "the same procedure as -base, except ... a peak learning rate of 2e-4" (BERT-large, cased).
+# Global batch 2048 = 8 GPUs x 8 x 32.
+pretrain LinkBERT-large "$WIKI_CORPUS" bert-large-cased \
   --per_device_train_batch_size 8 --gradient_accumulation_steps 32 \
   --learning_rate 2e-4 --max_steps 40000 --warmup_steps 5000
 
 ############################### BioLinkBERT-base ###############################
-# From scratch, as the paper: random weights of BERT-base's shape (--from_scratch reads only
-# PubMedBERT's config and its vocabulary, no weights).
-# Global batch 8192 (8 GPUs x 16 x 64), peak lr 6e-4, 62.5k steps, 10% warm-up.
+# Sec. 6.1: "from scratch, following the same hyperparameters as the PubmedBERT-base ... peak learning
+# rate 6e-4, batch size 8,192, and train for 62,500 steps ... warm up the learning rate in the first
+# 10% of steps and then linearly decay it". --from_scratch reads only PubMedBERT's config and
+# vocabulary, no weights. Global batch 8192 = 8 GPUs x 16 x 64.
 pretrain BioLinkBERT-base "$PUBMED_CORPUS" microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract --from_scratch \
   --per_device_train_batch_size 16 --gradient_accumulation_steps 64 \
   --learning_rate 6e-4 --max_steps 62500 --warmup_ratio 0.1
+
+############################### BioLinkBERT-large ###############################
+# Sec. 6.1: "from scratch, following the same procedure as -base, except that we use a peak learning
+# rate of 4e-4 and warm up steps of 20%". BERT-large's shape (--config_name) with PubMedBERT's
+# vocabulary (the released BioLinkBERT-large has -base's 28,895 word pieces). Global batch 8192 =
+# 8 GPUs x 8 x 128.
+pretrain BioLinkBERT-large "$PUBMED_CORPUS" microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract --from_scratch \
+  --config_name bert-large-uncased --per_device_train_batch_size 8 --gradient_accumulation_steps 128 \
+  --learning_rate 4e-4 --max_steps 62500 --warmup_ratio 0.2

@@ -25,6 +25,7 @@ from linkbert.core.run import build_features, main, resolve_context
 from linkbert.pretrain.corpus import held_out_documents, resolve_links
 from linkbert.pretrain.inputs import (CONTIGUOUS, IGNORE, LINKED, RANDOM, DynamicMasking, PairBuilder, PairSettings,
                                      SegmentStore)
+from linkbert.pretrain.model import LinkBertForPreTraining
 from linkbert.pretrain.run_pretrain import PretrainArguments, PretrainCollator, PretrainTask
 from linkbert.seqcls.run_seqcls import SeqClsTask
 
@@ -316,6 +317,31 @@ def test_drp_learns_when_the_relation_shows_in_the_text(tiny_model, tmp_path):
     assert results["eval_drp_accuracy_contiguous"] > 0.9 and results["eval_drp_accuracy_linked"] > 0.9
 
 
+def test_mlm_loss_weight_scales_only_the_mlm_term(full_run, model, corpus, tmp_path):
+    """--mlm_loss_weight w: the training loss is w x MLM + DRP, and w is saved in the config
+    (the default run keeps the paper's plain sum, w = 1)."""
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(full_run).mlm_loss_weight == 1.0
+    out = tmp_path / "weighted"
+    run_task(PretrainTask, pretrain_flags(model, corpus, out, "--mlm_loss_weight", "0.25", "--max_steps", "1",
+                                          "--do_eval", "false", "--eval_strategy", "no", "--save_strategy", "no"))
+    assert AutoConfig.from_pretrained(out).mlm_loss_weight == 0.25
+    net = LinkBertForPreTraining.from_pretrained(out).eval()
+    torch.manual_seed(0)
+    ids = torch.randint(5, net.config.vocab_size, (3, 12))
+    labels = torch.full_like(ids, IGNORE)
+    labels[:, 2:5] = ids[:, 2:5]
+    relation = torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        weighted = net(ids, mlm_labels=labels, relation_label=relation)
+        net.config.mlm_loss_weight = 1.0
+        summed = net(ids, mlm_labels=labels, relation_label=relation)
+    assert weighted.loss == pytest.approx(0.25 * weighted.mlm_loss + weighted.relation_loss, rel=1e-6)
+    assert summed.loss == pytest.approx(summed.mlm_loss + summed.relation_loss, rel=1e-6)
+    assert weighted.loss < summed.loss
+
+
 def test_output_folder_loads_as_masked_lm_and_fine_tunes(full_run, model, tmp_path):
     from transformers import AutoModelForMaskedLM
 
@@ -539,6 +565,7 @@ def test_links_outside_the_corpus_are_dropped_and_counted(model, corpus, tmp_pat
     (["--linked_sampling", "pagerank"], "bad_flag_value", "inverse_in_degree"),
     (["--validation_split_percentage", "0"], "conflicting_flags", "held out"),
     (["--masking", "sometimes"], "bad_flag_value", "dynamic or static"),
+    (["--mlm_loss_weight", "0"], "bad_flag_value", "above 0"),
     (["--from_scratch", "--do_train", "false"], "conflicting_flags", "random weights"),
 ])
 def test_bad_flags(flags, kind, named, model, corpus, tmp_path, capsys):
@@ -552,17 +579,39 @@ def test_missing_corpus_flag(model, tmp_path, capsys):
     assert "--corpus_file" in expect_error("missing_split", argv, capsys, out)
 
 
-def test_run_script_blocks_parse_as_flags():
-    """run_examples_pretrain_linkbert.sh --dry-run: one command per model, each accepted by the
-    task's own flag checks (probabilities, lengths, strategies)."""
+# The paper's pretraining settings (ACL 2022, sec. 5.1 "Implementation" and sec. 6.1): initial
+# checkpoint (None: from scratch), peak learning rate, updates, global batch, warm-up (updates, or a
+# fraction of them).
+PAPER_PRETRAINING = {
+    "LinkBERT-base": ("bert-base-cased", 3e-4, 40_000, 2048, 5000),
+    "LinkBERT-large": ("bert-large-cased", 2e-4, 40_000, 2048, 5000),
+    "BioLinkBERT-base": (None, 6e-4, 62_500, 8192, 0.1),
+    "BioLinkBERT-large": (None, 4e-4, 62_500, 8192, 0.2),
+}
+
+
+def test_run_script_blocks_are_the_papers_settings():
+    """run_examples_pretrain_linkbert.sh --dry-run: one command per released model, each accepted
+    by the task's own flag checks and holding the paper's settings (global batch over NPROC GPUs)."""
+    nproc = 8
     done = subprocess.run(["bash", str(REPO / "run_examples_pretrain_linkbert.sh"), "--dry-run"], capture_output=True,
-                          text=True, timeout=60, check=True)
+                          text=True, timeout=60, check=True, env={**os.environ, "NPROC": str(nproc)})
     commands = done.stdout.strip().splitlines()
-    assert len(commands) == 3
-    for command in commands:
+    names = [Path(c.split("--output_dir ")[1].split()[0]).name for c in commands]
+    assert names == list(PAPER_PRETRAINING)
+    for name, command in zip(names, commands):
+        init, lr, steps, global_batch, warmup = PAPER_PRETRAINING[name]
         argv = command.split()
         argv = argv[argv.index("linkbert.pretrain.run_pretrain") + 1:]
         task = PretrainTask(*parse_args(PretrainArguments, argv))
-        assert task.training_args.fp16 and task.data_args.max_seq_length == 512
+        t, m = task.training_args, task.model_args
+        assert t.fp16 and task.data_args.max_seq_length == 512
+        assert (t.adam_beta1, t.adam_beta2, t.weight_decay, t.lr_scheduler_type) == (0.9, 0.98, 0.01, "linear")
         assert task.relation_probabilities == pytest.approx((1 / 3, 1 / 3, 1 / 3), abs=1e-6)
-        assert task.model_args.from_scratch == ("BioLinkBERT" in command)  # the paper: BioLinkBERT from scratch
+        assert task.task_args.linked_sampling == "inverse_in_degree"
+        assert m.from_scratch == (init is None)
+        if init is not None:
+            assert m.model_name_or_path == init
+        assert (t.learning_rate, t.max_steps) == (lr, steps)
+        assert nproc * t.per_device_train_batch_size * t.gradient_accumulation_steps == global_batch
+        assert (t.warmup_steps if isinstance(warmup, int) else t.warmup_ratio) == warmup

@@ -203,6 +203,7 @@ def resolve_context(task: Task, checked: CheckedSplits, local_only: bool = False
     tokenizer = load_tokenizer(task.model_args, local_only)
     config = load_config(task.model_args, local_only)
     labels = resolve_labels(task, checked, config)
+    config.update(task.config_overrides())
     ctx = TaskContext(
         tokenizer=tokenizer, max_seq_length=resolve_max_length(task, config, tokenizer),
         pad_to_max_length=task.data_args.pad_to_max_length or task.pads_to_max_length,

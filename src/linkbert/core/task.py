@@ -197,6 +197,10 @@ class Task:
         """Further files scored with the dev or test set (none by default)."""
         return []
 
+    def config_overrides(self) -> dict[str, Any]:
+        """Model config values this task's flags set (saved with the model; none by default)."""
+        return {}
+
     def training_examples(self, examples):
         """The training examples to train on (all by default; QA's --train_fraction subsamples)."""
         return examples

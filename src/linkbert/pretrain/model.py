@@ -1,9 +1,10 @@
 """BERT with LinkBERT's two pretraining heads: masked language modelling and a 3-way document
-relation prediction (DRP) head on the pooled [CLS] vector, the loss being their sum.
+relation prediction (DRP) head on the pooled [CLS] vector, the loss being their sum (the MLM
+term weighted by `config.mlm_loss_weight`, 1 unless --mlm_loss_weight says otherwise).
 
 The layout is BertForPreTraining's (`bert.*`, `cls.predictions.*`, decoder tied to the word
 embeddings), with the 2-way next-sentence head replaced by `document_relation` (3 outputs):
-- it loads any BERT-style checkpoint (a bare `BertModel`, `bert-base-uncased` with its MLM head,
+- it loads any BERT-style checkpoint (a bare `BertModel`, `bert-base-cased` with its MLM head,
   a LinkBERT checkpoint, a folder this module saved); a new DRP head starts random;
 - its `save_pretrained` folder loads with `AutoModelForMaskedLM` (BertForMaskedLM) and with every
   fine-tuning module's Auto class (`bert.*` and the pooler are all they read).
@@ -82,7 +83,8 @@ class LinkBertForPreTraining(BertPreTrainedModel):
         relation_loss = None
         if relation_label is not None:
             relation_loss = nn.functional.cross_entropy(relation_logits.float(), relation_label)
-            loss = mlm_loss + relation_loss
+            # The paper's loss is the plain sum; config.mlm_loss_weight (--mlm_loss_weight) scales MLM.
+            loss = getattr(self.config, "mlm_loss_weight", 1.0) * mlm_loss + relation_loss
         # Per-input sums, for evaluation metrics weighted by masked tokens.
         row = masked.nonzero()[:, 0]
         stats = torch.zeros(mlm_labels.shape[0], 3, device=mlm_labels.device, dtype=torch.float32)

@@ -1,7 +1,7 @@
 """LinkBERT pretraining (or continued pretraining) on a linked corpus: MLM + document relation
 prediction, on the shared core (same engine, checkpoints, resume, torchrun, FSDP as fine-tuning).
 
-    python -m linkbert.pretrain.run_pretrain --model_name_or_path bert-base-uncased \
+    python -m linkbert.pretrain.run_pretrain --model_name_or_path bert-base-cased \
         --corpus_file data/pretrain/wiki_linked.jsonl --do_train --do_eval \
         --max_seq_length 512 --per_device_train_batch_size 32 --gradient_accumulation_steps 8 \
         --learning_rate 3e-4 --adam_beta2 0.98 --warmup_steps 5000 --max_steps 40000 --fp16 \
@@ -55,6 +55,9 @@ class PretrainArguments:
         metadata={"help": "How a linked document is drawn: inverse_in_degree (the paper's diversity choice) | "
                           "uniform."})
     mlm_probability: float = field(default=0.15, metadata={"help": "Fraction of tokens masked (BERT: 0.15)."})
+    mlm_loss_weight: float = field(
+        default=1.0, metadata={"help": "Weight of the MLM loss in the training loss (MLM weight x MLM + DRP; the paper: "
+                                       "1). Below 1 lets DRP learn from a checkpoint that ships no MLM head."})
     whole_word_masking: bool = field(default=False, metadata={"help": "Mask whole words, not single word pieces."})
     masking: str = field(
         default="dynamic",
@@ -76,6 +79,16 @@ class PretrainTask(Task):
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
+        self.relation_probabilities = self._checked_probabilities()
+        self._check_flags()
+        self.graph: Optional[LinkGraph] = None
+        self.store: Optional[SegmentStore] = None
+        self.held_out: Optional[np.ndarray] = None
+        self.tokenised = None  # the documents as word pieces (a datasets.Dataset), set by load_examples
+        self.builders: dict[str, PairBuilder] = {}
+
+    def _checked_probabilities(self) -> tuple[float, float, float]:
+        """--relation_probabilities as three numbers (contiguous, random, linked)."""
         a = self.task_args
         try:
             probabilities = tuple(float(p) for p in a.relation_probabilities.split(","))
@@ -84,7 +97,12 @@ class PretrainTask(Task):
         if len(probabilities) != 3 or min(probabilities) < 0 or not math.isclose(sum(probabilities), 1.0, abs_tol=1e-6):
             raise UserError("bad_flag_value", f"--relation_probabilities {a.relation_probabilities!r}: give three "
                             "non-negative numbers (contiguous,random,linked) that sum to 1, e.g. 0.5,0.25,0.25")
-        self.relation_probabilities = probabilities
+        contiguous, random, linked = probabilities
+        return contiguous, random, linked
+
+    def _check_flags(self) -> None:
+        """One clear line for each flag value the method cannot run with, before anything is read."""
+        a = self.task_args
         if a.linked_sampling not in LINKED_SAMPLING:
             raise UserError("bad_flag_value", f"--linked_sampling {a.linked_sampling!r}: choose "
                             f"{' or '.join(LINKED_SAMPLING)}")
@@ -92,6 +110,9 @@ class PretrainTask(Task):
             raise UserError("bad_flag_value", f"--masking {a.masking!r}: choose {' or '.join(MASKING)}")
         if not 0 < a.mlm_probability < 1:
             raise UserError("bad_flag_value", f"--mlm_probability {a.mlm_probability}: must be between 0 and 1")
+        if not a.mlm_loss_weight > 0:
+            raise UserError("bad_flag_value", f"--mlm_loss_weight {a.mlm_loss_weight}: must be above 0 (MLM is half "
+                            "of the method; the paper's weight is 1)")
         if not 0 <= a.validation_split_percentage < 100:
             raise UserError("bad_flag_value", f"--validation_split_percentage {a.validation_split_percentage}: "
                             "must be at least 0 and below 100")
@@ -107,11 +128,6 @@ class PretrainTask(Task):
             raise UserError("bad_flag_value", f"--max_seq_length {length} is too short for two segments of "
                             f"{segment} tokens plus [CLS] and two [SEP] (needs {2 * max(segment, 1) + 3}); raise "
                             "it or lower --segment_length")
-        self.graph: Optional[LinkGraph] = None
-        self.store: Optional[SegmentStore] = None
-        self.held_out: Optional[np.ndarray] = None
-        self.tokenised = None  # the documents as word pieces (a datasets.Dataset), set by load_examples
-        self.builders: dict[str, PairBuilder] = {}
 
     # -- data -------------------------------------------------------------------------------
     def load_examples(self, splits: list[str]) -> tuple[dict, CheckedSplits]:
@@ -165,6 +181,9 @@ class PretrainTask(Task):
         return PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability, a.whole_word_masking,
                             self.training_args.seed, t.cls_token_id, t.sep_token_id, t.mask_token_id, len(t),
                             dynamic_masking=split == "train" and a.masking == "dynamic")
+
+    def config_overrides(self) -> dict[str, Any]:
+        return {"mlm_loss_weight": self.task_args.mlm_loss_weight}
 
     def encode(self, batch: dict[str, list], ctx: TaskContext, training: bool) -> dict[str, list]:
         return self._builder("train" if training else "validation", ctx).inputs_of_documents(batch["document"])
