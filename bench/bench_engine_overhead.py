@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from common import torch  # noqa: E402
 
-from linkbert.core.engine import epoch_permutations, sampler_seed  # noqa: E402
+from linkbert.core.schedule import epoch_permutations, sampler_seed  # noqa: E402
 
 TARGET = 0.03
 

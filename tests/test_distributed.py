@@ -144,7 +144,7 @@ def test_shard_deals_out_the_one_process_order():
         ranks.append(dist)
     shards = [d.shard(order, 4) for d in ranks]
     for i in range(0, 48 // 8):
-        together = shards[0][4 * i:4 * i + 4] + shards[1][4 * i:4 * i + 4]
+        together = [*shards[0][4 * i:4 * i + 4], *shards[1][4 * i:4 * i + 4]]
         assert sorted(together) == sorted(order[8 * i:8 * i + 8])
     # Evaluation: every feature once, ranks padded to equal length with rank 0's first feature.
     evals = [d.shard_eval(list(range(15))) for d in ranks]

@@ -2,10 +2,12 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from linkbert.core.schedule import (epoch_permutations, is_update_step, num_epochs_to_run, sampler_seed,
+from linkbert.core.engine import EpochBatches
+from linkbert.core.schedule import (epoch_permutations, is_update_step, num_epochs_to_run, permutations, sampler_seed,
                                     total_updates, updates_per_epoch, warmup_updates)
 
 
@@ -55,3 +57,17 @@ def test_data_order_is_the_kth_randperm_of_one_generator():
         [6, 2, 3, 8, 5, 4, 7, 9, 1, 0],
     ]
     assert epoch_permutations(7, 1234, 2) == [[6, 4, 3, 1, 0, 5, 2], [6, 4, 2, 1, 3, 0, 5]]
+
+
+def test_epoch_orders_are_drawn_one_epoch_at_a_time_and_cut_into_batches():
+    """The engine draws an epoch's order when the epoch starts (an int64 array, not every
+    epoch's as lists): the same permutations; a resumed epoch's batches start at the skipped one."""
+    orders = permutations(10, sampler_seed(42))
+    first, second = next(orders), next(orders)
+    assert first.dtype == np.int64 and [first.tolist(), second.tolist()] == epoch_permutations(10, sampler_seed(42), 2)
+    batches = EpochBatches(first, size=4)
+    assert len(batches) == batches.in_epoch == 3
+    assert list(batches) == [first[:4].tolist(), first[4:8].tolist(), first[8:].tolist()]
+    assert list(batches) == list(batches)  # iterable again (the loader and a recorder may both read it)
+    resumed = EpochBatches(first, size=4, skip=2)
+    assert (len(resumed), resumed.in_epoch, list(resumed)) == (1, 3, [first[8:].tolist()])

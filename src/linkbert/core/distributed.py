@@ -97,15 +97,16 @@ class DistState:
         return box[0]
 
     # -- data -------------------------------------------------------------------------------
-    def shard(self, order: list[int], batch_size: int) -> list[int]:
-        """This rank's part of an epoch order: rank r takes positions r, r+W, r+2W... so that
-        micro-batch i of every rank together is micro-batch i of a one-process run with a
-        W-times larger batch. The order is padded by wrapping around, as DistributedSampler,
-        so every rank runs the same number of micro-batches."""
+    def shard(self, order: np.ndarray, batch_size: int) -> np.ndarray:
+        """This rank's part of an epoch order (an index array): rank r takes positions r, r+W,
+        r+2W... so that micro-batch i of every rank together is micro-batch i of a one-process
+        run with a W-times larger batch. The order is padded by wrapping around, as
+        DistributedSampler, so every rank runs the same number of micro-batches."""
+        order = np.asarray(order)
         if self.world_size == 1:
             return order
         total = -(-len(order) // self.world_size) * self.world_size
-        padded = order + order[: total - len(order)]
+        padded = np.concatenate([order, order[: total - len(order)]])
         return padded[self.rank::self.world_size]
 
     def shard_eval(self, order: list[int]) -> list[int]:

@@ -29,6 +29,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, cast
@@ -47,7 +48,7 @@ from .errors import UserError
 from .optim import uncount_skipped_step
 from .report import Reporter
 from .rundir import is_disk_full
-from .schedule import (epoch_permutations, is_update_step, length_grouped, num_epochs_to_run, sampler_seed,
+from .schedule import (is_update_step, length_grouped, num_epochs_to_run, permutations, sampler_seed,
                        total_updates, warmup_updates)
 from .task import Task, TaskContext
 
@@ -200,7 +201,7 @@ class Engine:
         # Packed batches also carry host values (padding_free.HOST_KEYS), which stay here.
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-    def _loader(self, features, batches: list[list[int]]) -> DataLoader:
+    def _loader(self, features, batches: Iterable[list[int]]) -> DataLoader:
         inputs = features.select_columns([c for c in self.task.model_inputs if c in features.column_names])
         # Its own generator: creating an iterator then draws no number from the global RNG,
         # so dropout masks do not depend on how often data was loaded (exact resume).
@@ -234,16 +235,20 @@ class Engine:
                                   num_training_steps=num_training_steps)
         return optimizer, scheduler
 
-    def epoch_orders(self, features, seed: int, num_epochs: int) -> list[list[int]]:
-        """Every epoch's order of the whole training set (the one-process order; ranks slice it)."""
+    def epoch_orders(self, features, seed: int) -> Iterator[np.ndarray]:
+        """Each epoch's order of the whole training set (the one-process order; ranks slice it),
+        drawn when its epoch starts: a pretraining corpus of many millions of inputs holds one
+        epoch's order (8 bytes an input), not every epoch's as Python lists."""
         data_seed = sampler_seed(seed)
-        orders = epoch_permutations(len(features), data_seed, num_epochs)
-        if self.args.group_by_length:
-            lengths = self._lengths(features)
-            generator = torch.Generator().manual_seed(data_seed)
-            global_micro = self.args.per_device_train_batch_size * self.dist.world_size
-            orders = [length_grouped(o, lengths, global_micro, generator) for o in orders]
-        return orders
+        orders = permutations(len(features), data_seed)
+        if not self.args.group_by_length:
+            return orders
+        lengths = self._lengths(features)
+        generator = torch.Generator().manual_seed(data_seed)
+        global_micro = self.args.per_device_train_batch_size * self.dist.world_size
+        # One generator across epochs: epoch k's grouping follows epoch k-1's draws.
+        return (np.asarray(length_grouped(o.tolist(), lengths, global_micro, generator), dtype=np.int64)
+                for o in orders)
 
     # -- training ---------------------------------------------------------------------------
     def train(self, features, seed: int, evaluate: Optional[Callable[[], dict]] = None,
@@ -263,7 +268,7 @@ class Engine:
         self.train_model = self.wrapping.wrap_model(self.model, self.optimizer)
         if args.torch_compile:
             self.train_model = cast(torch.nn.Module, torch.compile(self.train_model))  # an OptimizedModule
-        orders = self.epoch_orders(features, seed, plan.num_epochs)
+        orders = self.epoch_orders(features, seed)
         if resume_from:
             self._load_checkpoint(resume_from)
         # Derived from this run's arguments, whatever the checkpoint said.
@@ -284,8 +289,11 @@ class Engine:
         self.bar = tqdm(total=plan.max_steps, initial=state.global_step, desc="train",
                         disable=args.disable_tqdm or not dist.is_main, dynamic_ncols=True)
         with StopOnSignal() as self.signals, self.bar:  # the bar closes however the loop ends
-            for epoch in range(state.epochs_done, plan.num_epochs):
-                if state.global_step >= plan.max_steps or not self._train_epoch(features, orders[epoch], epoch):
+            for epoch in range(plan.num_epochs):
+                order = next(orders)  # drawn for every epoch, also those a resumed run has done
+                if epoch < state.epochs_done:
+                    continue
+                if state.global_step >= plan.max_steps or not self._train_epoch(features, order, epoch):
                     break
                 self._end_epoch(epoch)
             self._settle()
@@ -304,16 +312,14 @@ class Engine:
             self.load_best_model()
         return metrics
 
-    def _train_epoch(self, features, order: list[int], epoch: int) -> bool:
+    def _train_epoch(self, features, order: np.ndarray, epoch: int) -> bool:
         """The rest of one epoch; False when --max_steps ended it early."""
-        per_rank = self.plan.per_rank_batch
-        rank_order = self.dist.shard(order, per_rank)
-        batches = [rank_order[i:i + per_rank] for i in range(0, len(rank_order), per_rank)]
         skip = self.state.steps_in_epoch_done
+        batches = EpochBatches(self.dist.shard(order, self.plan.per_rank_batch), self.plan.per_rank_batch, skip)
         if self.set_collator_epoch is not None:  # before the loader: its workers copy the collator
             self.set_collator_epoch(epoch)
-        for step, batch in enumerate(self._loader(features, batches[skip:]), start=skip):
-            update = is_update_step(step, len(batches), self.plan.accumulation)
+        for step, batch in enumerate(self._loader(features, batches), start=skip):
+            update = is_update_step(step, batches.in_epoch, self.plan.accumulation)
             with self.wrapping.no_sync(self.train_model, enabled=not update):
                 with self.autocast():
                     loss = self.train_model(**self._to_device(batch)).loss
@@ -572,6 +578,22 @@ class Engine:
         set_rng_state(saved["rng"])
         logger.info("Resumed from %s at update %d (epoch %d, micro-batch %d)", path, self.state.global_step,
                     self.state.epochs_done, self.state.steps_in_epoch_done)
+
+
+class EpochBatches:
+    """One rank's micro-batches of an epoch (lists of feature indices), from the `skip`-th on,
+    cut from its order as the loader asks for them."""
+
+    def __init__(self, order: np.ndarray, size: int, skip: int = 0) -> None:
+        self.order, self.size, self.skip = order, size, skip
+        self.in_epoch = -(-len(order) // size)  # micro-batches in the whole epoch
+
+    def __len__(self) -> int:
+        return max(self.in_epoch - self.skip, 0)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start in range(self.skip * self.size, len(self.order), self.size):
+            yield self.order[start:start + self.size].tolist()
 
 
 def _no_decay_parameter_names(model: torch.nn.Module) -> set[str]:

@@ -15,7 +15,9 @@ numbers (docs/training_semantics.md gives the source lines):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 
@@ -51,15 +53,23 @@ def sampler_seed(seed: int) -> int:
     return int(torch.empty((), dtype=torch.int64).random_().item())
 
 
-def epoch_permutations(n: int, seed: int, epochs: int) -> list[list[int]]:
-    """Epoch k's order: the k-th `torch.randperm(n)` of one generator seeded with `seed`.
+def permutations(n: int, seed: int) -> Iterator[np.ndarray]:
+    """Epoch 0, 1, 2...'s order, one at a time: the k-th `torch.randperm(n)` of one generator
+    seeded with `seed`, as int64 arrays (8 bytes a feature; only the epoch being read is held).
 
     This is what torch 1.10.1's RandomSampler gave the original, one permutation per pass.
     torch >= 1.11's RandomSampler draws an extra `randperm(n)[:0]` after each pass, so
     iterating today's sampler would give epoch k the permutation 2k: not used here."""
     generator = torch.Generator()
     generator.manual_seed(seed)
-    return [torch.randperm(n, generator=generator).tolist() for _ in range(epochs)]
+    while True:
+        yield torch.randperm(n, generator=generator).numpy()
+
+
+def epoch_permutations(n: int, seed: int, epochs: int) -> list[list[int]]:
+    """The first `epochs` of `permutations(n, seed)`, as lists."""
+    orders = permutations(n, seed)
+    return [next(orders).tolist() for _ in range(epochs)]
 
 
 def length_grouped(order: list[int], lengths: list[int], batch_size: int, generator: torch.Generator) -> list[int]:
