@@ -317,15 +317,23 @@ def test_drp_learns_when_the_relation_shows_in_the_text(tiny_model, tmp_path):
     assert results["eval_drp_accuracy_contiguous"] > 0.9 and results["eval_drp_accuracy_linked"] > 0.9
 
 
-def test_mlm_loss_weight_scales_only_the_mlm_term(full_run, model, corpus, tmp_path):
+def test_mlm_loss_weight_scales_only_the_mlm_term(full_run, model, corpus, tmp_path, caplog):
     """--mlm_loss_weight w: the training loss is w x MLM + DRP, and w is saved in the config
-    (the default run keeps the paper's plain sum, w = 1)."""
+    (the default run keeps the paper's plain sum, w = 1). The tiny model is a bare BertModel, so
+    its MLM head starts random: with w = 1 the run warns that DRP may not learn, with w < 1 not."""
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(full_run).mlm_loss_weight == 1.0
+    one_update = ("--max_steps", "1", "--do_eval", "false", "--eval_strategy", "no", "--save_strategy", "no")
+    warning = "ships no MLM head"
+    with caplog.at_level("WARNING", logger="linkbert"):
+        run_task(PretrainTask, pretrain_flags(model, corpus, tmp_path / "plain", *one_update))
+    assert warning in caplog.text and "--mlm_loss_weight 0.1" in caplog.text
+    caplog.clear()
     out = tmp_path / "weighted"
-    run_task(PretrainTask, pretrain_flags(model, corpus, out, "--mlm_loss_weight", "0.25", "--max_steps", "1",
-                                          "--do_eval", "false", "--eval_strategy", "no", "--save_strategy", "no"))
+    with caplog.at_level("WARNING", logger="linkbert"):
+        run_task(PretrainTask, pretrain_flags(model, corpus, out, "--mlm_loss_weight", "0.25", *one_update))
+    assert warning not in caplog.text
     assert AutoConfig.from_pretrained(out).mlm_loss_weight == 0.25
     net = LinkBertForPreTraining.from_pretrained(out).eval()
     torch.manual_seed(0)

@@ -231,6 +231,7 @@ def load_model(task: Task, config, local_only: bool = False):
     except OSError as e:
         raise _missing_model(m, e) from None
     untrained = loading.get("missing_keys") or []
+    task.check_new_weights(sorted(untrained))
     if untrained and not task.training_args.do_train and not task.training_args.allow_untrained_head:
         raise UserError("untrained_head", f"--model_name_or_path {m.model_name_or_path} has no trained weights for "
                         f"{', '.join(sorted(untrained)[:3])}{' ...' if len(untrained) > 3 else ''}: without --do_train "

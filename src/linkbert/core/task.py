@@ -197,6 +197,10 @@ class Task:
         """Further files scored with the dev or test set (none by default)."""
         return []
 
+    def check_new_weights(self, names: list[str]) -> None:
+        """Called with the weights the checkpoint did not hold (initialised randomly), before
+        training; a task may warn about a start it trains poorly from. Nothing by default."""
+
     def config_overrides(self) -> dict[str, Any]:
         """Model config values this task's flags set (saved with the model; none by default)."""
         return {}

@@ -19,6 +19,7 @@ The output folder is a `save_pretrained` folder that the fine-tuning modules and
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from linkbert.pretrain.inputs import (IGNORE, LINKED_SAMPLING, MASKING, RELATION
 from linkbert.pretrain.model import LinkBertForPreTraining
 
 SPLIT_CODES = {"train": 0, "validation": 1}
+logger = logging.getLogger("linkbert")
 
 
 @dataclass
@@ -181,6 +183,14 @@ class PretrainTask(Task):
         return PairSettings(self.relation_probabilities, a.linked_sampling, a.mlm_probability, a.whole_word_masking,
                             self.training_args.seed, t.cls_token_id, t.sep_token_id, t.mask_token_id, len(t),
                             dynamic_masking=split == "train" and a.masking == "dynamic")
+
+    def check_new_weights(self, names: list[str]) -> None:
+        if self.training_args.do_train and self.task_args.mlm_loss_weight == 1 and \
+                any(n.startswith("cls.predictions.") for n in names):
+            logger.warning("%s ships no MLM head (cls.predictions.* start random): with the plain sum MLM + DRP "
+                           "(--mlm_loss_weight 1) the new head's large MLM loss can keep DRP near chance for "
+                           "hundreds of updates; --mlm_loss_weight 0.1 lets both learn (README, Pretraining)",
+                           self.model_args.model_name_or_path)
 
     def config_overrides(self) -> dict[str, Any]:
         return {"mlm_loss_weight": self.task_args.mlm_loss_weight}
