@@ -350,6 +350,24 @@ def test_mlm_loss_weight_scales_only_the_mlm_term(full_run, model, corpus, tmp_p
     assert weighted.loss < summed.loss
 
 
+def test_collator_gives_the_masked_positions_and_the_heads_read_them(full_run):
+    """The collator finds the masked tokens on the host (`mlm_positions`, row-major, padding
+    included in the layout), so the heads never select by a mask on the device; the outputs are
+    those of the heads finding the positions themselves."""
+    rows = [{"input_ids": [2, 11, 12, 13, 3], "token_type_ids": [0] * 5, "mlm_labels": [-100, 7, -100, 9, -100],
+             "relation_label": 0},
+            {"input_ids": [2, 14, 3], "token_type_ids": [0] * 3, "mlm_labels": [-100, 8, -100], "relation_label": 2}]
+    batch = PretrainCollator(pad_id=0, pad_to_multiple_of=8)(rows)
+    assert batch["mlm_labels"].shape == (2, 8)
+    assert batch["mlm_positions"].tolist() == [1, 3, 9]  # row 1 starts at 8
+    net = LinkBertForPreTraining.from_pretrained(full_run).eval()
+    with torch.no_grad():
+        given = net(**batch)
+        found = net(**{k: v for k, v in batch.items() if k != "mlm_positions"})
+    assert torch.equal(given.loss, found.loss) and torch.equal(given.mlm_example_stats, found.mlm_example_stats)
+    assert given.mlm_example_stats[:, 1].tolist() == [2, 1]
+
+
 def test_output_folder_loads_as_masked_lm_and_fine_tunes(full_run, model, tmp_path):
     from transformers import AutoModelForMaskedLM
 

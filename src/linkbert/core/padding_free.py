@@ -234,13 +234,13 @@ def _qa_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_len
 
 
 def _pretrain_forward(self, input_ids, position_ids, packed_index, cu_seqlens, seq_lengths, padded_shape,
-                      token_type_ids=None, mlm_labels=None, relation_label=None, **kwargs):
+                      token_type_ids=None, mlm_labels=None, relation_label=None, mlm_positions=None, **kwargs):
     """LinkBertForPreTraining (linkbert.pretrain.model): the encoder on the packed tokens, then
     the model's own `heads` on the hidden states put back in place. The MLM head reads only the
     masked positions and DRP the pooled [CLS], so the zeros at padding positions are never used."""
     hidden = _encode(self, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens)
     return self.heads(_unpack(hidden, packed_index, padded_shape, 0.0), _pooled(self, hidden, cu_seqlens),
-                      mlm_labels, relation_label)
+                      mlm_labels, relation_label, mlm_positions)
 
 
 _FORWARDS: dict[str, Callable[..., Any]] = {

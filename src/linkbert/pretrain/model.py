@@ -23,7 +23,14 @@ from transformers import BertConfig
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.bert.modeling_bert import BertModel, BertOnlyMLMHead, BertPreTrainedModel
 
+from linkbert.pretrain.inputs import IGNORE  # the label of a token that is not masked
+
 NUM_RELATIONS = 3
+
+
+def masked_positions(mlm_labels: torch.Tensor) -> torch.Tensor:
+    """Where the masked tokens are in the flattened [batch x length] labels, in order."""
+    return (mlm_labels.reshape(-1) != IGNORE).nonzero().squeeze(1)
 
 
 @dataclass
@@ -61,24 +68,31 @@ class LinkBertForPreTraining(BertPreTrainedModel):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, mlm_labels: torch.Tensor | None = None,
-                relation_label: torch.Tensor | None = None, **kwargs) -> LinkBertPreTrainingOutput:
+                relation_label: torch.Tensor | None = None, mlm_positions: torch.Tensor | None = None,
+                **kwargs) -> LinkBertPreTrainingOutput:
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                         **kwargs)
-        return self.heads(out.last_hidden_state, out.pooler_output, mlm_labels, relation_label)
+        return self.heads(out.last_hidden_state, out.pooler_output, mlm_labels, relation_label, mlm_positions)
 
     def heads(self, sequence_output: torch.Tensor, pooled_output: torch.Tensor, mlm_labels: torch.Tensor | None,
-              relation_label: torch.Tensor | None) -> LinkBertPreTrainingOutput:
+              relation_label: torch.Tensor | None, mlm_positions: torch.Tensor | None = None
+              ) -> LinkBertPreTrainingOutput:
         """Both heads and the loss from the encoder's outputs ([batch, length, hidden] and the
-        pooled [batch, hidden]); also the padding-free forward's (linkbert.core.padding_free)."""
+        pooled [batch, hidden]); also the padding-free forward's (linkbert.core.padding_free).
+        `mlm_positions`: the masked tokens' places in the flattened [batch x length] labels, in
+        order, which the collator finds on the host; a masked selection here instead would make
+        the host wait for the device once per micro-batch (its size is data-dependent)."""
         relation_logits = self.document_relation(pooled_output)
         if mlm_labels is None:
             return LinkBertPreTrainingOutput(relation_logits=relation_logits,
                                              prediction_logits=self.cls(sequence_output))
-        masked = mlm_labels != -100
-        logits = self.cls(sequence_output[masked]).float()
-        targets = mlm_labels[masked]
+        if mlm_positions is None:  # called directly, without the collator
+            mlm_positions = masked_positions(mlm_labels)
+        hidden = sequence_output.reshape(-1, sequence_output.shape[-1]).index_select(0, mlm_positions)
+        logits = self.cls(hidden).float()
+        targets = mlm_labels.reshape(-1).index_select(0, mlm_positions)
         token_loss = nn.functional.cross_entropy(logits, targets, reduction="none")
-        mlm_loss = token_loss.sum() / masked.sum().clamp(min=1)
+        mlm_loss = token_loss.sum() / max(mlm_positions.numel(), 1)
         loss = mlm_loss
         relation_loss = None
         if relation_label is not None:
@@ -86,10 +100,10 @@ class LinkBertForPreTraining(BertPreTrainedModel):
             # The paper's loss is the plain sum; config.mlm_loss_weight (--mlm_loss_weight) scales MLM.
             loss = getattr(self.config, "mlm_loss_weight", 1.0) * mlm_loss + relation_loss
         # Per-input sums, for evaluation metrics weighted by masked tokens.
-        row = masked.nonzero()[:, 0]
+        row = mlm_positions // mlm_labels.shape[1]
         stats = torch.zeros(mlm_labels.shape[0], 3, device=mlm_labels.device, dtype=torch.float32)
         stats[:, 0].index_add_(0, row, token_loss.detach())
-        stats[:, 1] = masked.sum(dim=1)
+        stats[:, 1] = (mlm_labels != IGNORE).sum(dim=1)
         stats[:, 2].index_add_(0, row, (logits.argmax(-1) == targets).float())
         return LinkBertPreTrainingOutput(loss=loss, mlm_loss=mlm_loss.detach(), relation_loss=relation_loss,
                                          mlm_example_stats=stats, relation_logits=relation_logits)

@@ -37,7 +37,7 @@ from linkbert.core.task import Task, TaskContext
 from linkbert.pretrain.corpus import LinkGraph, held_out_documents, read_corpus
 from linkbert.pretrain.inputs import (IGNORE, LINKED_SAMPLING, MASKING, RELATIONS, DynamicMasking, PairBuilder,
                                      PairSettings, SegmentStore)
-from linkbert.pretrain.model import LinkBertForPreTraining
+from linkbert.pretrain.model import LinkBertForPreTraining, masked_positions
 
 SPLIT_CODES = {"train": 0, "validation": 1}
 logger = logging.getLogger("linkbert")
@@ -275,7 +275,8 @@ def tokenise_documents(batch: dict[str, list], indices: list[int], tokenizer) ->
 
 class PretrainCollator:
     """Pads inputs (pad id), token types (0) and MLM labels (ignored) to the longest input, to a
-    multiple of 8 under mixed precision, and builds the attention mask. Inputs stored unmasked
+    multiple of 8 under mixed precision, and builds the attention mask and the masked tokens'
+    positions (`mlm_positions`, found here on the host). Inputs stored unmasked
     (dynamic masking: no `mlm_labels`) are masked here, with the epoch the engine last set."""
 
     def __init__(self, pad_id: int, pad_to_multiple_of: Optional[int], masking: Optional[DynamicMasking] = None) -> None:
@@ -309,6 +310,7 @@ class PretrainCollator:
             batch["attention_mask"][i, :n] = 1
             batch["mlm_labels"][i, :n] = torch.tensor(r["mlm_labels"])
         batch["relation_label"] = torch.tensor([r["relation_label"] for r in rows], dtype=torch.long)
+        batch["mlm_positions"] = masked_positions(batch["mlm_labels"])  # on the host: see model.heads
         return batch
 
 
