@@ -22,7 +22,8 @@ built from `BertConfig`. Checks, each reported as pass / fail / skipped with its
   the original configuration (pad to max length, per-parameter AdamW) vs the project's defaults
   (dynamic padding, fused AdamW) vs --padding_free, on lengths drawn like the BLURB/MRQA data;
 - host_syncs: host-device synchronisations inside the update loop
-  (`torch.cuda.set_sync_debug_mode`), counted between two logging boundaries.
+  (`torch.cuda.set_sync_debug_mode`), counted between two logging boundaries, for fine-tuning and
+  pretraining, with and without --padding_free.
 
 Writes OUT/gpu_report.json and OUT/gpu_report.md (a Markdown table per check), prints the
 Markdown, and exits 1 if a check failed. In --cpu_smoke mode every check runs its code path on
@@ -52,6 +53,8 @@ from linkbert.core.args import TrainingArguments  # noqa: E402
 from linkbert.core.engine import Engine  # noqa: E402
 from linkbert.core.run import batch_pad_multiple, run  # noqa: E402
 from linkbert.core.task import Task, TaskContext  # noqa: E402
+from linkbert.pretrain.model import LinkBertForPreTraining  # noqa: E402
+from linkbert.pretrain.run_pretrain import PretrainCollator  # noqa: E402
 from linkbert.tasks import TASKS as REGISTRY  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,6 +231,38 @@ class PaddedTask(Task):
         return collate
 
 
+class PretrainingTask(Task):
+    """Just enough pretraining for `Engine.train`: stored masks, the real collator (which finds
+    the masked positions on the host) and the real model's loss."""
+
+    name = "gpu_check_pretrain"
+    model_inputs = ("input_ids", "token_type_ids", "mlm_labels", "relation_label")
+    label_columns = ()
+
+    def __init__(self, args) -> None:
+        super().__init__(None, None, args, None)
+
+    def collator(self, ctx):
+        return PretrainCollator(0, ctx.pad_to_multiple_of)
+
+
+def pretraining_features(n: int, max_length: int, vocab_size: int):
+    """`synthetic_features`' token ids as two segments, 15% of the tokens masked, random relations."""
+    import numpy as np
+
+    features, _ = synthetic_features(n, max_length, vocab_size)
+    rng = np.random.default_rng(1)
+
+    def add(row: dict) -> dict:
+        ids = row["input_ids"]
+        labels = [-100] * len(ids)
+        for i in rng.choice(np.arange(1, len(ids) - 1), size=max(1, round(0.15 * (len(ids) - 2))), replace=False):
+            labels[i] = ids[i]
+        return {"token_type_ids": [0] * (len(ids) // 2) + [1] * (len(ids) - len(ids) // 2), "mlm_labels": labels,
+                "relation_label": int(rng.integers(3))}
+    return features.map(add, remove_columns=["labels"])
+
+
 def synthetic_features(n: int, max_length: int, vocab_size: int, choices: int = 0, full: bool = False):
     import datasets
     import numpy as np
@@ -254,19 +289,22 @@ def bert(size: str, ctx, head: str = "seqcls"):
                                                          intermediate_size=128)
     config = BertConfig(vocab_size=30522, max_position_embeddings=512, num_labels=2, **shape)
     torch.manual_seed(0)
+    model_class = {"mc": BertForMultipleChoice, "pretrain": LinkBertForPreTraining}.get(head,
+                                                                                      BertForSequenceClassification)
     with torch.device("cuda" if ctx.cuda else "cpu"):  # BERT-large initialises much faster on the GPU
-        model = (BertForMultipleChoice if head == "mc" else BertForSequenceClassification)(config)
+        model = model_class(config)
     return model, config
 
 
 def run_engine(ctx, model, flags: dict, features, max_length: int, steps: int, original: bool = False,
-               choices: int = 0, logging_steps: int = 500) -> float:
+               choices: int = 0, logging_steps: int = 500, pretraining: bool = False) -> float:
     """`Engine.train` for `steps` updates; returns the seconds they took (after one warm-up)."""
     args = TrainingArguments(output_dir=str(ctx.out / "engine"), save_strategy="no", disable_tqdm=True,
                              learning_rate=1e-5, max_steps=steps, logging_steps=logging_steps,
                              use_cpu=not ctx.cuda, **flags)
     dist_cls = common.OriginalOptimizerDist if original else common.DistState
-    engine = Engine(model, PaddedTask(args, max_length, original, choices),
+    task = PretrainingTask(args) if pretraining else PaddedTask(args, max_length, original, choices)
+    engine = Engine(model, task,
                     TaskContext(None, max_length, pad_to_multiple_of=batch_pad_multiple(args)), args, dist_cls(args))
     common.sync()
     start = time.perf_counter()
@@ -333,21 +371,38 @@ def check_throughput(ctx) -> tuple:
              ("" if ctx.cuda else "; CPU smoke: figures say nothing")])
 
 
+def sync_variants(ctx, steps: int, batch: int) -> list[tuple[str, Callable[[int], None]]]:
+    """What the host-sync check times: (name, run(updates)) for fine-tuning and pretraining,
+    with and without --padding_free, on BERT-base (tiny shapes on the CPU)."""
+    length = 128
+    variants = []
+    for name, kind, packed in (("defaults", "seqcls", False), ("--padding_free", "seqcls", True),
+                               ("pretraining", "pretrain", False), ("pretraining --padding_free", "pretrain", True)):
+        pretraining = kind == "pretrain"
+        model, _ = bert("base", ctx, head=kind)
+        features = pretraining_features(batch * steps, length, 30522) if pretraining else \
+            synthetic_features(batch * steps, length, 30522)[0]
+        options = dict(per_device_train_batch_size=batch, bf16=True, **({"padding_free": True} if packed else {}))
+
+        def train(updates: int, model=model, features=features, options=options, pretraining=pretraining) -> None:
+            run_engine(ctx, model, options, features.select(range(batch * updates)), length, updates,
+                       logging_steps=updates, pretraining=pretraining)
+        variants.append((name, train))
+    return variants
+
+
 def check_host_syncs(ctx) -> tuple:
     if not ctx.cuda:
         return "skipped", [], [], ["needs CUDA (torch.cuda.set_sync_debug_mode)"]
     rows, failed = [], False
     steps = 8
-    features, _ = synthetic_features(32 * steps, 128, 30522)
-    for variant, flags in (("defaults", {}), ("--padding_free", {"padding_free": True})):
-        model, _ = bert("base", ctx)
-        options = dict(per_device_train_batch_size=32, bf16=True, **flags)
-        run_engine(ctx, model, options, features.select(range(32)), 128, 1)  # warm-up
+    for variant, train in sync_variants(ctx, steps, batch=32):
+        train(1)  # warm-up
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                run_engine(ctx, model, options, features, 128, steps, logging_steps=steps)
+                train(steps)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
         syncs = [w for w in caught if "synchroniz" in str(w.message)]
@@ -359,8 +414,9 @@ def check_host_syncs(ctx) -> tuple:
         failed |= per_update >= 1  # one logging boundary in `steps` updates: fewer than one per update
         rows.append([variant, str(len(syncs)), f"{per_update:.1f}", ", ".join(f"{p} x{n}" for p, n in places.items())])
     return ("fail" if failed else "pass", ["variant", "synchronisations", "per update", "where"], rows,
-            [f"BERT-base, bf16, {steps} updates with one logging boundary (logging_steps {steps}); "
-             "pass: fewer than one synchronisation per update."])
+            [f"BERT-base, bf16, {steps} updates with one logging boundary (logging_steps {steps}), fine-tuning "
+             "(sequence classification) and pretraining (MLM + DRP); pass: fewer than one synchronisation per "
+             "update."])
 
 
 CHECKS: dict[str, Callable] = {"tasks": check_tasks, "cpu_equal": check_cpu_equal, "sharding": check_sharding,

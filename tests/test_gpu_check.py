@@ -35,3 +35,24 @@ def test_gpu_check_cpu_smoke_runs_every_check_and_writes_its_report(tmp_path):
     assert all(float(row[4]) > 0 for row in checks["throughput"]["rows"])
     markdown = (tmp_path / "gpu_report.md").read_text()
     assert all(f"## {name}: " in markdown for name in checks)
+
+
+def test_host_sync_variants_train_on_the_cpu(tmp_path):
+    """The host-sync check's runs (its counting needs CUDA): fine-tuning and pretraining, with and
+    without --padding_free, each trains one update through the engine on tiny shapes."""
+    from types import SimpleNamespace
+
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    variants = gpu_check.sync_variants(SimpleNamespace(cuda=False, out=tmp_path), steps=1, batch=2)
+    assert [name for name, _ in variants] == ["defaults", "--padding_free", "pretraining", "pretraining --padding_free"]
+    for name, train in variants:
+        train(1)
+    features = gpu_check.pretraining_features(4, 32, 30522)
+    row = features[0]
+    masked = [i for i, label in enumerate(row["mlm_labels"]) if label != -100]
+    assert masked and all(row["mlm_labels"][i] == row["input_ids"][i] for i in masked)
+    assert len(row["token_type_ids"]) == len(row["input_ids"]) and row["relation_label"] in (0, 1, 2)
