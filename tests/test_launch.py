@@ -47,7 +47,7 @@ def test_relaunch_skips_done_runs_reruns_failed_ones_and_status_says_which(tmp_p
 
 def test_a_stopped_run_resumes_from_its_checkpoint_a_changed_one_starts_over(tmp_path):
     out = tmp_path / "run"
-    run = Run(label="x", output_dir=str(out), argv=["python", "-m", "m", "--do_train", "--overwrite_output_dir"])
+    run = Run(label="x", folder=str(out), argv=["python", "-m", "m", "--do_train", "--overwrite_output_dir"])
     assert attempt_argv(run) == (run.argv, None)
     for step in (40, 120):
         (out / f"checkpoint-{step}").mkdir(parents=True)
@@ -66,10 +66,10 @@ def test_a_plan_waits_for_success_or_for_the_end_of_its_runs(tmp_path):
     """`after`: only once they succeeded; `after_any` (a pick-the-best step): once they ended."""
     def run(name: str, code: int, **kw) -> Run:
         script = f"echo ran {name} >> {tmp_path}/order; exit {code}"
-        return Run(label=name, output_dir=str(tmp_path / name), argv=["bash", "-c", script], **kw)
+        return Run(label=name, folder=str(tmp_path / name), argv=["bash", "-c", script], **kw)
 
     configs = [run("a", 0), run("b", 3)]
-    dirs = [r.output_dir for r in configs]
+    dirs = [r.folder for r in configs]
     plan = [*configs, run("needs_all", 0, after=dirs), run("pick_best", 0, after=dirs, after_any=True)]
     lines: list[str] = []
     assert launch(plan, say=lines.append) == 1
@@ -84,11 +84,11 @@ def test_a_relaunch_reruns_a_pick_step_whose_runs_ended_after_it(tmp_path):
     flag.write_text("")
 
     def run(name: str, script: str, **kw) -> Run:
-        return Run(label=name, output_dir=str(tmp_path / name), argv=["bash", "-c", f"echo {name} >> {tmp_path}/order; {script}"],
+        return Run(label=name, folder=str(tmp_path / name), argv=["bash", "-c", f"echo {name} >> {tmp_path}/order; {script}"],
                    **kw)
 
     configs = [run("a", "true"), run("b", f"test ! -e {flag}")]
-    plan = [*configs, run("pick", "true", after=[r.output_dir for r in configs], after_any=True, cpu_only=True)]
+    plan = [*configs, run("pick", "true", after=[r.folder for r in configs], after_any=True, cpu_only=True)]
     assert launch(plan, say=lambda line: None) == 1
     flag.unlink()
     lines: list[str] = []
@@ -104,11 +104,28 @@ def test_a_relaunch_reruns_a_pick_step_whose_runs_ended_after_it(tmp_path):
 def test_in_parallel_a_cpu_only_step_takes_no_gpu(tmp_path):
     def run(name: str, **kw) -> Run:
         script = f"echo {name}=[$CUDA_VISIBLE_DEVICES] >> {tmp_path}/seen"
-        return Run(label=name, output_dir=str(tmp_path / name), argv=["bash", "-c", script], **kw)
+        return Run(label=name, folder=str(tmp_path / name), argv=["bash", "-c", script], **kw)
 
     plan = [run("a"), run("pick", after=[str(tmp_path / "a")], after_any=True, cpu_only=True)]
     assert launch(plan, gpus=["7"], say=lambda line: None) == 0
     assert (tmp_path / "seen").read_text().split() == ["a=[7]", "pick=[]"]
+
+
+def test_a_plan_file_names_each_run_folder_as_folder_or_as_output_dir(tmp_path):
+    """Plan files written before the rename (key "output_dir") still read; a run without either is
+    one bad_flag_value line naming the file."""
+    from linkbert.core.errors import UserError
+    from linkbert.launch.plan import plan_file_runs
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"runs": [{"folder": "runs/a", "argv": ["true"]},
+                                         {"label": "b", "output_dir": "runs/b", "argv": ["true"], "after": ["runs/a"]}]}))
+    runs = plan_file_runs(plan)
+    assert [(r.label, r.folder, r.after) for r in runs] == [("runs/a", "runs/a", []), ("b", "runs/b", ["runs/a"])]
+    plan.write_text(json.dumps({"runs": [{"label": "c", "argv": ["true"]}]}))
+    with pytest.raises(UserError, match="not a plan file") as refused:
+        plan_file_runs(plan)
+    assert refused.value.kind == "bad_flag_value" and str(plan) in str(refused.value)
 
 
 def test_paths_resolve_against_the_repository_from_any_folder(tmp_path, monkeypatch):
@@ -226,7 +243,7 @@ def test_a_relaunch_reruns_a_run_that_loads_a_rerun_model_but_not_one_that_only_
     medqa = tmp_path / "medqa"
 
     def run(name: str, *argv: str, **kw) -> Run:
-        return Run(label=name, output_dir=str(tmp_path / name),
+        return Run(label=name, folder=str(tmp_path / name),
                    argv=["bash", "-c", f"echo {name} >> {tmp_path}/order", name, *argv], **kw)
 
     plan = [run("medqa"), run("mmlu", "--model_name_or_path", str(medqa), after=[str(medqa)]),
@@ -264,7 +281,7 @@ def test_a_launched_run_names_the_launcher_command_when_interrupted(tmp_path, mo
     out = tmp_path / "run"
     out.mkdir()
     show = "import os; print('resume:', os.environ.get('LINKBERT_RESUME_COMMAND'))"
-    run = Run(label="x", output_dir=str(out), argv=[sys.executable, "-c", show])
+    run = Run(label="x", folder=str(out), argv=[sys.executable, "-c", show])
     assert launch([run], resume="SMOKE=1 bash run_examples_x.sh", say=lambda line: None) == 0
     assert "resume: SMOKE=1 bash run_examples_x.sh" in (out / "log.txt").read_text()
     assert "LINKBERT_RESUME_COMMAND" not in os.environ  # set for the runs only

@@ -44,7 +44,7 @@ def free_port() -> int:
 def node_command(tmp_path: Path, argv: list[str], out: Path) -> list[str]:
     """The command the launcher's dry run prints for a run of 2 nodes x 1 CPU process."""
     plan = tmp_path / f"{out.name}.plan.json"
-    plan.write_text(json.dumps({"runs": [{"label": out.name, "output_dir": str(out), "argv": argv}]}))
+    plan.write_text(json.dumps({"runs": [{"label": out.name, "folder": str(out), "argv": argv}]}))
     printed = subprocess.run([sys.executable, "-m", "linkbert.launch", "plan", str(plan), "--dry-run", "--nodes", "2",
                               "--gpus-per-node", "0", "--nproc_per_node", "1", "--rdzv-endpoint",
                               f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=120, check=True)

@@ -125,7 +125,7 @@ def test_a_second_launcher_skips_the_live_run_and_writes_nothing_into_it(tmp_pat
     script = (f"echo first line; until grep -q 'first line' {out}/log.txt 2>/dev/null; do sleep 0.05; done; "
               f"touch {tmp_path}/started; while [ ! -e {go} ]; do sleep 0.05; done; echo last line")
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"runs": [{"label": "slow", "output_dir": str(out), "argv": ["bash", "-c", script]}]}))
+    plan.write_text(json.dumps({"runs": [{"label": "slow", "folder": str(out), "argv": ["bash", "-c", script]}]}))
     command = [sys.executable, "-m", "linkbert.launch", "plan", str(plan)]
     first = subprocess.Popen(command, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -127,17 +127,17 @@ def scenarios(cluster, tiny_model, tmp_path_factory):
              "--max_seq_length", "128", "--disable_tqdm", "--save_strategy", "no", "--overwrite_output_dir"]
     out["plain"], out["preempted"] = root / "pre" / "plain", root / "pre" / "preempted"
     launch_plan(cluster, root / "preemption.json", [
-        {"label": name, "output_dir": str(out[name]), "argv": seqcls_command(slow, out[name], *flags)}
+        {"label": name, "folder": str(out[name]), "argv": seqcls_command(slow, out[name], *flags)}
         for name in ("plain", "preempted")])
     # 4. A run that fails (a typo'd flag) and one that needs it.
     out["broken"], out["after_broken"] = root / "fail" / "broken", root / "fail" / "after_broken"
     out["fail_runs"] = [
-        {"label": "broken", "output_dir": str(out["broken"]),
+        {"label": "broken", "folder": str(out["broken"]),
          "argv": seqcls_command(tiny, out["broken"], "--learning_rat", "1e-3")},
-        {"label": "after_broken", "output_dir": str(out["after_broken"]), "after": [str(out["broken"])],
+        {"label": "after_broken", "folder": str(out["after_broken"]), "after": [str(out["broken"])],
          "argv": seqcls_command(tiny, out["after_broken"], "--max_steps", "1")},
         # A "pick the best" step reads whatever its runs left: it runs once they ended, however.
-        {"label": "pick", "output_dir": str(root / "fail" / "pick"), "after": [str(out["broken"])],
+        {"label": "pick", "folder": str(root / "fail" / "pick"), "after": [str(out["broken"])],
          "after_any": True, "argv": ["bash", "-c", "echo picked"]}]
     launch_plan(cluster, root / "fail.json", out["fail_runs"])
     return out
@@ -240,7 +240,7 @@ def test_a_failed_run_and_the_run_that_needed_it_show_as_failed(cluster, scenari
 
 def test_a_job_sbatch_refuses_is_one_error_line_and_shows_as_not_submitted(cluster, tmp_path):
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"runs": [{"label": "x", "output_dir": str(tmp_path / "x"), "argv": ["true"]}]}))
+    plan.write_text(json.dumps({"runs": [{"label": "x", "folder": str(tmp_path / "x"), "argv": ["true"]}]}))
     result = subprocess.run([sys.executable, "-m", "linkbert.launch", "plan", str(plan), *SLURM_FLAGS,
                              "--partition", "no_such_partition"], env=cluster, capture_output=True, text=True,
                             timeout=120, check=False)
@@ -273,7 +273,7 @@ def preempted_job_ends_with_the_one_process_weights(env: dict, tiny_model, tmp_p
 
     out = tmp_path / "two_processes"
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"runs": [{"label": "two_processes", "output_dir": str(out), "argv": [
+    plan.write_text(json.dumps({"runs": [{"label": "two_processes", "folder": str(out), "argv": [
         sys.executable, "-u", "-m", TASKS["chemprot_hf"].module, *flags(4, out)]}]}))
     submitted = subprocess.run([sys.executable, "-m", "linkbert.launch", "plan", str(plan), *SLURM_FLAGS,
                                 *shape, "--signal-lead", "60"], env=env, capture_output=True, text=True,

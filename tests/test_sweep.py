@@ -16,7 +16,7 @@ def test_the_grid_and_its_commands(tmp_path):
     runs = sweep.glue_runs("mnli", "michiyasunaga/LinkBERT-base", tmp_path / "data", tmp_path / "out")
     assert len(runs) == 5 * 3 * 3
     assert {r.config["learning_rate"] for r in runs} == {5e-6, 1e-5, 2e-5, 3e-5, 5e-5}
-    assert len({r.output_dir for r in runs}) == 45 and runs[0].name == "lr5e-06_bs16_ep3"
+    assert len({r.folder for r in runs}) == 45 and runs[0].name == "lr5e-06_bs16_ep3"
     argv = runs[0].argv
     assert argv[argv.index("--max_seq_length") + 1] == "128" and "--validation_mismatched_file" in argv
     assert "--do_predict" in argv and "--test_mismatched_file" in argv
@@ -26,8 +26,8 @@ def test_the_grid_and_its_commands(tmp_path):
 
 
 def write_eval(run, **scores):
-    run.output_dir.mkdir(parents=True)
-    (run.output_dir / "eval_results.json").write_text(json.dumps({f"eval_{k}": v for k, v in scores.items()}))
+    run.folder.mkdir(parents=True)
+    (run.folder / "eval_results.json").write_text(json.dumps({f"eval_{k}": v for k, v in scores.items()}))
 
 
 def test_pick_best_uses_the_glue_task_score(tmp_path):
@@ -52,16 +52,16 @@ def test_two_config_sweep_on_the_tiny_model(glue_data, glue_model, tmp_path):  #
     results = sweep.pick_best("mrpc", runs, tmp_path / "sweep")
     recomputed = {}
     for run in runs:
-        records = read_jsonl(run.output_dir / "eval_predictions.jsonl")
+        records = read_jsonl(run.folder / "eval_predictions.jsonl")
         scores = glue.glue_metrics("mrpc", [r["prediction"] for r in records], [r["label"] for r in records])
         recomputed[run.name] = (scores["f1"] + scores["accuracy"]) / 2
     best = max(recomputed, key=recomputed.get)  # the first of equal scores, as pick_best
     assert results["best"]["name"] == best
     assert {e["name"]: e["dev_score"] for e in results["configurations"]} == pytest.approx(recomputed)
-    assert (tmp_path / "sweep" / "MRPC.tsv").read_text() == (runs[[r.name for r in runs].index(best)].output_dir
+    assert (tmp_path / "sweep" / "MRPC.tsv").read_text() == (runs[[r.name for r in runs].index(best)].folder
                                                             / "MRPC.tsv").read_text()
     # Resumable: finished configurations are skipped; an unfinished one runs again.
-    (runs[1].output_dir / "eval_results.json").unlink()
+    (runs[1].folder / "eval_results.json").unlink()
     ran.clear()
     sweep.run_locally(runs, runner)
     assert ran == [runs[1].name]

@@ -11,12 +11,12 @@ The LinkBERT paper fine-tunes GLUE with max_seq_length 128 and a grid over learn
 5e-6, 1e-5, 2e-5, 3e-5, 5e-5; batch sizes 16, 32, 64; epochs 3, 5, 10 (45 configurations).
 `--learning_rates`, `--batch_sizes`, `--epochs` narrow it (the large tasks are costly).
 
-Each configuration is one `linkbert.seqcls.run_seqcls` run into `<output_dir>/lr<LR>_bs<B>_ep<E>/`
+Each configuration is one `linkbert.seqcls.run_seqcls` run into `<sweep folder>/lr<LR>_bs<B>_ep<E>/`
 (log in its log.txt). Runs go one after another; a configuration whose results are complete (and
 whose run_args.json holds the same arguments) is skipped, so a rerun after a crash continues where
 the sweep stopped. Then `pick_best` scores each configuration on dev with
 `linkbert.metrics.glue.task_score` (a task's metrics averaged, MNLI matched and mismatched
-averaged), writes `<output_dir>/sweep_results.json` with every configuration's score and the chosen
+averaged), writes `<sweep folder>/sweep_results.json` with every configuration's score and the chosen
 one (ties: the first in grid order), and copies the chosen run's GLUE submission files beside it.
 Parallel runs and clusters are a launcher's job: it takes the runs from `glue_runs` (an output
 folder and argv each) and calls `pick_best` once they are done.
@@ -53,15 +53,15 @@ MAX_SEQ_LENGTH = 128
 
 @dataclass
 class SweepRun:
-    """One configuration: where it writes, and the arguments of `python -m MODULE`."""
-    output_dir: Path
+    """One configuration: its run folder, and the arguments of `python -m MODULE`."""
+    folder: Path
     argv: list[str]
     config: dict = field(default_factory=dict)
     module: str = MODULE
 
     @property
     def name(self) -> str:
-        return self.output_dir.name
+        return self.folder.name
 
     def command(self, python: str = sys.executable) -> list[str]:
         return [python, "-u", "-m", self.module, *self.argv]
@@ -72,7 +72,7 @@ def config_name(config: dict) -> str:
             f"_ep{config['num_train_epochs']:g}")
 
 
-def glue_runs(task: str, model: str, data_dir: str | Path, output_dir: str | Path,
+def glue_runs(task: str, model: str, data_dir: str | Path, sweep_dir: str | Path,
               grid: Optional[Mapping[str, Sequence]] = None, extra_flags: Sequence[str] = ()) -> list[SweepRun]:
     """Every configuration of `grid` (default `GRID`) for one GLUE task, in grid order. Data:
     `data_dir/{train,dev,test}.json` as scripts/preprocess_glue.py writes them (MNLI also
@@ -80,7 +80,7 @@ def glue_runs(task: str, model: str, data_dir: str | Path, output_dir: str | Pat
     if task not in glue.TASKS:
         raise UserError("bad_flag_value", f"--task_name {task!r}: choose one of {', '.join(glue.TASKS)}")
     grid = grid or GRID
-    data, out = Path(data_dir), Path(output_dir)
+    data, out = Path(data_dir), Path(sweep_dir)
     files = ["--train_file", data / "train.json", "--validation_file", data / "dev.json", "--test_file",
              data / "test.json"]
     if task == "mnli":
@@ -104,8 +104,8 @@ def is_finished(run: SweepRun) -> bool:
     """Its dev results (and test results, if it predicts) are written (a run writes them last), by
     a run with the same arguments (run_args.json; changed flags mean a new run)."""
     needed = ["eval_results.json"] + (["predict_results.json"] if "--do_predict" in run.argv else [])
-    recorded = (read_json_or_none(run.output_dir / "run_args.json") or {}).get("argv") or []
-    written = all(read_json_or_none(run.output_dir / name) is not None for name in needed)
+    recorded = (read_json_or_none(run.folder / "run_args.json") or {}).get("argv") or []
+    written = all(read_json_or_none(run.folder / name) is not None for name in needed)
     return recorded[-len(run.argv):] == run.argv and written
 
 
@@ -116,8 +116,8 @@ def missing_data(run: SweepRun) -> list[str]:
 
 
 def subprocess_runner(run: SweepRun) -> int:
-    run.output_dir.mkdir(parents=True, exist_ok=True)
-    with open(run.output_dir / "log.txt", "a", encoding="utf-8") as log:
+    run.folder.mkdir(parents=True, exist_ok=True)
+    with open(run.folder / "log.txt", "a", encoding="utf-8") as log:
         return subprocess.run(run.command(), stdout=log, stderr=subprocess.STDOUT, check=False).returncode
 
 
@@ -130,7 +130,7 @@ def run_locally(runs: Sequence[SweepRun], runner: Callable[[SweepRun], int] = su
             print(f"[{i}/{len(runs)}] {run.name}: finished earlier, skipped")
             status[run.name] = 0
             continue
-        print(f"[{i}/{len(runs)}] {run.name}: running (log: {run.output_dir / 'log.txt'})", flush=True)
+        print(f"[{i}/{len(runs)}] {run.name}: running (log: {run.folder / 'log.txt'})", flush=True)
         status[run.name] = runner(run)
         if status[run.name]:
             print(f"[{i}/{len(runs)}] {run.name}: FAILED (exit {status[run.name]})")
@@ -153,9 +153,9 @@ def pick_best(task: str, runs: Sequence[SweepRun], sweep_dir: str | Path) -> dic
     sweep_dir = Path(sweep_dir)
     entries = []
     for run in runs:
-        eval_results = read_json_or_none(run.output_dir / "eval_results.json") or {}
+        eval_results = read_json_or_none(run.folder / "eval_results.json") or {}
         score = dev_score(task, eval_results)
-        entries.append({"name": run.name, "output_dir": str(run.output_dir), **run.config, "dev_score": score,
+        entries.append({"name": run.name, "output_dir": str(run.folder), **run.config, "dev_score": score,
                         "eval": {k: v for k, v in eval_results.items() if not k.endswith(("runtime", "second"))}})
     scored = [e for e in entries if e["dev_score"] is not None]
     best = max(scored, key=lambda e: e["dev_score"]) if scored else None  # max keeps the first of ties
@@ -165,7 +165,8 @@ def pick_best(task: str, runs: Sequence[SweepRun], sweep_dir: str | Path) -> dic
                "best": best}
     write_json(sweep_dir / "sweep_results.json", results)
     if best:
-        for tsv in Path(best["output_dir"]).glob("*.tsv"):
+        chosen = next(run for run in runs if run.name == best["name"])
+        for tsv in chosen.folder.glob("*.tsv"):
             shutil.copyfile(tsv, sweep_dir / tsv.name)
     return results
 
@@ -174,7 +175,7 @@ def launcher_runs(task: str, runs: Sequence[SweepRun], argv: list[str], extra: l
     """The grid as the launcher's runs (one SLURM job, or one GPU, each), then the pick-the-best
     step, which starts once every configuration has ended, however it ended, needs no GPU, and
     runs again on a relaunch when a configuration ended after it."""
-    configurations = [Run(label=f"{task}/{r.name}", output_dir=str(r.output_dir), argv=r.command(), task=task)
+    configurations = [Run(label=f"{task}/{r.name}", folder=str(r.folder), argv=r.command(), task=task)
                       for r in runs]
     own_flags, skip = [], False  # this command's flags less the launcher's, plus --pick_best
     for flag in argv:
@@ -182,9 +183,9 @@ def launcher_runs(task: str, runs: Sequence[SweepRun], argv: list[str], extra: l
             skip = flag == "--backend"
             continue
         own_flags.append(flag)
-    sweep_dir = str(Path(runs[0].output_dir).parent)
-    pick = Run(label=f"{task}/pick_best", output_dir=sweep_dir, task=task, after_any=True, cpu_only=True,
-               after=[r.output_dir for r in configurations],
+    sweep_dir = str(Path(runs[0].folder).parent)
+    pick = Run(label=f"{task}/pick_best", folder=sweep_dir, task=task, after_any=True, cpu_only=True,
+               after=[r.folder for r in configurations],
                argv=[sys.executable, "-m", "linkbert.sweep", *own_flags, "--pick_best", "--", *extra])
     return [*configurations, pick]
 
@@ -201,7 +202,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--task_name", required=True, help=", ".join(glue.TASKS))
     parser.add_argument("--model_name_or_path", required=True)
     parser.add_argument("--data_dir", required=True, type=Path, help="data/seqcls/glue/<task>")
-    parser.add_argument("--output_dir", required=True, type=Path, help="the sweep folder (one subfolder per run)")
+    parser.add_argument("--output_dir", dest="sweep_dir", required=True, type=Path,
+                        help="the sweep folder (one subfolder per run)")
     parser.add_argument("--learning_rates", nargs="+", type=float, default=GRID["learning_rate"])
     parser.add_argument("--batch_sizes", nargs="+", type=int, default=GRID["per_device_train_batch_size"])
     parser.add_argument("--epochs", nargs="+", type=float, default=GRID["num_train_epochs"])
@@ -212,10 +214,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         grid = {"learning_rate": args.learning_rates, "per_device_train_batch_size": args.batch_sizes,
                 "num_train_epochs": args.epochs}
         runs = glue_runs(args.task_name.lower().replace("-", ""), args.model_name_or_path, args.data_dir,
-                         args.output_dir, grid, extra)
+                         args.sweep_dir, grid, extra)
         task = args.task_name.lower().replace("-", "")
         if not args.pick_best and (args.backend == "slurm" or os.environ.get("PARALLEL") == "1"):
-            return run_launch(launcher_runs(task, runs, argv, extra), args, str(args.output_dir), dict(os.environ),
+            return run_launch(launcher_runs(task, runs, argv, extra), args, str(args.sweep_dir), dict(os.environ),
                               resume)
         missing = missing_data(runs[0])  # every configuration reads the same files
         if args.dry_run:
@@ -229,7 +231,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise UserError("missing_file", f"{len(missing)} data file(s) missing, e.g. {missing[0]}; nothing ran. "
                             "Convert GLUE with scripts/preprocess_glue.py", path=args.data_dir)
         failed = 0 if args.pick_best else sum(1 for code in run_locally(runs).values() if code)
-        results = pick_best(task, runs, args.output_dir)
+        results = pick_best(task, runs, args.sweep_dir)
     except UserError as e:
         print(e, file=sys.stderr)
         return 2
@@ -237,8 +239,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"interrupted; to resume, run:  {resume}", file=sys.stderr)
         return 130
     best = results["best"]
-    print(f"{args.output_dir / 'sweep_results.json'}: best {best['name']} (dev {best['dev_score']:.4f})" if best
-          else f"{args.output_dir / 'sweep_results.json'}: no configuration has dev results yet")
+    print(f"{args.sweep_dir / 'sweep_results.json'}: best {best['name']} (dev {best['dev_score']:.4f})" if best
+          else f"{args.sweep_dir / 'sweep_results.json'}: no configuration has dev results yet")
     if results["missing"]:
         print(f"  {len(results['missing'])} of {len(runs)} configurations without dev results")
     return 1 if failed else 0

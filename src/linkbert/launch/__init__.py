@@ -35,7 +35,7 @@ def dry_run_lines(runs: list[Run]) -> list[str]:
     """The commands, one per line, with a wait line where a run needs every run above it."""
     lines = []
     for i, run in enumerate(runs):
-        above = [r.output_dir for r in runs[:i]]
+        above = [r.folder for r in runs[:i]]
         if above and sorted(run.after) == sorted(above):
             lines.append(WAIT_LINE)
         lines.append(" ".join(shlex.quote(a) for a in run.argv))
@@ -98,9 +98,9 @@ def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[
     done: dict[str, object] = {}
     queued: dict[str, str] = {}
     todo: list[Run] = []
-    launched = {r.output_dir for r in runs}
+    launched = {r.folder for r in runs}
     for run in runs:
-        previous = read_state(run.output_dir)
+        previous = read_state(run.folder)
         same = previous.get("argv") == run.argv
         newer = _newer_input(run, previous, done, launched)
         if same and previous.get("state") == "done" and newer:
@@ -108,15 +108,15 @@ def _what_is_left(runs: list[Run], queue: dict[str, str] | None, say: Callable[[
             todo.append(run)
         elif same and previous.get("state") == "done":
             say(f"done    {run.label}  (finished earlier with the same command; skipped: delete "
-                f"{run.output_dir}/launch.json to run it again)")
-            done[run.output_dir] = 0
+                f"{run.folder}/launch.json to run it again)")
+            done[run.folder] = 0
         elif same and queue is not None and previous.get("job_id") in queue and previous.get("state") != "failed":
             say(f"queued  {run.label}  job {previous['job_id']} is still in the queue; left alone")
-            queued[run.output_dir] = previous["job_id"]
+            queued[run.folder] = previous["job_id"]
         else:
             todo.append(run)
     # A prerequisite outside this launch (only some tasks named) or already done is not waited for.
-    known = {r.output_dir for r in todo} | set(queued)
+    known = {r.folder for r in todo} | set(queued)
     return done, queued, [replace(run, after=[d for d in run.after if d in known]) for run in todo]
 
 
@@ -141,11 +141,11 @@ def _summary(runs: list[Run], results: dict[str, object], done: set[str], say: C
     say("=== summary")
     failed = interrupted = 0
     for run in runs:
-        code = results.get(run.output_dir)
-        if run.output_dir in done:
-            say(f"  ok      {run.label}  {run.output_dir}  (done earlier)")
+        code = results.get(run.folder)
+        if run.folder in done:
+            say(f"  ok      {run.label}  {run.folder}  (done earlier)")
         elif code == 0:
-            say(f"  ok      {run.label}  {run.output_dir}")
+            say(f"  ok      {run.label}  {run.folder}")
         elif code == BUSY:
             say(f"  BUSY    {run.label}  (another process is writing it; left alone)")
         elif code == NOT_RUN:
@@ -153,10 +153,10 @@ def _summary(runs: list[Run], results: dict[str, object], done: set[str], say: C
             say(f"  SKIPPED {run.label}  (a run it waits for failed)")
         elif code in INTERRUPTED:  # Ctrl-C or SIGTERM: it checkpointed and stopped; a relaunch resumes it
             interrupted += 1
-            say(f"  interrupted  {run.label}  (exit {code}; stopped at its last checkpoint, {run.output_dir}/log.txt)")
+            say(f"  interrupted  {run.label}  (exit {code}; stopped at its last checkpoint, {run.folder}/log.txt)")
         else:
             failed += 1
-            say(f"  FAILED  {run.label}  (exit {code}; see {run.output_dir}/log.txt)")
+            say(f"  FAILED  {run.label}  (exit {code}; see {run.folder}/log.txt)")
     if interrupted:
         say(resume_line(resume))
     return 1 if failed else 130 if interrupted else 0

@@ -5,8 +5,8 @@
     python -m linkbert.launch prune runs/ --keep 1         # delete all but the newest previous_runs/ entry
     (script: what scripts/run_lib.sh calls for a run_examples_*.sh script; see bash SCRIPT --help)
 
-A plan file: {"runs": [{"label": ..., "output_dir": ..., "argv": [...], "after": [output dirs],
-"after_any": false, "cpu_only": false}, ...]}.
+A plan file: {"runs": [{"label": ..., "folder": ..., "argv": [...], "after": [run folders],
+"after_any": false, "cpu_only": false}, ...]} (a run's "output_dir" key is read as its "folder").
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
-import json
 import os
 import shlex
 import sys
@@ -24,6 +23,7 @@ from typing import NoReturn
 from ..core.errors import UserError
 from .options import add_backend_flags, run_launch
 from .plan import (
+    PLAN_FILE_SHAPE,
     PRETRAIN,
     Block,
     Run,
@@ -31,6 +31,7 @@ from .plan import (
     data_files,
     display_path,
     parse_blocks,
+    plan_file_runs,
     runs_from_blocks,
 )
 from ..core.rundir import previous_runs_to_prune, prune_set_aside
@@ -169,19 +170,12 @@ def fetch_hint(repo: Path, data_dir: str | None) -> str:
 # -- a plan file (a sweep) --------------------------------------------------------------------
 def plan_main(argv: list[str], env: dict) -> int:
     parser = Parser(prog="python -m linkbert.launch plan", description="Launch the runs listed in a JSON plan.")
-    parser.add_argument("plan", help='{"runs": [{"label", "output_dir", "argv", "after", "after_any", "cpu_only"}, ...]}')
+    parser.add_argument("plan", help=PLAN_FILE_SHAPE)
     add_backend_flags(parser)
     args = parser.parse_args(argv)
-    try:
-        listed = json.loads(Path(args.plan).read_text())["runs"]
-        runs = [Run(label=r.get("label", r["output_dir"]), output_dir=r["output_dir"], argv=list(r["argv"]),
-                    after=list(r.get("after", [])), after_any=bool(r.get("after_any", False)),
-                    cpu_only=bool(r.get("cpu_only", False))) for r in listed]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError("bad_flag_value", f"not a plan file ({type(e).__name__}: {e}); expected "
-                        '{"runs": [{"output_dir": ..., "argv": [...]}, ...]}', path=args.plan) from None
-    out_dir = os.path.commonpath([r.output_dir for r in runs]) if runs else "."
-    if out_dir in {r.output_dir for r in runs}:  # one run: the SLURM logs beside its folder, not in it
+    runs = plan_file_runs(args.plan)
+    out_dir = os.path.commonpath([r.folder for r in runs]) if runs else "."
+    if out_dir in {r.folder for r in runs}:  # one run: the SLURM logs beside its folder, not in it
         out_dir = os.path.dirname(out_dir) or "."
     return run_launch(runs, args, out_dir, env, resume=shlex.join(["python", "-m", "linkbert.launch", "plan", *argv]))
 

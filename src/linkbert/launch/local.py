@@ -48,18 +48,18 @@ def run_sequential(runs: list[Run], results: dict[str, object], say: Callable[[s
     for run in runs:
         failed = _blocked(run, results)
         if failed:
-            results[run.output_dir] = NOT_RUN
+            results[run.folder] = NOT_RUN
             say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
             continue
         try:
             process = RunProcess(run, echo=True)
         except RunBusy as e:
-            results[run.output_dir] = BUSY
+            results[run.folder] = BUSY
             say(f"=== {_stamp()} {run.label}: skipped, {e}; left alone")
             continue
-        say(f"=== {_stamp()} {run.label} -> {run.output_dir}")
+        say(f"=== {_stamp()} {run.label} -> {run.folder}")
         try:
-            results[run.output_dir] = process.wait()
+            results[run.folder] = process.wait()
         except KeyboardInterrupt:
             # The run got the Ctrl-C too (same process group): it checkpoints and stops.
             process.wait()
@@ -114,7 +114,7 @@ def _start_ready(pending: list[Run], results: dict[str, object], free: list[str]
         failed = _blocked(run, results)
         if failed:
             pending.remove(run)
-            results[run.output_dir] = NOT_RUN
+            results[run.folder] = NOT_RUN
             say(f"=== {_stamp()} {run.label}: skipped, it waits for {failed}, which did not succeed")
             continue
         if (len(free) < per_run and not run.cpu_only) or any(d not in results for d in run.after):
@@ -124,13 +124,13 @@ def _start_ready(pending: list[Run], results: dict[str, object], free: list[str]
         try:
             process = RunProcess(run, echo=False, own_group=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": gpu})
         except RunBusy as e:
-            results[run.output_dir] = BUSY
+            results[run.folder] = BUSY
             free.extend([gpu] if gpu else [])
             say(f"=== {_stamp()} {run.label}: skipped, {e}; left alone")
             continue
-        say(f"=== {_stamp()} {run.label} on {_where(gpu)} -> {run.output_dir}/log.txt")
-        running[run.output_dir] = (process, gpu)
-        _notify_when_ended(process, run.output_dir, ended)
+        say(f"=== {_stamp()} {run.label} on {_where(gpu)} -> {run.folder}/log.txt")
+        running[run.folder] = (process, gpu)
+        _notify_when_ended(process, run.folder, ended)
 
 
 def _notify_when_ended(process: RunProcess, folder: str, ended: queue.Queue[str]) -> None:

@@ -76,7 +76,7 @@ def under_torchrun(runs: list[Run], shape: Processes, endpoint: str) -> list[Run
 
 def _run_id(run: Run) -> str:
     """torchrun's --rdzv-id: the same on every node, distinct per run."""
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", run.output_dir).strip("_")
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", run.folder).strip("_")
 
 
 def run_launch(runs: list[Run], args: argparse.Namespace, out_dir: str, env: dict, resume: str = "") -> int:

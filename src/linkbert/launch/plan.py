@@ -12,12 +12,13 @@ its flags and becomes `python -u -m linkbert.pretrain.run_pretrain FLAGS --outpu
 
 With every switch off the flags are exactly the block's. The switches (environment variables):
 SMOKE=1 appends short-run limits and writes under runs/smoke/; SEEDS="1 2 3" makes one run per
-seed in <output_dir>/seed<N>, replacing the block's --seed; RESUMABLE=1 checkpoints every epoch
+seed in <run folder>/seed<N>, replacing the block's --seed; RESUMABLE=1 checkpoints every epoch
 and drops --overwrite_output_dir (training runs only).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from collections.abc import Mapping
@@ -34,13 +35,14 @@ PRETRAIN_MODULE = "linkbert.pretrain.run_pretrain"
 
 @dataclass
 class Run:
-    """One command with its own output folder. `after`: the output folders of the runs it needs
+    """One command with its own run folder (`folder`, formerly `output_dir`: what the command's
+    --output_dir names). `after`: the run folders of the runs it needs
     first (it starts only once they succeeded; with `after_any`, once they ended however).
     `cpu_only`: it needs no GPU (a pick-the-best step): on SLURM one CPU and no GPU, with
     PARALLEL=1 it runs beside the GPU runs without taking a GPU."""
 
     label: str
-    output_dir: str
+    folder: str
     argv: list[str]
     task: str = ""
     after: list[str] = field(default_factory=list)
@@ -202,25 +204,25 @@ def runs_from_blocks(blocks: list[Block], *, python: str, model: str, model_path
     by_task_seed: dict[tuple[str, str | None], Run] = {}
     seeds: list[str | None] = list(switches.seeds) or [None]
     for block in blocks:
-        above = [r.output_dir for r in runs] if block.after_barrier else []
+        above = [r.folder for r in runs] if block.after_barrier else []
         if block.kind == PRETRAIN:
             runs.append(_pretrain_run(block, python, out_dir, switches, above))
             continue
         module = MODULES[block.kind]
         files = [f"{data_dir}/{block.data}/{split}.json" for split in block.splits]
         for seed in seeds:
-            output_dir = f"{out_dir}/{block.out}/{model}" + (f"/seed{seed}" if seed is not None else "")
+            folder = f"{out_dir}/{block.out}/{model}" + (f"/seed{seed}" if seed is not None else "")
             model_arg, after = model_path, list(above)
             if block.from_run:
                 model_arg = f"{out_dir}/{block.from_run}/{model}" + (f"/seed{seed}" if seed is not None else "")
                 parent = by_task_seed.get((block.from_run, seed))
-                if parent is not None and parent.output_dir not in after:
-                    after.append(parent.output_dir)
+                if parent is not None and parent.folder not in after:
+                    after.append(parent.folder)
             argv = [python, "-u", "-m", module, "--model_name_or_path", model_arg,
                     "--train_file", files[0], "--validation_file", files[1], "--test_file", files[2],
-                    *adjust_flags(block.flags, seed, switches), "--output_dir", output_dir]
+                    *adjust_flags(block.flags, seed, switches), "--output_dir", folder]
             label = block.name + (f" (seed {seed})" if seed is not None else "")
-            run = Run(label=label, output_dir=output_dir, argv=argv, task=block.name, after=after)
+            run = Run(label=label, folder=folder, argv=argv, task=block.name, after=after)
             runs.append(run)
             by_task_seed[(block.name, seed)] = run
     return runs
@@ -229,10 +231,30 @@ def runs_from_blocks(blocks: list[Block], *, python: str, model: str, model_path
 def _pretrain_run(block: Block, python: str, out_dir: str, switches: Switches, after: list[str]) -> Run:
     """A pretraining block: its own model and corpus flags, one run whatever SEEDS says, and its
     own step checkpoints (RESUMABLE's epoch checkpoints would replace them)."""
-    output_dir = f"{out_dir}/{block.out}"
+    folder = f"{out_dir}/{block.out}"
     flags = adjust_flags(block.flags, None, replace(switches, resumable=False))
-    return Run(label=block.name, output_dir=output_dir, task=block.name, after=after,
-               argv=[python, "-u", "-m", PRETRAIN_MODULE, *flags, "--output_dir", output_dir])
+    return Run(label=block.name, folder=folder, task=block.name, after=after,
+               argv=[python, "-u", "-m", PRETRAIN_MODULE, *flags, "--output_dir", folder])
+
+
+PLAN_FILE_SHAPE = '{"runs": [{"label", "folder", "argv", "after", "after_any", "cpu_only"}, ...]}'
+
+
+def plan_file_runs(path: str | Path) -> list[Run]:
+    """The runs a JSON plan file lists (PLAN_FILE_SHAPE). A run's folder is its "folder" key, or
+    "output_dir" as plan files written before the rename name it."""
+    try:
+        listed = json.loads(Path(path).read_text())["runs"]
+        return [Run(label=r.get("label", _plan_folder(r)), folder=_plan_folder(r), argv=list(r["argv"]),
+                    after=list(r.get("after", [])), after_any=bool(r.get("after_any", False)),
+                    cpu_only=bool(r.get("cpu_only", False))) for r in listed]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError("bad_flag_value", f"not a plan file ({type(e).__name__}: {e}); expected "
+                        '{"runs": [{"folder": ..., "argv": [...]}, ...]}', path=path) from None
+
+
+def _plan_folder(listed: dict) -> str:
+    return str(listed["folder"] if "folder" in listed else listed["output_dir"])
 
 
 def data_files(runs: list[Run]) -> list[str]:

@@ -1,6 +1,6 @@
 """One attempt of one run, as a child process, on any backend.
 
-The command's output goes to `<output_dir>/log.txt` (and to the terminal or the SLURM log when
+The command's output goes to `<run folder>/log.txt` (and to the terminal or the SLURM log when
 `echo`), its start and end to `launch.json`. When an earlier attempt of the same command left a
 checkpoint, the attempt resumes from it (`--resume_from_checkpoint`), whatever the command's
 `--overwrite_output_dir` says: that is how a pre-empted or killed run continues.
@@ -61,8 +61,8 @@ def take_run(folder: str | Path) -> RunLock:
 
 def attempt_argv(run: Run) -> tuple[list[str], Path | None]:
     """The command for the next attempt, and the checkpoint it resumes from (if any)."""
-    previous = read_state(run.output_dir)
-    checkpoint = last_checkpoint(run.output_dir)
+    previous = read_state(run.folder)
+    checkpoint = last_checkpoint(run.folder)
     if (run.trains and checkpoint is not None and previous.get("argv") == run.argv
             and previous.get("state") != "done" and "--resume_from_checkpoint" not in run.argv):
         return [*run.argv, "--resume_from_checkpoint", str(checkpoint)], checkpoint
@@ -86,7 +86,7 @@ class RunProcess:
         self.run, self.own_group = run, own_group
         # One writer per run: a local launcher holds the folder's launcher lock for the attempt (on
         # SLURM the queue says which job runs it; a lock of a dead node could not be told stale).
-        self.lock = take_run(run.output_dir) if backend == "local" else None
+        self.lock = take_run(run.folder) if backend == "local" else None
         try:
             self._start(echo, env, job_id, backend)
         except BaseException:
@@ -99,20 +99,20 @@ class RunProcess:
         # The log holds the run its folder holds: a fresh start overwrites it, a resumed run
         # (or one without --overwrite_output_dir, which resumes by itself) adds to it.
         append = resumed is not None or "--overwrite_output_dir" not in argv
-        previous = read_state(run.output_dir)
+        previous = read_state(run.folder)
         attempts = previous.get("attempts", 0) + 1 if previous.get("argv") == run.argv else 1
-        write_state(run.output_dir, label=run.label, argv=run.argv, state="running", exit_code=None,
+        write_state(run.folder, label=run.label, argv=run.argv, state="running", exit_code=None,
                     backend=backend, job_id=job_id, attempts=attempts, started=time.time(), ended=None,
                     resumed_from=str(resumed) if resumed else None)
         # Closed by the reaping thread once the run ended.
-        self.log: IO[bytes] = open_log(run.output_dir, append)
+        self.log: IO[bytes] = open_log(run.folder, append)
         if resumed:
             self.log.write(f"=== launcher: resuming from {resumed}\n".encode())
             self.log.flush()
         self.process = subprocess.Popen(argv, stdout=subprocess.PIPE if echo else self.log,
                                         stderr=subprocess.STDOUT, env=env, start_new_session=self.own_group,
                                         preexec_fn=_ignore_preemption_signal if backend == "slurm" else None)  # noqa: PLW1509
-        write_state(run.output_dir, pid=self.process.pid, host=socket.gethostname())
+        write_state(run.folder, pid=self.process.pid, host=socket.gethostname())
         self.returncode: int | None = None
         self.ended = threading.Event()
         # A thread copies the output and reaps the process, so the main thread only waits on an
@@ -132,7 +132,7 @@ class RunProcess:
         code = self.process.wait()
         self.log.close()
         state = "done" if code == 0 else "interrupted" if code in INTERRUPTED else "failed"
-        write_state(self.run.output_dir, state=state, exit_code=code, ended=time.time())
+        write_state(self.run.folder, state=state, exit_code=code, ended=time.time())
         self._release()
         self.returncode = code
         self.ended.set()

@@ -7,7 +7,7 @@ its update and writes a checkpoint), submitit requeues the job (`scontrol requeu
 attempt resumes from that checkpoint. A run that needs others waits for them with a SLURM
 dependency (`afterok`, or `afterany` for a step that reads whatever they left, such as picking
 the best of a sweep), and is cancelled by SLURM if one of them fails. The run's output goes to
-`<output_dir>/log.txt`; submitit's own log of each job to `<log_dir>/<job id>/`.
+`<run folder>/log.txt`; submitit's own log of each job to `<log_dir>/<job id>/`.
 
 A run of several processes (`--nodes N --gpus-per-node G`, or `--nproc_per_node P`) is one job of
 N nodes with one SLURM task per process (srun starts them all), each given the environment
@@ -101,7 +101,7 @@ class SlurmJob:
         self._process = RunProcess(self.run, echo=True, job_id=job, backend="slurm")
         code = self._process.wait()
         if code != 0:
-            raise RuntimeError(f"{self.run.label} failed (exit {code}): {last_line(self.run.output_dir)}")
+            raise RuntimeError(f"{self.run.label} failed (exit {code}): {last_line(self.run.folder)}")
         return 0
 
     def _other_rank(self) -> int:
@@ -189,11 +189,11 @@ def submit(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], *, dry_
     except FailedJobError as e:
         said = str(e).strip().splitlines()[-1] if str(e).strip() else "no reason given"
         for run in runs:
-            if run.output_dir not in jobs:
-                write_state(run.output_dir, state="failed", error=f"not submitted: {said}")
+            if run.folder not in jobs:
+                write_state(run.folder, state="failed", error=f"not submitted: {said}")
         raise UserError("bad_flag_value", f"sbatch refused the job ({said}); check --partition, --account, "
                         f"--qos, --time and --sbatch. Submitted before that: "
-                        f"{sum(r.output_dir in jobs for r in runs)} job(s)") from None
+                        f"{sum(r.folder in jobs for r in runs)} job(s)") from None
     return jobs
 
 
@@ -201,18 +201,18 @@ def _submit_all(runs: list[Run], options: SlurmOptions, jobs: dict[str, str], sa
     """Submits into `jobs` (output folder -> job id): first one array of the GPU runs that wait
     for nothing, then each other run with its dependency on jobs already known."""
     cwd = os.getcwd()
-    planned = {r.output_dir for r in runs}
+    planned = {r.folder for r in runs}
     free = [r for r in runs if not r.cpu_only and not any(d in jobs or d in planned for d in r.after)]
     if free:
         executor = _executor(options, "linkbert" if len(free) > 1 else _job_name(free[0]), None)
         with executor.batch():  # one job array for the runs that wait for nothing
             submitted = [executor.submit(SlurmJob(run, cwd)) for run in free]
         for run, job in zip(free, submitted):
-            jobs[run.output_dir] = _record_job(run, job.job_id, say)
+            jobs[run.folder] = _record_job(run, job.job_id, say)
     for run in runs:
         if run not in free:
             executor = _executor(options, _job_name(run), _dependency(run, jobs), run.cpu_only)
-            jobs[run.output_dir] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
+            jobs[run.folder] = _record_job(run, executor.submit(SlurmJob(run, cwd)).job_id, say)
 
 
 def _print_job_scripts(runs: list[Run], options: SlurmOptions, say: Callable[[str], None]) -> None:
@@ -229,14 +229,14 @@ def _print_job_scripts(runs: list[Run], options: SlurmOptions, say: Callable[[st
 
 
 def _mark_queued(run: Run) -> None:
-    previous = read_state(run.output_dir)
+    previous = read_state(run.folder)
     attempts = previous.get("attempts", 0) if previous.get("argv") == run.argv else 0
-    write_state(run.output_dir, label=run.label, argv=run.argv, state="queued", job_id=None, backend="slurm",
+    write_state(run.folder, label=run.label, argv=run.argv, state="queued", job_id=None, backend="slurm",
                 exit_code=None, attempts=attempts, error=None)
 
 
 def _record_job(run: Run, job_id: str, say: Callable[[str], None]) -> str:
     # The job may already have started and written its id (and state) itself: add only the id.
-    write_state(run.output_dir, job_id=job_id)
-    say(f"queued  {run.label}  job {job_id}  log {run.output_dir}/log.txt")
+    write_state(run.folder, job_id=job_id)
+    say(f"queued  {run.label}  job {job_id}  log {run.folder}/log.txt")
     return job_id

@@ -1,6 +1,6 @@
 """What became of each run: `launch.json` in its output folder, and `status`.
 
-The launcher writes `<output_dir>/launch.json` when it queues or starts a run and when the run
+The launcher writes `<run folder>/launch.json` when it queues or starts a run and when the run
 ends: the command, the state (queued / running / done / failed / interrupted), the exit status,
 the SLURM job id and the number of attempts. Relaunching the same runs reads it back: a run that
 finished with the same command is skipped; one queued or running under a SLURM job that is still
@@ -27,9 +27,9 @@ __all__ = ["LOG_FILE", "STATE_FILE", "current_state", "last_checkpoint", "last_l
            "status_lines", "write_state"]
 
 
-def last_checkpoint(output_dir: str | Path) -> Path | None:
+def last_checkpoint(folder: str | Path) -> Path | None:
     """The newest complete checkpoint (the engine renames one into place only once written)."""
-    checkpoints = sorted_checkpoints(output_dir)
+    checkpoints = sorted_checkpoints(folder)
     return checkpoints[-1] if checkpoints else None
 
 
