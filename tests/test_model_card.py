@@ -111,3 +111,14 @@ def test_a_pretrained_folder_says_its_corpus_and_relation_settings(tiny_model, t
     import hashlib
 
     assert f"corpus sha256 | {hashlib.sha256(corpus.read_bytes()).hexdigest()}" in text
+
+
+def test_the_task_is_read_from_the_run_folders_own_path():
+    """The card names the paper's task from where the folder is (runs/<task>/...), not from the
+    --output_dir its run_args.json recorded (a folder moved since keeps its new place's name)."""
+    from linkbert.core.card import registry_task
+    from linkbert.tasks import TASKS
+
+    recorded = {"output_dir": "runs/chemprot_hf/BioLinkBERT-base"}
+    assert registry_task("seqcls", Path("moved/runs/HoC_hf/BioLinkBERT-base"), recorded) is TASKS["HoC_hf"]
+    assert registry_task("seqcls", Path("moved/BioLinkBERT-base"), recorded) is None  # nor the data folder: none given

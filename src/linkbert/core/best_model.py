@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import UserError
+from .rundir import RunFolder
 
 logger = logging.getLogger("linkbert")
 
@@ -28,11 +28,11 @@ class BestModel:
         value = metrics[self.key]
         return best is None or (value > best if self.greater else value < best)
 
-    def load(self, state, load_weights: Callable[[dict], None]) -> None:
-        """At the end of training: the best dev model's weights back into the model."""
-        from safetensors.torch import load_file
-
-        if state.best_checkpoint and Path(state.best_checkpoint).is_dir():
+    def load(self, state, folder: Optional[RunFolder], load_weights: Callable[[dict], None]) -> None:
+        """At the end of training: the best dev model's weights (read by the run folder) back into
+        the model, if one was saved."""
+        weights = folder.best_model_weights(state.best_checkpoint) if folder is not None else None
+        if weights is not None:
             logger.info("Loading the best dev model (%s = %s) from %s", self.name, state.best_metric,
                         state.best_checkpoint)
-            load_weights(load_file(Path(state.best_checkpoint) / "model.safetensors"))
+            load_weights(weights)

@@ -84,12 +84,12 @@ def collect_results_module() -> Optional[Any]:
     return sys.modules[name]
 
 
-def registry_task(task_name: str, run_args: dict):
-    """The paper's task this run is (linkbert.tasks), from the output folder's path (runs/<task>/...)
-    or else the data folder; None for other data."""
+def registry_task(task_name: str, out: Path, run_args: dict):
+    """The paper's task this run is (linkbert.tasks), from the run folder's path `out`
+    (runs/<task>/...) or else the data folder; None for other data."""
     from linkbert.tasks import TASKS
 
-    for part in reversed(Path(run_args.get("output_dir") or "").parts):
+    for part in reversed(out.parts):
         if part in TASKS:
             return TASKS[part]
     kind = KIND.get(task_name, task_name)
@@ -184,7 +184,7 @@ def build_card(out: str | Path, task_name: str, task_flags: tuple[str, ...] = ()
     run_args = read_json_or_none(out / "run_args.json") or {}
     env = read_json_or_none(out / "env.json") or {}
     base = str(run_args.get("model_name_or_path") or "")
-    info = registry_task(task_name, run_args)
+    info = registry_task(task_name, out, run_args)
     pretraining = task_name == "pretrain"
     if pretraining:
         corpus = str(run_args.get("corpus_file") or "")

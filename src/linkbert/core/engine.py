@@ -335,7 +335,7 @@ class Engine:
         self.train_model.train()
 
     def load_best_model(self) -> None:
-        self.best.load(self.state, lambda weights: self.wrapping.load_model_state(self.model, weights))
+        self.best.load(self.state, self.folder, lambda weights: self.wrapping.load_model_state(self.model, weights))
 
     def log(self, entry: dict) -> None:
         entry = {**entry, "step": self.state.global_step}

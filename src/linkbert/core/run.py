@@ -346,7 +346,7 @@ def run(task_cls: type[Task], argv: Optional[list[str]] = None) -> dict:
     if args.precision is Precision.FP16 and dist.device.type == "cpu" and dist.is_main:
         logger.warning("--fp16 on a CPU: float16 autocast is slow there and not what the paper ran on its GPUs; "
                        "on a CPU use --bf16 (or no precision flag)")
-    folder = RunFolder(args.output_dir, dist.is_main)  # its lock held by rank 0 for the run's whole life
+    folder = RunFolder.for_args(args, dist.is_main)  # its lock held by rank 0 for the run's whole life
     try:
         command = hide_token(sys.argv if argv is None else argv)  # --hub_token never reaches a file
         metrics = _run(task, dist, folder, command, (model_args, data_args, args, task_args))
@@ -395,8 +395,7 @@ def _run(task: Task, dist: DistState, folder: RunFolder, command: list[str], all
     model, loading = load_model_and_info(task, config, local_only)
     identity = run_identity(task, arguments, model, dist.world_size, checked.sha256.get("train"))
     # A rerun of a finished training evaluates its model; it does not train again.
-    finished = args.do_train and not args.overwrite_output_dir and not args.resume_from_checkpoint \
-        and folder.finished_training(identity)
+    finished = folder.finished_training(args, identity)
     if finished:
         dist.wrapping.load_model_state(model, folder.finished_weights(model))
     elif resume and args.do_train:  # checked whole before anything is written

@@ -713,6 +713,11 @@ class RunFolder:
         self.is_main = is_main
         self.lock = RunLock(self.path)
 
+    @classmethod
+    def for_args(cls, args, is_main: bool = True) -> "RunFolder":
+        """The run folder the parsed arguments name (--output_dir)."""
+        return cls(args.output_dir, is_main)
+
     def __str__(self) -> str:
         return str(self.path)
 
@@ -750,8 +755,12 @@ class RunFolder:
     def close(self) -> None:
         self.lock.release()
 
-    def finished_training(self, identity: dict) -> bool:
-        return finished_training(self.path, identity)
+    def finished_training(self, args, identity: dict) -> bool:
+        """Whether this training run is a rerun of the finished training the folder holds: it then
+        evaluates that model instead of training again. Not with --overwrite_output_dir (set
+        aside, trained afresh) nor --resume_from_checkpoint (resumed from that checkpoint)."""
+        return bool(args.do_train and not args.overwrite_output_dir and not args.resume_from_checkpoint
+                    and finished_training(self.path, identity))
 
     def finished_weights(self, model) -> dict:
         """The finished training's weights, checked to be exactly the model's."""
@@ -896,6 +905,15 @@ class RunFolder:
             logger.info("%s", disk_use(self.path))
         except OSError as e:  # a file that vanished while counted: a finished run does not fail over a log line
             logger.info("Disk: %s could not be measured (%s)", self.path, e)
+
+    def best_model_weights(self, recorded: Optional[str]) -> Optional[dict]:
+        """The best dev model's weights (--load_best_model_at_end) from the folder the training state
+        recorded; None when none was saved or it is gone."""
+        if not recorded or not Path(recorded).is_dir():
+            return None
+        from safetensors.torch import load_file
+
+        return load_file(Path(recorded) / "model.safetensors")
 
     def best_model_folder(self) -> str:
         return str(self.path / BEST_MODEL_DIR)

@@ -6,7 +6,7 @@
     (script: what scripts/run_lib.sh calls for a run_examples_*.sh script; see bash SCRIPT --help)
 
 A plan file: {"runs": [{"label": ..., "folder": ..., "argv": [...], "after": [run folders],
-"after_any": false, "cpu_only": false}, ...]} (a run's "output_dir" key is read as its "folder").
+"after_any": false, "cpu_only": false}, ...]} (plan.plan_file_runs reads it).
 """
 
 from __future__ import annotations
