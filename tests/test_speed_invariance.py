@@ -96,8 +96,14 @@ def test_dynamic_padding_and_sorted_eval_change_no_prediction(name, tiny_model, 
 
 
 def test_model_uses_sdpa_attention(tiny_model, tmp_path):
-    # transformers 5 gives BERT scaled-dot-product attention by default; nothing may turn it off.
+    # The default is SDPA through cpu_attention (its kernel only for CPU training with attention
+    # dropout); --attn_implementation torch_sdpa is transformers' own SDPA; nothing may turn it off.
+    from linkbert.core import cpu_attention
+
     _, _, model, *_ = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path, [])
+    assert model.config._attn_implementation == cpu_attention.ATTENTION_NAME
+    _, _, model, *_ = prepare(tiny_model(ALL_FILES), "chemprot_hf", tmp_path / "t", ["--attn_implementation",
+                                                                                     "torch_sdpa"])
     assert model.config._attn_implementation == "sdpa"
 
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from transformers import HfArgumentParser
 
 STRATEGIES = ("no", "steps", "epoch")
-ATTENTION = ("sdpa", "eager")
+ATTENTION = ("sdpa", "eager", "torch_sdpa")
 # TrainingArguments flags with a fixed set of values ("" = not given).
 CHOICES = {
     "eval_strategy": STRATEGIES,
@@ -57,8 +57,10 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped with a hub model. Off unless asked for."})
     attn_implementation: str = field(
-        default="sdpa", metadata={"help": "sdpa (fast) | eager (the original's attention: nn.Dropout on the "
-                                           "attention probabilities; for exact parity)."})
+        default="sdpa", metadata={"help": "sdpa (fast: torch's SDPA; CPU training with attention dropout takes a "
+                                           "compiled softmax-dropout kernel) | torch_sdpa (torch's SDPA everywhere) | "
+                                           "eager (the original's attention: nn.Dropout on the attention "
+                                           "probabilities; for exact parity)."})
 
     def __post_init__(self) -> None:
         if self.attn_implementation not in ATTENTION:

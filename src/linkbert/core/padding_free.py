@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 
+from . import cpu_attention
 from .errors import UserError
 
 ATTENTION_NAME = "linkbert_packed"
@@ -197,8 +198,10 @@ def _bucketed_attention(q, k, v, buckets: Buckets, dropout: float, scaling: Opti
     parts = []
     for (n, width), mask, qb, kb, vb in zip(buckets.shapes, buckets.masks, qs, ks, vs):
         qb, kb, vb = (x.view(n, width, heads, dim).transpose(1, 2) for x in (qb, kb, vb))  # [n, heads, width, d]
-        out = torch.nn.functional.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, dropout_p=dropout,
-                                                               scale=scaling)
+        if dropout:  # only where the dropout kernel is in use (`use_buckets`)
+            out = cpu_attention.dropout_attention(qb, kb, vb, mask, dropout, scaling)
+        else:
+            out = torch.nn.functional.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scaling)
         parts.append(out.transpose(1, 2).reshape(n * width, heads, dim))
     return torch.cat(parts).index_select(0, buckets.scatter).transpose(0, 1)
 
@@ -230,11 +233,15 @@ def check_supported(model: torch.nn.Module) -> None:
 
 
 def enable(model: torch.nn.Module) -> torch.nn.Module:
-    """Make `model` (one of SUPPORTED) take packed batches. Returns the same object."""
+    """Make `model` (one of SUPPORTED) take packed batches. Returns the same object. A model built
+    with `--attn_implementation sdpa` (cpu_attention's name) keeps its CPU attention-dropout kernel,
+    in the buckets (`use_buckets`); `torch_sdpa` and `eager` ones keep torch's dropout."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
     check_supported(model)
+    setattr(model, "padding_free_dropout_kernel",
+            getattr(model.config, "_attn_implementation", None) == cpu_attention.ATTENTION_NAME)
     AttentionInterface.register(ATTENTION_NAME, packed_attention)
     # Padded calls (the reference forward) get SDPA's mask; packed calls build none.
     AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
@@ -249,13 +256,16 @@ def is_enabled(model: torch.nn.Module) -> bool:
 
 def use_buckets(model: torch.nn.Module, device: torch.device) -> bool:
     """Off CUDA (which has the nested tensor's variable-length kernels), attention runs in length
-    buckets where no attention dropout applies (evaluation, or a dropout of 0): there they
-    evaluated 1.21-1.41x as fast as SDPA per sequence on QA windows and PubMedQA abstracts (0.96x
-    on RE sentences, within the noise), and replace its loop; with dropout, SDPA leaves
-    its fused kernel for the math path, where the buckets' masks and padding made training 5%
-    slower than SDPA per sequence (bench/README.md), so training keeps the per-sequence calls."""
+    buckets: without attention dropout (evaluation) one masked SDPA per bucket, 1.21-1.41x as fast
+    as SDPA per sequence on QA windows and PubMedQA abstracts; with it, cpu_attention's kernel per
+    bucket where the model uses it. torch's SDPA with dropout leaves its fused kernel for the math
+    path, where the buckets' masks and padding made training 5% slower than SDPA per sequence
+    (bench/README.md), so `--attn_implementation torch_sdpa` training keeps the per-sequence calls."""
     dropout = getattr(model.config, "attention_probs_dropout_prob", 0.0) if model.training else 0.0
-    return CPU_BUCKETS and device.type != "cuda" and not dropout
+    if not CPU_BUCKETS or device.type == "cuda":
+        return False
+    return not dropout or (getattr(model, "padding_free_dropout_kernel", False)
+                           and cpu_attention.usable(torch.empty(0, device=device), dropout, None))
 
 
 def _encode(model, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens) -> torch.Tensor:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import padding_free
+from . import cpu_attention, padding_free
 from .args import Precision, as_dict, parse_args
 from .card import finish_run
 from .distributed import DistState
@@ -205,10 +205,11 @@ def load_model_and_info(task: Task, config, local_only: bool = False) -> tuple[A
     try:
         with refused_for_safety(m.model_name_or_path):
             if m.from_scratch:
-                model, loading = from_config(task.model_class, config, m.attn_implementation), {}
+                model, loading = from_config(task.model_class, config, hf_attention(m.attn_implementation)), {}
             else:
                 model, loading = load_pretrained(task.model_class, m.model_name_or_path, config=config,
-                                                 dtype=torch.float32, attn_implementation=m.attn_implementation,
+                                                 dtype=torch.float32,
+                                                 attn_implementation=hf_attention(m.attn_implementation),
                                                  **_hub_kwargs(m, local_only))
     except OSError as e:
         raise _missing_model(m, e) from None
@@ -221,6 +222,12 @@ def load_model_and_info(task: Task, config, local_only: bool = False) -> tuple[A
                         "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
                         "this is intended")
     return model, loading
+
+
+def hf_attention(choice: str) -> str:
+    """--attn_implementation -> the name transformers builds the model with: `sdpa` is ours
+    (cpu_attention: SDPA but for CPU training with attention dropout), `torch_sdpa` torch's own."""
+    return {"sdpa": cpu_attention.register(), "torch_sdpa": "sdpa"}.get(choice, choice)
 
 
 def from_config(model_class, config, attn_implementation: str):

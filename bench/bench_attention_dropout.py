@@ -1,0 +1,95 @@
+"""CPU training with attention dropout: torch's SDPA (math path, `bernoulli_` masks) against the
+project's kernel (`linkbert.core.cpu_attention`: one compiled softmax-dropout kernel, no mask kept),
+padded and `--padding_free`, fp32 and `--bf16`, on the RE, PubMedQA and QA-window shapes.
+
+    python bench/bench_attention_dropout.py --threads 1      # MiniLM, three shapes
+    python bench/bench_attention_dropout.py --quick          # tiny random BERT: a smoke run
+    python bench/bench_attention_dropout.py --shapes qa --repeats 5
+
+Every variant drives the real `Engine.train` over the same synthetic examples (same weights, same
+seeded order, one epoch), so time ratios are throughput ratios; "before" is today's default
+configuration with `--attn_implementation torch_sdpa` (what `sdpa` meant before the kernel). The QA
+shape runs through the sequence-classification head with windows padded to max length, as the QA
+task's default; the encoder is the same. The MFU column is the run's own (`core/throughput.py`:
+model FLOPs against the matmul peak `bench_peak.py` measures for the precision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+STEPS = {"re": 3, "pubmedqa": 2, "qa": 2}  # updates per variant and repeat
+BEFORE = "before: torch_sdpa (the defaults until now)"
+NOISE = "sdpa again (noise floor)"
+
+
+def variants(shape: common.Shape) -> dict[str, list[str]]:
+    padding = ["--pad_to_max_length"] if shape.key == "qa" else []  # QA's default pads its windows
+    torch_sdpa = ["--attn_implementation", "torch_sdpa"]
+    return {
+        BEFORE: [*padding, *torch_sdpa],
+        "sdpa (dropout kernel), the defaults now": padding,
+        "torch_sdpa --bf16": [*padding, *torch_sdpa, "--bf16"],
+        "sdpa --bf16": [*padding, "--bf16"],
+        "--padding_free, torch_sdpa (SDPA per sequence)": ["--padding_free", *torch_sdpa],
+        "--padding_free (kernel per length bucket)": ["--padding_free"],
+        "--padding_free --bf16": ["--padding_free", "--bf16"],
+        NOISE: padding,
+    }
+
+
+def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, repeats: int) -> dict:
+    setups = {name: common.prepare(model_dir, data, shape, flags) for name, flags in variants(shape).items()}
+    results: dict[str, dict] = {}
+
+    def train(name: str):
+        def run():
+            setups[name].engine.throughput.total = [0, 0, 0.0, 0.0]  # this epoch's rates only (no warm-up)
+            results[name] = common.train_epoch(setups[name])
+        return run
+
+    for setup in setups.values():
+        common.train_epoch(setup, max_steps=1)  # warm-up: lazy initialisation, the kernels' build
+    times = common.interleaved({name: train(name) for name in setups}, repeats)
+    samples = steps * shape.train_batch
+    rows = []
+    for name, t in times.items():
+        wall = common.statistics.median(t.wall)
+        mfu = results[name].get("train_mfu")
+        rows.append([name, f"{wall / steps:.2f}", f"{samples / wall:.1f}",
+                     "-" if mfu is None else f"{100 * mfu:.1f}%", *common.speedup_cells(times[BEFORE], t)])
+    common.print_table(
+        f"Training, {shape.title}", ["variant", "s/update", "samples/s", "MFU", *common.SPEEDUP_HEADER], rows,
+        [f"{samples} synthetic examples ({common.length_summary(setups[BEFORE].train)}), one epoch of {steps} "
+         f"updates per variant and repeat, {repeats} alternating repeats; {common.machine()}."])
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_flags(parser)
+    parser.add_argument("--shapes", default="re,pubmedqa,qa", help="comma-separated: re, pubmedqa, qa")
+    opts = parser.parse_args()
+    common.apply_common_flags(opts)
+
+    shapes = [common.SHAPES[k] for k in opts.shapes.split(",")]
+    steps = {s.key: 2 if opts.quick else STEPS[s.key] for s in shapes}
+    data = {s.key: common.write_data(s, n_train=steps[s.key] * s.train_batch, n_dev=8) for s in shapes}
+    model_dir = common.model_path(opts.quick, list(data.values()))
+    print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    clock = common.primary_clock()
+    for shape in shapes:
+        times = bench_shape(shape, model_dir, data[shape.key], steps[shape.key], opts.repeats)
+        base = getattr(times[BEFORE], clock)
+        summary = ", ".join(f"{name}: {common.median_ratio(base, getattr(t, clock)):.2f}x"
+                            for name, t in times.items() if name != BEFORE)
+        print(f"{shape.key} over '{BEFORE}', {'CPU time' if clock == 'cpu' else 'wall clock'}: {summary}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Attention with dropout on the CPU, without torch's math path.
+
+SDPA has fused CPU kernels only without dropout: with `dropout_p > 0` it computes attention op by op
+and draws the dropout mask with `bernoulli_`, a serial generator that costs more than the softmax it
+masks (bench/README.md, issue 29). Here, in training on the CPU:
+
+    scores = q @ k^T                                  (bmm, in q's dtype)
+    probs, dropped = softmax_dropout(scores)          (one compiled kernel: scale, key mask,
+                                                       softmax, the keep test, the 1/(1-p) factor)
+    out = dropped @ v                                 (bmm)
+
+and the backward needs neither the mask nor a second draw: with P the probabilities and D the
+dropped ones (D = P * keep / (1-p)), the softmax gradient P * (dP - rowsum(P * dP)) equals
+D * dD - P * rowsum(D * dD), since P * dP = D * dD wherever the mask keeps and both are 0 where it
+drops. That is one more compiled kernel.
+
+The keep test is a counter-based hash (two rounds of the `lowbias32` integer hash, C. Wellons' hash
+prospector) of each element's index, keyed by two 32-bit words drawn from torch's CPU generator per
+call: so `torch.manual_seed` and a checkpoint's saved generator state reproduce the masks, every
+call draws new ones, and each probability is dropped with probability p to within 2^-24 (the
+resolution of torch's own float uniform draw). It is a different random stream from `bernoulli_`'s
+(a change of seed, DEVIATIONS.md); `--attn_implementation torch_sdpa` keeps torch's.
+
+The kernels are built by `torch.compile` (a C++ compiler is needed, as for `--torch_compile`) the
+first time they run, for any shape. Where building fails, attention goes back to SDPA after one
+warning: slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Optional
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+ATTENTION_NAME = "linkbert_sdpa"
+#: keep an element when the hash's low 24 bits are at or above p * 2^24
+_HASH_BITS = 24
+_KERNELS: dict[str, Callable] = {}
+_BUILT: list[bool] = []  # [True] once both kernels ran, [False] if building them failed
+
+
+def _lowbias32(x: torch.Tensor) -> torch.Tensor:
+    """An invertible int32 -> int32 mix (wrapping multiplies; `>>` made logical by the masks)."""
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * 0x7FEB352D
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * -2073254261  # 0x846CA68B as int32
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def drop_threshold(p: float) -> int:
+    """Elements whose hash (24 bits) is below this are dropped: p * 2^24, rounded."""
+    return int(round(p * (1 << _HASH_BITS)))
+
+
+def keep_mask(shape: tuple[int, ...], keys: torch.Tensor, threshold: torch.Tensor | int) -> torch.Tensor:
+    """The keep test of `softmax_dropout`: True where an element survives. `keys`: two int32
+    words; `threshold`: `drop_threshold(p)`. Elements are numbered in row-major order of `shape`."""
+    count = torch.arange(int(torch.Size(shape).numel()), dtype=torch.int32).view(shape)
+    bits = _lowbias32(_lowbias32(count ^ keys[0]) + keys[1])
+    return (bits & ((1 << _HASH_BITS) - 1)) >= threshold
+
+
+def _softmax_dropout(scores: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    # The numbers arrive as tensors (`_constants`): a Python float would be specialised by
+    # torch.compile, and the drop threshold computed from it went wrong once it was recompiled.
+    threshold, factor, scale = constants[0].to(torch.int32), constants[1], constants[2]
+    dtype = scores.dtype
+    probs = torch.softmax(scores.float() * scale, -1)
+    dropped = torch.where(keep_mask(tuple(scores.shape), keys, threshold), probs * factor, 0.0)
+    return probs.to(dtype), dropped.to(dtype)
+
+
+def _softmax_dropout_backward(probs: torch.Tensor, dropped: torch.Tensor, grad_dropped: torch.Tensor,
+                              constants: torch.Tensor) -> torch.Tensor:
+    product = dropped.float() * grad_dropped.float()
+    return ((product - probs.float() * product.sum(-1, keepdim=True)) * constants[2]).to(probs.dtype)
+
+
+def _constants(p: float, scale: float) -> torch.Tensor:
+    """The kernels' numbers: drop threshold, 1/(1-p), softmax scale (float64: the threshold is exact)."""
+    return torch.tensor([drop_threshold(p), 1.0 / (1.0 - p), scale], dtype=torch.float64)
+
+
+def _kernel(name: str) -> Callable:
+    if name not in _KERNELS:
+        plain = _softmax_dropout if name == "forward" else _softmax_dropout_backward
+        _KERNELS[name] = torch.compile(plain, dynamic=True)
+    return _KERNELS[name]
+
+
+class _DropoutAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
+                p: float, scale: float) -> torch.Tensor:
+        with torch.autocast("cpu", enabled=False):  # q/k/v arrive in the autocast dtype already
+            keys = torch.randint(-2 ** 31, 2 ** 31 - 1, (2,), dtype=torch.int32)
+            constants = _constants(p, scale)
+            scores = torch.matmul(q, k.transpose(-1, -2))
+            if key_mask is not None:
+                scores.masked_fill_(~key_mask, float("-inf"))
+            # 2-D [rows, keys] in and out: one compiled graph per dtype, whatever the batch (a size-1
+            # dimension of a 4-D shape would be specialised, and recompiled, by torch.compile)
+            probs, dropped = (x.view(scores.shape) for x in
+                              _kernel("forward")(scores.view(-1, scores.shape[-1]), keys, constants))
+            ctx.save_for_backward(q, k, v, probs, dropped, constants)
+            return torch.matmul(dropped, v)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor):
+        q, k, v, probs, dropped, constants = ctx.saved_tensors
+        grad_out = grad_out.to(q.dtype)
+        grad_v = torch.matmul(dropped.transpose(-1, -2), grad_out)
+        grad_dropped = torch.matmul(grad_out, v.transpose(-1, -2))
+        rows = probs.shape[-1]
+        grad_scores = _kernel("backward")(probs.view(-1, rows), dropped.view(-1, rows), grad_dropped.view(-1, rows),
+                                          constants).view(probs.shape)
+        return (torch.matmul(grad_scores, k), torch.matmul(grad_scores.transpose(-1, -2), q), grad_v,
+                None, None, None)
+
+
+def built() -> bool:
+    """Whether the kernels work here: built (by torch.compile) and run once on a small input the
+    first time this is asked; False, after one warning, where that fails (no C++ compiler, ...)."""
+    if not _BUILT:
+        try:
+            scores = torch.linspace(-1.0, 1.0, 18).view(6, 3)  # not random: a run's random stream stays as it is
+            probs, dropped = _kernel("forward")(scores, torch.zeros(2, dtype=torch.int32), _constants(0.5, 1.0))
+            _kernel("backward")(probs, dropped, torch.ones_like(dropped), _constants(0.5, 1.0))
+            _BUILT.append(True)
+        except Exception as e:  # noqa: BLE001 - whatever stops the build, SDPA is the way back
+            _BUILT.append(False)
+            logger.warning("CPU attention dropout: torch.compile could not build its kernel (%s: %s); attention "
+                           "dropout uses SDPA's math path instead (slower, the same semantics)",
+                           type(e).__name__, (str(e).splitlines() or [""])[0])
+    return _BUILT[0]
+
+
+def usable(query: torch.Tensor, dropout: float, mask: Optional[torch.Tensor]) -> bool:
+    """Whether this call takes the kernel: CPU, dropout, a boolean key mask or none, kernels built."""
+    return (dropout > 0 and query.device.type == "cpu" and (mask is None or mask.dtype == torch.bool)
+            and built())
+
+
+def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
+                      dropout: float, scale: Optional[float]) -> torch.Tensor:
+    """[B, H, L, d] -> [B, H, L, d], as SDPA with `attn_mask=mask` (bool, broadcastable to the
+    scores, True = attend) and `dropout_p=dropout`; only where `usable`."""
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return _DropoutAttention.apply(q, k, v, mask, dropout, scale)
+
+
+def attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+              attention_mask: Optional[torch.Tensor], dropout: float = 0.0, scaling: Optional[float] = None,
+              **kwargs) -> tuple[torch.Tensor, None]:
+    """HF attention interface (`--attn_implementation sdpa`): SDPA, except CPU training with
+    attention dropout, which takes `dropout_attention`. Returns [B, L, heads, d]."""
+    if usable(query, dropout, attention_mask):
+        out = dropout_attention(query, key, value, attention_mask, dropout, scaling)
+        return out.transpose(1, 2).contiguous(), None
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                  **kwargs)
+
+
+def register() -> str:
+    """Register `attention` with transformers under ATTENTION_NAME (with SDPA's mask); returns the name."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION_NAME, attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)
+    return ATTENTION_NAME
