@@ -219,17 +219,44 @@ def test_bucket_plan_is_one_call_for_equal_lengths_and_splits_far_apart_ones():
     assert shapes == [(2, 300), (30, 20)]
 
 
-def test_buckets_serve_attention_without_dropout_and_training_with_it_runs_per_sequence():
+def test_buckets_serve_evaluation_and_training_through_the_dropout_kernel(monkeypatch):
     from transformers import BertConfig, BertModel
+
+    from linkbert.core import cpu_attention
 
     model = BertModel(BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
                                  intermediate_size=16, attention_probs_dropout_prob=0.1))
-    cpu = torch.device("cpu")
-    assert not padding_free.use_buckets(model.train(), cpu)  # the math path's dropout: per sequence
-    assert padding_free.use_buckets(model.eval(), cpu)
+    cpu, lengths = torch.device("cpu"), [30, 20]  # 2 heads x (900 + 400) scores
+    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 2600)
+    model.padding_free_dropout_kernel = True  # --attn_implementation sdpa (the default)
+    assert padding_free.use_buckets(model.train(), cpu, lengths)  # the kernel per bucket
+    assert not padding_free.use_buckets(model.train(), cpu, [30, 19])  # too small for the kernel: per sequence
+    model.padding_free_dropout_kernel = False  # torch_sdpa: its math path's dropout, per sequence
+    assert not padding_free.use_buckets(model.train(), cpu, lengths)
+    assert padding_free.use_buckets(model.eval(), cpu, lengths)
     model.config.attention_probs_dropout_prob = 0.0
-    assert padding_free.use_buckets(model.train(), cpu)
-    assert not padding_free.use_buckets(model, torch.device("cuda"))  # nested tensors there
+    assert padding_free.use_buckets(model.train(), cpu, lengths)
+    assert not padding_free.use_buckets(model, torch.device("cuda"), lengths)  # nested tensors there
+
+
+def test_bucketed_attention_with_the_dropout_kernel_masks_each_bucket_as_without_dropout():
+    # A dropout so small that its threshold rounds to 0 drops nothing: the kernel's path through the
+    # buckets (gathers, key masks, scatter) must then give plain attention and its gradients.
+    lengths = [9, 3, 7, 2]
+    buckets = padding_free.plan_buckets(lengths)
+    assert any(m is not None for m in buckets.masks)
+    torch.manual_seed(0)
+    qkv = [torch.randn(2, sum(lengths), 8, requires_grad=True) for _ in range(3)]
+    out = padding_free._bucketed_attention(*qkv, buckets, 1e-12, None)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    grads = [x.grad.clone() for x in qkv]
+    ref_qkv = [x.detach().clone().requires_grad_() for x in qkv]
+    ref = padding_free._per_sequence_attention(*ref_qkv, lengths, 0.0, None)
+    ref.backward(grad)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    for g, r in zip(grads, ref_qkv):
+        torch.testing.assert_close(g, r.grad, atol=1e-5, rtol=0)
 
 
 # -- pretraining (linkbert.pretrain: MLM at the masked positions + DRP on the pooled [CLS]) ---------

@@ -28,13 +28,24 @@ def flags(data: Path, out: Path, *extra) -> list[str]:
             "--output_dir", out, *extra]
 
 
-def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(tiny_model, tmp_path):
+@pytest.mark.parametrize("attention", ["sdpa", "dropout kernel", "dropout kernel, --padding_free"])
+def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(attention, tiny_model, tmp_path, monkeypatch):
     """48 examples in micro-batches of 10 with accumulation 2: each epoch ends with a left-over
     micro-batch whose gradient carries into the next update, so the epoch checkpoints hold
-    pending gradients. Resuming from the middle gives the uninterrupted run's weights exactly."""
+    pending gradients. Resuming from the middle gives the uninterrupted run's weights exactly;
+    also where attention dropout is drawn by cpu_attention's kernel (whose keys come from the
+    generator state a checkpoint keeps), padded and per length bucket."""
+    from linkbert.core import cpu_attention
+
+    calls = []
+    if attention != "sdpa":  # the tiny model's attention is below the kernel's size; lift that
+        monkeypatch.setattr(cpu_attention, "MIN_SCORES", 1)
+        apply = cpu_attention._DropoutAttention.apply
+        monkeypatch.setattr(cpu_attention._DropoutAttention, "apply", lambda *a: calls.append(1) or apply(*a))
     common = ["--model_name_or_path", tiny_model(ALL_FILES), "--metric_name", "PRF1",
               "--per_device_train_batch_size", "10", "--gradient_accumulation_steps", "2",
-              "--num_train_epochs", "4", "--warmup_ratio", "0.5", "--save_strategy", "epoch", "--logging_steps", "1"]
+              "--num_train_epochs", "4", "--warmup_ratio", "0.5", "--save_strategy", "epoch", "--logging_steps", "1",
+              *(["--padding_free"] if "padding_free" in attention else [])]
     full = tmp_path / "full"
     run_task(SeqClsTask, [*flags(CHEMPROT, full), *common])
     assert (full / "checkpoint-4" / "pending_grads.pt").is_file()
@@ -53,6 +64,7 @@ def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(tiny_model
     assert losses(full_state) == losses(resumed_state) and len(losses(full_state)) == 8
     train = lambda d: json.loads((d / "train_results.json").read_text())["train_loss"]  # noqa: E731
     assert train(full) == pytest.approx(train(resumed), rel=1e-9)
+    assert bool(calls) == (attention != "sdpa")
 
 
 # -- killed and pre-empted runs, in real subprocesses ----------------------------------------

@@ -22,7 +22,9 @@ resolution of torch's own float uniform draw). It is a different random stream f
 (a change of seed, DEVIATIONS.md); `--attn_implementation torch_sdpa` keeps torch's.
 
 The kernels are built by `torch.compile` (a C++ compiler is needed, as for `--torch_compile`) the
-first time they run, for any shape. Where building fails, attention goes back to SDPA after one
+first time they run, for any shape, and serve calls of at least MIN_SCORES attention scores (a
+smaller call, which could not pay for the build, keeps SDPA: which path a call takes depends on its
+shape only, so a seed still reproduces a run). Where building fails, attention goes back to SDPA after one
 warning: slower, never wrong.
 """
 
@@ -38,6 +40,11 @@ logger = logging.getLogger(__name__)
 ATTENTION_NAME = "linkbert_sdpa"
 #: keep an element when the hash's low 24 bits are at or above p * 2^24
 _HASH_BITS = 24
+#: Calls with fewer attention scores (batch x heads x queries x keys) keep torch's SDPA: building
+#: the kernels costs each process ~6 s (torch.compile's import and tracing, with its on-disk cache
+#: warm; ~25 s cold), which only work of this size pays back. MiniLM on one RE batch has 1.4M
+#: scores, one QA window batch 21M; the tests' tiny models stay below unless they ask for it.
+MIN_SCORES = 1 << 18
 _KERNELS: dict[str, Callable] = {}
 _BUILT: list[bool] = []  # [True] once both kernels ran, [False] if building them failed
 
@@ -140,10 +147,11 @@ def built() -> bool:
     return _BUILT[0]
 
 
-def usable(query: torch.Tensor, dropout: float, mask: Optional[torch.Tensor]) -> bool:
-    """Whether this call takes the kernel: CPU, dropout, a boolean key mask or none, kernels built."""
-    return (dropout > 0 and query.device.type == "cpu" and (mask is None or mask.dtype == torch.bool)
-            and built())
+def usable(device: torch.device, dropout: float, mask: Optional[torch.Tensor], scores: int) -> bool:
+    """Whether an attention call takes the kernel: on the CPU, with dropout, a boolean key mask or
+    none, at least MIN_SCORES scores, and the kernels built (built on the first such call)."""
+    return (dropout > 0 and device.type == "cpu" and (mask is None or mask.dtype == torch.bool)
+            and scores >= MIN_SCORES and built())
 
 
 def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
@@ -159,7 +167,8 @@ def attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, v
               **kwargs) -> tuple[torch.Tensor, None]:
     """HF attention interface (`--attn_implementation sdpa`): SDPA, except CPU training with
     attention dropout, which takes `dropout_attention`. Returns [B, L, heads, d]."""
-    if usable(query, dropout, attention_mask):
+    batch, heads, length, _ = query.shape
+    if usable(query.device, dropout, attention_mask, batch * heads * length * key.shape[-2]):
         out = dropout_attention(query, key, value, attention_mask, dropout, scaling)
         return out.transpose(1, 2).contiguous(), None
     from transformers.integrations.sdpa_attention import sdpa_attention_forward

@@ -198,7 +198,7 @@ def _bucketed_attention(q, k, v, buckets: Buckets, dropout: float, scaling: Opti
     parts = []
     for (n, width), mask, qb, kb, vb in zip(buckets.shapes, buckets.masks, qs, ks, vs):
         qb, kb, vb = (x.view(n, width, heads, dim).transpose(1, 2) for x in (qb, kb, vb))  # [n, heads, width, d]
-        if dropout:  # only where the dropout kernel is in use (`use_buckets`)
+        if dropout:  # only where the dropout kernel serves the batch (`use_buckets`)
             out = cpu_attention.dropout_attention(qb, kb, vb, mask, dropout, scaling)
         else:
             out = torch.nn.functional.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask, scale=scaling)
@@ -254,7 +254,7 @@ def is_enabled(model: torch.nn.Module) -> bool:
     return "forward" in vars(model)
 
 
-def use_buckets(model: torch.nn.Module, device: torch.device) -> bool:
+def use_buckets(model: torch.nn.Module, device: torch.device, seq_lengths: list[int]) -> bool:
     """Off CUDA (which has the nested tensor's variable-length kernels), attention runs in length
     buckets: without attention dropout (evaluation) one masked SDPA per bucket, 1.21-1.41x as fast
     as SDPA per sequence on QA windows and PubMedQA abstracts; with it, cpu_attention's kernel per
@@ -264,8 +264,9 @@ def use_buckets(model: torch.nn.Module, device: torch.device) -> bool:
     dropout = getattr(model.config, "attention_probs_dropout_prob", 0.0) if model.training else 0.0
     if not CPU_BUCKETS or device.type == "cuda":
         return False
+    scores = model.config.num_attention_heads * sum(n * n for n in seq_lengths)  # what the sequences attend
     return not dropout or (getattr(model, "padding_free_dropout_kernel", False)
-                           and cpu_attention.usable(torch.empty(0, device=device), dropout, None))
+                           and cpu_attention.usable(device, dropout, None, scores))
 
 
 def _encode(model, input_ids, token_type_ids, position_ids, seq_lengths, cu_seqlens) -> torch.Tensor:
@@ -274,7 +275,7 @@ def _encode(model, input_ids, token_type_ids, position_ids, seq_lengths, cu_seql
     hidden = bert.embeddings(input_ids=input_ids[None], position_ids=position_ids[None],
                              token_type_ids=None if token_type_ids is None else token_type_ids[None])
     buckets = None
-    if use_buckets(model, input_ids.device):
+    if use_buckets(model, input_ids.device, seq_lengths):
         plan = plan_buckets(seq_lengths)
         buckets = Buckets(plan.gather.to(input_ids.device), plan.scatter.to(input_ids.device), plan.shapes,
                           [None if m is None else m.to(input_ids.device) for m in plan.masks])

@@ -1,0 +1,161 @@
+"""core/cpu_attention.py: CPU attention with dropout through one compiled softmax-dropout kernel.
+
+What must hold: the output and the gradients equal the attention formula with the kernel's own
+keep mask; that mask is the documented hash (checked against plain Python integers, so a
+miscompiled or overflowing kernel shows); each element is dropped with probability p; the run's
+seed reproduces the masks and every call draws new ones; without dropout, and for
+`--attn_implementation torch_sdpa`, attention is torch's SDPA exactly; a machine where the kernel
+cannot be built falls back to SDPA with one warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+
+from linkbert.core import cpu_attention
+
+
+def _qkv(shape=(2, 3, 17, 8), dtype=torch.float32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator).to(dtype).requires_grad_() for _ in range(3)]
+
+
+def _keys_after_seed(seed: int) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return torch.randint(-2 ** 31, 2 ** 31 - 1, (2,), dtype=torch.int32)  # as _DropoutAttention draws them
+
+
+def _reference(q, k, v, mask, keep, p):
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return (torch.softmax(scores, -1) * keep / (1 - p)) @ v
+
+
+@pytest.mark.parametrize("with_mask", [True, False])
+def test_output_and_gradients_equal_the_formula_with_the_kernels_mask(with_mask):
+    q, k, v = _qkv()
+    mask = None
+    if with_mask:  # the second sequence's keys stop at 12, as a padded batch's or a length bucket's
+        mask = torch.ones(2, 1, 1, 17, dtype=torch.bool)
+        mask[1, ..., 12:] = False
+    p = 0.2
+    torch.manual_seed(7)
+    out = cpu_attention.dropout_attention(q, k, v, mask, p, None)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    keep = cpu_attention.keep_mask((2, 3, 17, 17), _keys_after_seed(7), cpu_attention.drop_threshold(p))
+    assert 0 < keep.sum() < keep.numel()  # the mask drops some, not all
+    q2, k2, v2 = (x.detach().clone().requires_grad_() for x in (q, k, v))
+    want = _reference(q2, k2, v2, mask, keep, p)
+    want.backward(grad)
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
+    for got, ref in ((q, q2), (k, k2), (v, v2)):
+        torch.testing.assert_close(got.grad, ref.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_follows_the_fp32_formula_within_bf16_rounding():
+    q, k, v = _qkv(dtype=torch.bfloat16)
+    torch.manual_seed(3)
+    out = cpu_attention.dropout_attention(q, k, v, None, 0.1, None)
+    assert out.dtype == torch.bfloat16
+    keep = cpu_attention.keep_mask((2, 3, 17, 17), _keys_after_seed(3), cpu_attention.drop_threshold(0.1))
+    want = _reference(*(x.detach().float() for x in (q, k, v)), None, keep, 0.1)
+    torch.testing.assert_close(out.float(), want, atol=3e-2, rtol=3e-2)
+
+
+def _lowbias32(x: int) -> int:
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
+
+
+def test_the_compiled_keep_test_is_the_documented_hash():
+    keys = torch.tensor([123456789, -987654321], dtype=torch.int32)
+    p = 0.3
+    scores = torch.zeros(40, 50)  # equal probabilities: an element is 0 after the kernel iff dropped
+    _, dropped = cpu_attention._kernel("forward")(scores, keys, cpu_attention._constants(p, 1.0))
+    k0, k1 = (int(w) & 0xFFFFFFFF for w in keys)
+    threshold = round(p * 2 ** 24)
+    python = [(_lowbias32((_lowbias32(i ^ k0) + k1) & 0xFFFFFFFF) & 0xFFFFFF) >= threshold for i in range(2000)]
+    assert (dropped != 0).flatten().tolist() == python
+    assert cpu_attention.keep_mask((40, 50), keys, threshold).flatten().tolist() == python
+
+
+def test_each_element_is_dropped_with_probability_p_and_kept_ones_are_scaled():
+    p, n = 0.1, 1_000_000
+    _, dropped = cpu_attention._kernel("forward")(torch.zeros(1000, 1000), _keys_after_seed(0),
+                                                  cpu_attention._constants(p, 1.0))
+    share = float((dropped == 0).float().mean())
+    assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n)  # 4 standard deviations
+    kept = dropped[dropped != 0]
+    torch.testing.assert_close(kept, torch.full_like(kept, 1e-3 / (1 - p)))  # softmax of 1000 equal scores
+
+
+def test_the_seed_reproduces_the_masks_and_each_call_draws_new_ones():
+    q, k, v = _qkv()
+    with torch.no_grad():
+        torch.manual_seed(11)
+        first, second = (cpu_attention.dropout_attention(q, k, v, None, 0.1, None) for _ in range(2))
+        torch.manual_seed(11)
+        again = cpu_attention.dropout_attention(q, k, v, None, 0.1, None)
+    assert torch.equal(first, again)
+    assert not torch.equal(first, second)
+
+
+def test_a_new_dropout_after_a_recompile_keeps_its_own_threshold():
+    # A float argument was specialised by torch.compile: after a recompile for a new shape the
+    # drop threshold came from the wrong p. The numbers now travel as tensors.
+    for shape, p in (((1, 2, 5, 4), 0.5), ((3, 4, 33, 8), 0.1), ((2, 2, 9, 4), 0.25)):
+        q, k, v = _qkv(shape)
+        torch.manual_seed(5)
+        with torch.no_grad():
+            out = cpu_attention.dropout_attention(q, k, v, None, p, None)
+        keep = cpu_attention.keep_mask((*shape[:3], shape[2]), _keys_after_seed(5), cpu_attention.drop_threshold(p))
+        torch.testing.assert_close(out, _reference(q, k, v, None, keep, p).detach(), atol=1e-6, rtol=1e-5)
+
+
+class _Module(torch.nn.Module):
+    is_causal = False
+
+
+def test_without_dropout_or_off_the_cpu_kernel_attention_is_torchs_sdpa():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    q, k, v = _qkv()
+    mask = torch.ones(2, 1, 1, 17, dtype=torch.bool)
+    mask[0, ..., 9:] = False
+    with torch.no_grad():
+        ours, _ = cpu_attention.attention(_Module(), q, k, v, mask, dropout=0.0)
+        torchs, _ = sdpa_attention_forward(_Module(), q, k, v, mask, dropout=0.0)
+    assert torch.equal(ours, torchs)
+    cpu, big = torch.device("cpu"), cpu_attention.MIN_SCORES
+    assert cpu_attention.usable(cpu, 0.1, mask, big)
+    assert not cpu_attention.usable(cpu, 0.1, torch.zeros(2, 1, 1, 17), big)  # an additive mask: SDPA's
+    assert not cpu_attention.usable(cpu, 0.1, mask, big - 1)  # too small to pay for the build: SDPA
+    assert not cpu_attention.usable(torch.device("meta"), 0.1, mask, big)  # not the CPU
+
+
+def test_where_the_kernel_cannot_be_built_attention_falls_back_to_sdpa_with_one_warning(monkeypatch, caplog):
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found\nlong details")
+
+    monkeypatch.setattr(cpu_attention, "_KERNELS", {})
+    monkeypatch.setattr(cpu_attention, "_BUILT", [])
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: no_compiler)
+    monkeypatch.setattr(cpu_attention, "MIN_SCORES", 1)
+    q, k, v = _qkv()
+    with caplog.at_level(logging.WARNING, logger=cpu_attention.__name__):
+        torch.manual_seed(0)
+        out, _ = cpu_attention.attention(_Module(), q, k, v, None, dropout=0.1)
+        cpu_attention.attention(_Module(), q, k, v, None, dropout=0.1)
+    warnings = [r.getMessage() for r in caplog.records if r.name == cpu_attention.__name__]
+    assert len(warnings) == 1 and "no C++ compiler found" in warnings[0] and "long details" not in warnings[0]
+    out.sum().backward()  # SDPA's own dropout: a working result
+    assert out.shape == (2, 17, 3, 8) and torch.isfinite(q.grad).all()
