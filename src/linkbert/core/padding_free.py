@@ -264,7 +264,8 @@ def use_buckets(model: torch.nn.Module, device: torch.device, seq_lengths: list[
     dropout = getattr(model.config, "attention_probs_dropout_prob", 0.0) if model.training else 0.0
     if not CPU_BUCKETS or device.type == "cuda":
         return False
-    scores = model.config.num_attention_heads * sum(n * n for n in seq_lengths)  # what the sequences attend
+    heads: int = getattr(model.config, "num_attention_heads")
+    scores = heads * sum(n * n for n in seq_lengths)  # what the sequences attend
     return not dropout or (getattr(model, "padding_free_dropout_kernel", False)
                            and cpu_attention.usable(device, dropout, None, scores))
 
