@@ -139,6 +139,7 @@ def test_without_dropout_or_off_the_cpu_kernel_attention_is_torchs_sdpa():
     assert cpu_attention.usable(cpu, 0.1, mask, big)
     assert not cpu_attention.usable(cpu, 0.1, torch.zeros(2, 1, 1, 17), big)  # an additive mask: SDPA's
     assert not cpu_attention.usable(cpu, 0.1, mask, big - 1)  # too small to pay for the build: SDPA
+    assert not cpu_attention.usable(cpu, 0.1, mask, 2 ** 31)  # beyond the hash's int32 numbering
     assert not cpu_attention.usable(torch.device("meta"), 0.1, mask, big)  # not the CPU
 
 

@@ -45,6 +45,7 @@ _HASH_BITS = 24
 #: warm; ~25 s cold), which only work of this size pays back. MiniLM on one RE batch has 1.4M
 #: scores, one QA window batch 21M; the tests' tiny models stay below unless they ask for it.
 MIN_SCORES = 1 << 18
+MAX_SCORES = (1 << 31) - 1  # the hash numbers the elements of a call in int32
 _KERNELS: dict[str, Callable] = {}
 _BUILT: list[bool] = []  # [True] once both kernels ran, [False] if building them failed
 
@@ -123,9 +124,9 @@ class _DropoutAttention(torch.autograd.Function):
         grad_out = grad_out.to(q.dtype)
         grad_v = torch.matmul(dropped.transpose(-1, -2), grad_out)
         grad_dropped = torch.matmul(grad_out, v.transpose(-1, -2))
-        rows = probs.shape[-1]
-        grad_scores = _kernel("backward")(probs.view(-1, rows), dropped.view(-1, rows), grad_dropped.view(-1, rows),
-                                          constants).view(probs.shape)
+        width = probs.shape[-1]
+        grad_scores = _kernel("backward")(probs.view(-1, width), dropped.view(-1, width),
+                                          grad_dropped.view(-1, width), constants).view(probs.shape)
         return (torch.matmul(grad_scores, k), torch.matmul(grad_scores.transpose(-1, -2), q), grad_v,
                 None, None, None)
 
@@ -149,9 +150,9 @@ def built() -> bool:
 
 def usable(device: torch.device, dropout: float, mask: Optional[torch.Tensor], scores: int) -> bool:
     """Whether an attention call takes the kernel: on the CPU, with dropout, a boolean key mask or
-    none, at least MIN_SCORES scores, and the kernels built (built on the first such call)."""
+    none, MIN_SCORES to MAX_SCORES scores, and the kernels built (built on the first such call)."""
     return (dropout > 0 and device.type == "cpu" and (mask is None or mask.dtype == torch.bool)
-            and scores >= MIN_SCORES and built())
+            and MIN_SCORES <= scores <= MAX_SCORES and built())
 
 
 def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],

@@ -18,13 +18,13 @@ padded reference (the tests compare the two). `enable(model)` only sets this ins
 `forward` and registers the attention function under `ATTENTION_NAME`.
 
 Attention per sequence: on CUDA, SDPA over a jagged nested tensor (torch's variable-length
-kernels; attention dropout included); elsewhere, without attention dropout (evaluation), the
-sequences sorted by length and cut into a few buckets (`plan_buckets`, once per forward), one
-masked SDPA per bucket, so the number of ops per layer does not grow with the number of
-sequences; with attention dropout (training), SDPA on each sequence in turn, which measured
-faster there (1.9-3.4x faster than re-padding the whole batch for attention, 3.9-4.4x faster
-than the nested tensor, 1.05x faster than the buckets on the CPU; `bench/bench_padding_free.py`,
-bench/README.md). Position
+kernels; attention dropout included); elsewhere the sequences sorted by length and cut into a few
+buckets (`plan_buckets`, once per forward), one attention call per bucket, so the number of ops per
+layer does not grow with the number of sequences: masked SDPA without attention dropout
+(evaluation), `cpu_attention`'s kernel with it (training). Training under
+`--attn_implementation torch_sdpa`, or a batch too small for the kernel, runs SDPA on each
+sequence in turn: SDPA's math path with dropout made the buckets 5% slower than that loop
+(`bench/bench_padding_free.py`, bench/README.md). Position
 ids are each token's position in its padded row, as the HF forward numbers them, so the outputs
 equal the padded forward's on real tokens.
 
