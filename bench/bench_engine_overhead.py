@@ -56,6 +56,7 @@ def bare_loop(model: torch.nn.Module, batches: list[dict], lr: float, max_grad_n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.set_defaults(repeats=5)
     parser.add_argument("--steps", type=int, default=None, help="updates per run (default 3)")
     opts = parser.parse_args()

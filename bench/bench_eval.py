@@ -53,6 +53,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, repeats: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa", help="comma-separated: re, pubmedqa")
     opts = parser.parse_args()
     common.apply_common_flags(opts)

@@ -69,6 +69,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa", help="comma-separated: re, pubmedqa")
     parser.add_argument("--steps", type=int, default=None, help="updates per variant and repeat (default per shape)")
     opts = parser.parse_args()

@@ -360,6 +360,10 @@ def add_common_flags(parser) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny random BERT and fewer steps: a smoke run")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the median is reported")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def add_real_data_flag(parser) -> None:
+    """--real_data [DIR], for the scripts whose data comes from `write_data`."""
     parser.add_argument("--real_data", type=Path, nargs="?", const=real_data.DEFAULT_DIR, default=None,
                         help="RE shape from real NCBI-disease sentences in this folder (default ../shared/data)")
 
