@@ -56,6 +56,7 @@ def bare_loop(model: torch.nn.Module, batches: list[dict], lr: float, max_grad_n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.set_defaults(repeats=5)
     parser.add_argument("--steps", type=int, default=None, help="updates per run (default 3)")
     opts = parser.parse_args()
@@ -65,7 +66,7 @@ def main() -> None:
     steps = opts.steps or 3
     data = common.write_data(shape, n_train=steps * shape.train_batch, n_dev=8)
     model_dir = common.model_path(opts.quick, [data])
-    print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    common.header(opts.quick, model_dir)
     setup = common.prepare(model_dir, data, shape, ["--bf16"] if torch.cuda.is_available() else [])
     batches = engine_batches(setup)
     args, model = setup.engine.args, setup.engine.model  # one model for all runs: same compute

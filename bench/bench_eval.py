@@ -46,13 +46,14 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, repeats: int) -
     common.print_table(
         f"Evaluation, {shape.title.split(', batch')[0]}",
         ["variant", "examples/s", *common.SPEEDUP_HEADER], rows,
-        [f"{n} synthetic examples ({common.length_summary(project.dev)}), {repeats} alternating repeats; "
+        [f"{n} {common.data_kind(shape)} examples ({common.length_summary(project.dev)}), {repeats} alternating repeats; "
          f"largest |logit difference| {diff:.1e}, predicted labels identical: {same}."])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa", help="comma-separated: re, pubmedqa")
     opts = parser.parse_args()
     common.apply_common_flags(opts)
@@ -61,7 +62,7 @@ def main() -> None:
     data = {s.key: common.write_data(s, n_train=s.train_batch, n_dev=EXAMPLES[s.key] // (4 if opts.quick else 1))
             for s in shapes}
     model_dir = common.model_path(opts.quick, list(data.values()))
-    print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    common.header(opts.quick, model_dir)
     for shape in shapes:
         bench_shape(shape, model_dir, data[shape.key], opts.repeats)
 

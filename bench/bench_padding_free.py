@@ -100,7 +100,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
         f"Training, {shape.title}",
         ["variant", "s/update", "samples/s", "real tokens/s", "padding", *common.SPEEDUP_HEADER,
          "over the defaults, CPU time: median (range)"], rows,
-        [f"{samples} synthetic examples ({common.length_summary(setups[names[2]].train)}), one epoch of "
+        [f"{samples} {common.data_kind(shape)} examples ({common.length_summary(setups[names[2]].train)}), one epoch of "
          f"{steps} updates per variant and repeat, {repeats} alternating repeats; {common.machine()}.",
          comparison_note(train)])
 
@@ -122,7 +122,7 @@ def bench_evaluation(shape: common.Shape, setups: dict, repeats: int) -> tuple:
              *common.speedup_cells(times[names[1]], t)[1:]] for name, t in times.items()]
     return (f"Evaluation, {shape.title}",
             ["variant", "examples/s", *common.SPEEDUP_HEADER, "over the defaults, CPU time: median (range)"], rows,
-            [f"{n} synthetic examples, batch 8 by length, {repeats} alternating repeats; largest |logit "
+            [f"{n} {common.data_kind(shape)} examples, batch 8 by length, {repeats} alternating repeats; largest |logit "
              f"difference| padding-free vs defaults {gap:.1e}.", comparison_note(times)])
 
 
@@ -183,6 +183,7 @@ def bench_attention(repeats: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa,qa", help="comma-separated: re, pubmedqa, qa")
     opts = parser.parse_args()
     common.apply_common_flags(opts)
@@ -192,7 +193,7 @@ def main() -> None:
     data = {s.key: common.write_data(s, n_train=steps[s.key] * s.train_batch,
                                      n_dev=16 if opts.quick else EVAL_EXAMPLES[s.key]) for s in shapes}
     model_dir = common.model_path(opts.quick, list(data.values()))
-    print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    common.header(opts.quick, model_dir)
     bench_attention(opts.repeats)
     results = {s.key: bench_shape(s, model_dir, data[s.key], steps[s.key], opts.repeats) for s in shapes}
 

@@ -59,7 +59,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
     common.print_table(
         f"Training, {shape.title}",
         ["variant", "s/update", "samples/s", "real tokens/s", "padding", *common.SPEEDUP_HEADER], rows,
-        [f"{samples} synthetic examples ({common.length_summary(setups[names[1]].train)}), one epoch of "
+        [f"{samples} {common.data_kind(shape)} examples ({common.length_summary(setups[names[1]].train)}), one epoch of "
          f"{steps} updates per variant and repeat, {repeats} alternating repeats. Speed-up = median over "
          f"repeats of original time / variant time, by wall clock and by this process's CPU time (which "
          f"other load on the machine disturbs less, with one thread); range = min-max over repeats."])
@@ -69,6 +69,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa", help="comma-separated: re, pubmedqa")
     parser.add_argument("--steps", type=int, default=None, help="updates per variant and repeat (default per shape)")
     opts = parser.parse_args()
@@ -78,7 +79,7 @@ def main() -> None:
     steps = {s.key: opts.steps or (2 if opts.quick else STEPS[s.key]) for s in shapes}
     data = {s.key: common.write_data(s, n_train=steps[s.key] * s.train_batch, n_dev=8) for s in shapes}
     model_dir = common.model_path(opts.quick, list(data.values()))
-    print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    common.header(opts.quick, model_dir)
     results = {s.key: bench_shape(s, model_dir, data[s.key], steps[s.key], opts.repeats) for s in shapes}
 
     if "re" in results:
