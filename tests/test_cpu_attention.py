@@ -58,6 +58,29 @@ def test_output_and_gradients_equal_the_formula_with_the_kernels_mask(with_mask)
         torch.testing.assert_close(got.grad, ref.grad, atol=1e-6, rtol=1e-5)
 
 
+def test_chunks_of_heads_each_draw_their_own_keys_and_match_the_formula(monkeypatch):
+    # 2 x 3 (batch, head) pairs in chunks of 2 pairs: three kernel calls, three key draws in order.
+    monkeypatch.setattr(cpu_attention, "CHUNK_SCORES", 2 * 17 * 17)
+    q, k, v = _qkv()
+    mask = torch.ones(2, 1, 1, 17, dtype=torch.bool)
+    mask[0, ..., 5:] = False
+    torch.manual_seed(4)
+    out = cpu_attention.dropout_attention(q, k, v, mask, 0.3, None)
+    grad = torch.randn_like(out)
+    out.backward(grad)
+    torch.manual_seed(4)
+    threshold = cpu_attention.drop_threshold(0.3)
+    keep = torch.cat([cpu_attention.keep_mask((2, 17, 17), torch.randint(-2 ** 31, 2 ** 31 - 1, (2,),
+                                                                         dtype=torch.int32), threshold)
+                      for _ in range(3)]).view(2, 3, 17, 17)
+    q2, k2, v2 = (x.detach().clone().requires_grad_() for x in (q, k, v))
+    want = _reference(q2, k2, v2, mask, keep, 0.3)
+    want.backward(grad)
+    torch.testing.assert_close(out, want, atol=1e-6, rtol=1e-5)
+    for got, ref in ((q, q2), (k, k2), (v, v2)):
+        torch.testing.assert_close(got.grad, ref.grad, atol=1e-6, rtol=1e-5)
+
+
 def test_bf16_follows_the_fp32_formula_within_bf16_rounding():
     q, k, v = _qkv(dtype=torch.bfloat16)
     torch.manual_seed(3)
