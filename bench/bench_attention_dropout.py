@@ -3,6 +3,7 @@ project's kernel (`linkbert.core.cpu_attention`: one compiled softmax-dropout ke
 padded and `--padding_free`, fp32 and `--bf16`, on the RE, PubMedQA and QA-window shapes.
 
     python bench/bench_attention_dropout.py --threads 1      # MiniLM, three shapes
+    python bench/bench_attention_dropout.py --threads 1 --real_data   # RE from real NCBI-disease sentences
     python bench/bench_attention_dropout.py --quick          # tiny random BERT: a smoke run
     python bench/bench_attention_dropout.py --shapes qa --repeats 5
 
@@ -65,7 +66,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
                      "-" if mfu is None else f"{100 * mfu:.1f}%", *common.speedup_cells(times[BEFORE], t)])
     common.print_table(
         f"Training, {shape.title}", ["variant", "s/update", "samples/s", "MFU", *common.SPEEDUP_HEADER], rows,
-        [f"{samples} synthetic examples ({common.length_summary(setups[BEFORE].train)}), one epoch of {steps} "
+        [f"{samples} examples ({common.length_summary(setups['--padding_free --bf16'].train)}), one epoch of {steps} "
          f"updates per variant and repeat, {repeats} alternating repeats; {common.machine()}."])
     return times
 
@@ -73,6 +74,7 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
+    common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa,qa", help="comma-separated: re, pubmedqa, qa")
     opts = parser.parse_args()
     common.apply_common_flags(opts)
@@ -81,7 +83,7 @@ def main() -> None:
     steps = {s.key: 2 if opts.quick else STEPS[s.key] for s in shapes}
     data = {s.key: common.write_data(s, n_train=steps[s.key] * s.train_batch, n_dev=8) for s in shapes}
     model_dir = common.model_path(opts.quick, list(data.values()))
-    print(f"Model: {'tiny random BERT (--quick)' if opts.quick else 'MiniLM-L6-H384 (22M)'}; {common.machine()}")
+    common.header(opts.quick, model_dir)
     clock = common.primary_clock()
     for shape in shapes:
         times = bench_shape(shape, model_dir, data[shape.key], steps[shape.key], opts.repeats)
