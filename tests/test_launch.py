@@ -297,9 +297,11 @@ def test_ctrl_c_in_the_terminal_stops_the_launcher_with_the_command_that_resumes
     import time
 
     env, record = fake_setup(tmp_path, {"seqcls/HoC_hf": ["train", "dev", "test"]})
+    # A terminal's Ctrl-C reaches processes that take SIGINT; pytest started in the background
+    # (`pytest &`) ignores it, and so would every child, so the script starts with it restored.
     process = subprocess.Popen(["bash", str(REPO / SCRIPT), "HoC_hf"], cwd=REPO, start_new_session=True,
                                env=script_env(FAKE_SLEEP="60", **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     while not (record.exists() and "start" in record.read_text()):  # the run has started
         assert process.poll() is None, process.communicate()
         time.sleep(0.1)

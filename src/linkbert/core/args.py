@@ -57,10 +57,8 @@ class ModelArguments:
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Run code shipped with a hub model. Off unless asked for."})
     attn_implementation: str = field(
-        default="sdpa", metadata={"help": "sdpa (fast: torch's SDPA; CPU training with attention dropout takes a "
-                                           "compiled softmax-dropout kernel) | torch_sdpa (torch's SDPA everywhere) | "
-                                           "eager (the original's attention: nn.Dropout on the attention "
-                                           "probabilities; for exact parity)."})
+        default="sdpa", metadata={"help": "sdpa (fast; CPU training's attention dropout by a compiled kernel) | "
+                                           "torch_sdpa | eager (the original's, for exact parity)."})
 
     def __post_init__(self) -> None:
         if self.attn_implementation not in ATTENTION:
