@@ -9,7 +9,8 @@
 #   bash scripts/install.sh --venv PATH         # the venv in PATH (default .venv)
 #
 # Extras: distributed (fairscale), report (matplotlib), wandb, tensorboard, test (pytest), corpus
-# (HTML/wikitext parsers), lint (ruff, mypy). Every lock holds all.lock's versions.
+# (HTML/wikitext parsers), lint (ruff, mypy), bench (the benchmarks' MiniLM; not in all.lock).
+# Every lock holds all.lock's versions.
 #
 # torch: plain `pip install torch==X` takes PyPI's CUDA build (its default CUDA). For another build,
 # name the PyTorch index it comes from:
