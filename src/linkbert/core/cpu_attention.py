@@ -4,9 +4,9 @@ SDPA has fused CPU kernels only without dropout: with `dropout_p > 0` it compute
 and draws the dropout mask with `bernoulli_`, a serial generator that costs more than the softmax it
 masks (bench/README.md, issue 29). Here, in training on the CPU:
 
-    scores = q @ k^T                                  (bmm, in q's dtype)
-    probs, dropped = softmax_dropout(scores)          (one compiled kernel: scale, key mask,
-                                                       softmax, the keep test, the 1/(1-p) factor)
+    scores = q @ k^T, key mask filled with -inf       (bmm, in q's dtype)
+    probs, dropped = softmax_dropout(scores)          (one compiled kernel: scale, softmax, the
+                                                       keep test, the 1/(1-p) factor)
     out = dropped @ v                                 (bmm)
 
 and the backward needs neither the mask nor a second draw: with P the probabilities and D the

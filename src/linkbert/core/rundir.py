@@ -915,8 +915,5 @@ class RunFolder:
 
         return load_file(Path(recorded) / "model.safetensors")
 
-    def best_model_folder(self) -> str:
-        return str(self.path / BEST_MODEL_DIR)
-
 
 BEST_MODEL_DIR = "best_model"
