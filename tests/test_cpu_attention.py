@@ -58,6 +58,27 @@ def test_output_and_gradients_equal_the_formula_with_the_kernels_mask(with_mask)
         torch.testing.assert_close(got.grad, ref.grad, atol=1e-6, rtol=1e-5)
 
 
+def test_a_padded_encoders_full_mask_is_applied_as_its_key_mask_and_other_masks_go_to_sdpa():
+    # transformers hands the padded encoder a [B, 1, L, keys] mask whose rows are equal: the kernel
+    # applies it as a key bias, with the same result as the formula with the mask filled in.
+    q, k, v = _qkv()
+    key_mask = torch.ones(2, 1, 1, 17, dtype=torch.bool)
+    key_mask[1, ..., 10:] = False
+    full = key_mask.expand(2, 1, 17, 17).clone()
+    torch.manual_seed(2)
+    out = cpu_attention.dropout_attention(q, k, v, full, 0.2, None)
+    keep = cpu_attention.keep_mask((2, 3, 17, 17), _keys_after_seed(2), cpu_attention.drop_threshold(0.2))
+    torch.testing.assert_close(out, _reference(q, k, v, full, keep, 0.2), atol=1e-6, rtol=1e-5)
+    # Rows that mask different keys (a causal mask) cannot be a key bias: torch's SDPA, same law.
+    causal = torch.ones(17, 17, dtype=torch.bool).tril()
+    with torch.no_grad():
+        torch.manual_seed(2)
+        ours = cpu_attention.dropout_attention(q, k, v, causal, 0.2, None)
+        torch.manual_seed(2)
+        torchs = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=causal, dropout_p=0.2)
+    assert torch.equal(ours, torchs)
+
+
 def test_chunks_of_heads_each_draw_their_own_keys_and_match_the_formula(monkeypatch):
     # 2 x 3 (batch, head) pairs in chunks of 2 pairs: three kernel calls, three key draws in order.
     monkeypatch.setattr(cpu_attention, "CHUNK_SCORES", 2 * 17 * 17)
@@ -102,8 +123,8 @@ def _lowbias32(x: int) -> int:
 def test_the_compiled_keep_test_is_the_documented_hash():
     keys = torch.tensor([123456789, -987654321], dtype=torch.int32)
     p = 0.3
-    scores = torch.zeros(40, 50)  # equal probabilities: an element is 0 after the kernel iff dropped
-    _, dropped = cpu_attention._kernel("forward")(scores, keys, cpu_attention._constants(p, 1.0))
+    scores = torch.zeros(2, 20, 50)  # equal probabilities: an element is 0 after the kernel iff dropped
+    _, dropped = cpu_attention._kernel("forward")(scores, torch.zeros(2, 1, 50), keys, cpu_attention._constants(p, 1.0))
     k0, k1 = (int(w) & 0xFFFFFFFF for w in keys)
     threshold = round(p * 2 ** 24)
     python = [(_lowbias32((_lowbias32(i ^ k0) + k1) & 0xFFFFFFFF) & 0xFFFFFF) >= threshold for i in range(2000)]
@@ -113,8 +134,8 @@ def test_the_compiled_keep_test_is_the_documented_hash():
 
 def test_each_element_is_dropped_with_probability_p_and_kept_ones_are_scaled():
     p, n = 0.1, 1_000_000
-    _, dropped = cpu_attention._kernel("forward")(torch.zeros(1000, 1000), _keys_after_seed(0),
-                                                  cpu_attention._constants(p, 1.0))
+    _, dropped = cpu_attention._kernel("forward")(torch.zeros(4, 250, 1000), torch.zeros(4, 1, 1000),
+                                                  _keys_after_seed(0), cpu_attention._constants(p, 1.0))
     share = float((dropped == 0).float().mean())
     assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n)  # 4 standard deviations
     kept = dropped[dropped != 0]

@@ -4,9 +4,9 @@ SDPA has fused CPU kernels only without dropout: with `dropout_p > 0` it compute
 and draws the dropout mask with `bernoulli_`, a serial generator that costs more than the softmax it
 masks (bench/README.md, issue 29). Here, in training on the CPU:
 
-    scores = q @ k^T, key mask filled with -inf       (bmm, in q's dtype)
-    probs, dropped = softmax_dropout(scores)          (one compiled kernel: scale, softmax, the
-                                                       keep test, the 1/(1-p) factor)
+    scores = q @ k^T                                  (bmm, in q's dtype)
+    probs, dropped = softmax_dropout(scores)          (one compiled kernel: scale, key mask,
+                                                       softmax, the keep test, the 1/(1-p) factor)
     out = dropped @ v                                 (bmm)
 
 and the backward needs neither the mask nor a second draw: with P the probabilities and D the
@@ -76,13 +76,13 @@ def keep_mask(shape: tuple[int, ...], keys: torch.Tensor, threshold: torch.Tenso
     return (bits & ((1 << _HASH_BITS) - 1)) >= threshold
 
 
-def _softmax_dropout(scores: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor
+def _softmax_dropout(scores: torch.Tensor, key_bias: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     # The numbers arrive as tensors (`_constants`): a Python float would be specialised by
     # torch.compile, and the drop threshold computed from it went wrong once it was recompiled.
     threshold, factor, scale = constants[0].to(torch.int32), constants[1], constants[2]
     dtype = scores.dtype
-    probs = torch.softmax(scores.float() * scale, -1)
+    probs = torch.softmax(scores.float() * scale + key_bias, -1)
     dropped = torch.where(keep_mask(tuple(scores.shape), keys, threshold), probs * factor, 0.0)
     return probs.to(dtype), dropped.to(dtype)
 
@@ -105,34 +105,50 @@ def _kernel(name: str) -> Callable:
     return _KERNELS[name]
 
 
+def _draw_keys() -> torch.Tensor:
+    """Two int32 words from torch's CPU generator: what a seed and a checkpoint reproduce."""
+    return torch.randint(-2 ** 31, 2 ** 31 - 1, (2,), dtype=torch.int32)
+
+
 class _DropoutAttention(torch.autograd.Function):
+    """[pairs, L, d] attention with dropout, `rows` (batch, head) pairs per kernel call, one autograd
+    node for the whole call: each chunk writes its part of the output and of the gradients into one
+    buffer (a node per chunk, on slices, made the backward fill and add a whole-size zero gradient
+    per chunk: 7% of a QA update). A chunk's scores, probabilities and dropped probabilities stay
+    [rows, L, keys]: the kernel numbers its elements in that order."""
+
     @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_mask: Optional[torch.Tensor],
-                p: float, scale: float) -> torch.Tensor:
+    def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor,
+                p: float, scale: float, rows: int) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):  # q/k/v arrive in the autocast dtype already
-            keys = torch.randint(-2 ** 31, 2 ** 31 - 1, (2,), dtype=torch.int32)
             constants = _constants(p, scale)
-            scores = torch.matmul(q, k.transpose(-1, -2))
-            if key_mask is not None:
-                scores.masked_fill_(~key_mask, float("-inf"))
-            # 2-D [rows, keys] in and out: one compiled graph per dtype, whatever the batch (a size-1
-            # dimension of a 4-D shape would be specialised, and recompiled, by torch.compile)
-            probs, dropped = (x.view(scores.shape) for x in
-                              _kernel("forward")(scores.view(-1, scores.shape[-1]), keys, constants))
-            ctx.save_for_backward(q, k, v, probs, dropped, constants)
-            return torch.matmul(dropped, v)
+            out = q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
+            kept = []
+            for i in range(0, q.shape[0], rows):
+                part = slice(i, i + rows)
+                keys = _draw_keys()
+                scores = torch.bmm(q[part], k[part].transpose(1, 2))
+                probs, dropped = _kernel("forward")(scores, key_bias[part], keys, constants)
+                torch.bmm(dropped, v[part], out=out[part])
+                kept.append((probs, dropped))
+            ctx.save_for_backward(q, k, v, constants)
+            ctx.kept, ctx.rows = kept, rows  # intermediates, not inputs or outputs: kept on ctx
+            return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor):
-        q, k, v, probs, dropped, constants = ctx.saved_tensors
+        q, k, v, constants = ctx.saved_tensors
         grad_out = grad_out.to(q.dtype)
-        grad_v = torch.matmul(dropped.transpose(-1, -2), grad_out)
-        grad_dropped = torch.matmul(grad_out, v.transpose(-1, -2))
-        width = probs.shape[-1]
-        grad_scores = _kernel("backward")(probs.view(-1, width), dropped.view(-1, width),
-                                          grad_dropped.view(-1, width), constants).view(probs.shape)
-        return (torch.matmul(grad_scores, k), torch.matmul(grad_scores.transpose(-1, -2), q), grad_v,
-                None, None, None)
+        grad_q, grad_k, grad_v = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        for n, (probs, dropped) in enumerate(ctx.kept):
+            part = slice(n * ctx.rows, (n + 1) * ctx.rows)
+            torch.bmm(dropped.transpose(1, 2), grad_out[part], out=grad_v[part])
+            grad_dropped = torch.bmm(grad_out[part], v[part].transpose(1, 2))
+            grad_scores = _kernel("backward")(probs, dropped, grad_dropped, constants)
+            torch.bmm(grad_scores, k[part], out=grad_q[part])
+            torch.bmm(grad_scores.transpose(1, 2), q[part], out=grad_k[part])
+        ctx.kept = None
+        return grad_q, grad_k, grad_v, None, None, None, None
 
 
 def built() -> bool:
@@ -140,8 +156,9 @@ def built() -> bool:
     first time this is asked; False, after one warning, where that fails (no C++ compiler, ...)."""
     if not _BUILT:
         try:
-            scores = torch.linspace(-1.0, 1.0, 18).view(6, 3)  # not random: a run's random stream stays as it is
-            probs, dropped = _kernel("forward")(scores, torch.zeros(2, dtype=torch.int32), _constants(0.5, 1.0))
+            scores = torch.linspace(-1.0, 1.0, 36).view(2, 6, 3)  # not random: a run's random stream stays as it is
+            probs, dropped = _kernel("forward")(scores, torch.zeros(2, 1, 3), torch.zeros(2, dtype=torch.int32),
+                                                _constants(0.5, 1.0))
             _kernel("backward")(probs, dropped, torch.ones_like(dropped), _constants(0.5, 1.0))
             _BUILT.append(True)
         except Exception as e:  # noqa: BLE001 - whatever stops the build, SDPA is the way back
@@ -159,6 +176,22 @@ def usable(device: torch.device, dropout: float, mask: Optional[torch.Tensor], s
             and MIN_SCORES <= scores <= MAX_SCORES and built())
 
 
+def _key_bias(mask: Optional[torch.Tensor], batch: int, heads: int, keys: int
+              ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """A bool mask (True = attend, broadcastable to [B, H, L, keys]) -> the kernel's additive key
+    bias [B * H, 1, keys] (0 or -inf), and the mask left to fill into the scores: None when every
+    query row masks the same keys (padding, length buckets: transformers hands the padded encoder
+    a [B, 1, L, keys] mask whose rows are equal), which the kernel then applies alone."""
+    bias = torch.zeros(batch, heads, 1, keys)
+    if mask is None:
+        return bias.view(batch * heads, 1, keys), None
+    first_row = mask[..., :1, :]
+    if mask.shape[-2] == 1 or torch.equal(mask, first_row.expand_as(mask)):
+        bias.masked_fill_(~first_row.expand(batch, heads, 1, keys), float("-inf"))
+        return bias.view(batch * heads, 1, keys), None
+    return bias.view(batch * heads, 1, keys), mask
+
+
 def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
                       dropout: float, scale: Optional[float]) -> torch.Tensor:
     """[B, H, L, d] -> [B, H, L, d], as SDPA with `attn_mask=mask` (bool, broadcastable to the
@@ -167,14 +200,13 @@ def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: O
     CPU's cache between the matmul and the kernel (each chunk draws its own keys)."""
     batch, heads, length, dim = q.shape
     scale = dim ** -0.5 if scale is None else scale
-    q, k, v = (x.reshape(batch * heads, x.shape[2], dim) for x in (q, k, v))
-    if mask is not None:  # [B or 1, 1 or H, L or 1, keys] -> [B * H, L or 1, keys]
-        mask = mask.expand(batch, heads, *mask.shape[2:]).reshape(batch * heads, *mask.shape[2:])
+    key_bias, row_mask = _key_bias(mask, batch, heads, k.shape[2])
+    if row_mask is not None:  # query rows that mask different keys (no BERT encoder's mask): torch's SDPA
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=row_mask, dropout_p=dropout,
+                                                                scale=scale)
+    q, k, v = (x.reshape(batch * heads, x.shape[2], x.shape[3]) for x in (q, k, v))
     rows = max(1, CHUNK_SCORES // (length * k.shape[1]))
-    chunks = [_DropoutAttention.apply(q[i:i + rows], k[i:i + rows], v[i:i + rows],
-                                      None if mask is None else mask[i:i + rows], dropout, scale)
-              for i in range(0, batch * heads, rows)]
-    return torch.cat(chunks).view(batch, heads, length, dim)
+    return _DropoutAttention.apply(q, k, v, key_bias, dropout, scale, rows).view(batch, heads, length, -1)
 
 
 def attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
