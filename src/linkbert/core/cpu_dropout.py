@@ -114,7 +114,7 @@ class HashDropout(torch.nn.Dropout):
 def use_hash_dropout(model: torch.nn.Module) -> torch.nn.Module:
     """Make every plain `nn.Dropout` of a model built with cpu_attention's attention (`--attn_implementation
     sdpa`) a HashDropout of the same p (no parameters: the state_dict is unchanged). Returns `model`."""
-    if getattr(model.config, "_attn_implementation", None) != ATTENTION_NAME:
+    if getattr(getattr(model, "config", None), "_attn_implementation", None) != ATTENTION_NAME:
         return model
     for module in list(model.modules()):
         for name, child in module.named_children():
