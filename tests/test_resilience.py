@@ -33,15 +33,17 @@ def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(attention,
     """48 examples in micro-batches of 10 with accumulation 2: each epoch ends with a left-over
     micro-batch whose gradient carries into the next update, so the epoch checkpoints hold
     pending gradients. Resuming from the middle gives the uninterrupted run's weights exactly;
-    also where attention dropout is drawn by cpu_attention's kernel (whose keys come from the
-    generator state a checkpoint keeps), padded and per length bucket."""
-    from linkbert.core import cpu_attention
+    also where attention dropout and the hidden dropout are drawn by cpu_attention's and
+    cpu_dropout's kernels (whose keys come from the generator state a checkpoint keeps), padded
+    and per length bucket."""
+    from linkbert.core import cpu_attention, cpu_dropout
 
-    calls = []
-    if attention != "sdpa":  # the tiny model's attention is below the kernel's size; lift that
+    calls: list[str] = []
+    if attention != "sdpa":  # the tiny model is below the kernels' sizes; lift that
         monkeypatch.setattr(cpu_attention, "MIN_SCORES", 1)
-        apply = cpu_attention._DropoutAttention.apply
-        monkeypatch.setattr(cpu_attention._DropoutAttention, "apply", lambda *a: calls.append(1) or apply(*a))
+        monkeypatch.setattr(cpu_dropout, "MIN_ELEMENTS", 1)
+        for name, function in (("attention", cpu_attention._DropoutAttention), ("hidden", cpu_dropout._HashDropout)):
+            monkeypatch.setattr(function, "apply", lambda *a, n=name, f=function.apply: calls.append(n) or f(*a))
     common = ["--model_name_or_path", tiny_model(ALL_FILES), "--metric_name", "PRF1",
               "--per_device_train_batch_size", "10", "--gradient_accumulation_steps", "2",
               "--num_train_epochs", "4", "--warmup_ratio", "0.5", "--save_strategy", "epoch", "--logging_steps", "1",
@@ -64,7 +66,7 @@ def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(attention,
     assert losses(full_state) == losses(resumed_state) and len(losses(full_state)) == 8
     train = lambda d: json.loads((d / "train_results.json").read_text())["train_loss"]  # noqa: E731
     assert train(full) == pytest.approx(train(resumed), rel=1e-9)
-    assert bool(calls) == (attention != "sdpa")
+    assert set(calls) == (set() if attention == "sdpa" else {"attention", "hidden"})
 
 
 # -- killed and pre-empted runs, in real subprocesses ----------------------------------------

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import cpu_attention, padding_free
+from . import cpu_attention, cpu_dropout, padding_free
 from .args import Precision, as_dict, parse_args
 from .card import finish_run
 from .distributed import DistState
@@ -213,6 +213,7 @@ def load_model_and_info(task: Task, config, local_only: bool = False) -> tuple[A
                                                  **_hub_kwargs(m, local_only))
     except OSError as e:
         raise _missing_model(m, e) from None
+    cpu_dropout.use_hash_dropout(model)  # with our attention (`sdpa`), the hidden dropout's kernel too
     if task.training_args.padding_free:  # the flag is checked here, before the first write, not in the engine
         padding_free.check_supported(model)
     untrained = loading.get("missing_keys") or []
