@@ -105,7 +105,7 @@ def _kernel(name: str) -> Callable:
     return _KERNELS[name]
 
 
-def _draw_keys() -> torch.Tensor:
+def draw_keys() -> torch.Tensor:
     """Two int32 words from torch's CPU generator: what a seed and a checkpoint reproduce."""
     return torch.randint(-2 ** 31, 2 ** 31 - 1, (2,), dtype=torch.int32)
 
@@ -126,7 +126,7 @@ class _DropoutAttention(torch.autograd.Function):
             kept = []
             for i in range(0, q.shape[0], rows):
                 part = slice(i, i + rows)
-                keys = _draw_keys()
+                keys = draw_keys()
                 scores = torch.bmm(q[part], k[part].transpose(1, 2))
                 probs, dropped = _kernel("forward")(scores, key_bias[part], keys, constants)
                 torch.bmm(dropped, v[part], out=out[part])

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from .cpu_attention import ATTENTION_NAME, drop_threshold, keep_mask
+from .cpu_attention import ATTENTION_NAME, draw_keys, drop_threshold, keep_mask
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _apply_kernel(x: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor) 
 class _HashDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, p: float, inplace: bool) -> torch.Tensor:
-        keys = torch.randint(-2 ** 31, 2 ** 31 - 1, (2,), dtype=torch.int32)
+        keys = draw_keys()
         constants = _constants(p)
         ctx.save_for_backward(keys, constants)
         out = _apply_kernel(x, keys, constants)
