@@ -151,9 +151,11 @@ class TrainingArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per DataLoader."})
     group_by_length: bool = field(
         default=False, metadata={"help": "Training batches of similar length (seeded); faster, changes the order."})
-    padding_free: bool = field(
-        default=False, metadata={"help": "BERT only: compute on real tokens only (no padding), attention per "
-                                          "sequence. Same results within float rounding (QA: no padding logits)."})
+    padding_free: Optional[bool] = field(
+        default=None, metadata={"help": "BERT only: compute on real tokens only (no padding), attention per "
+                                         "sequence. Same results within float rounding (QA: no padding logits; "
+                                         "dropout masks differ). Default: on for a BERT model on the CPU, except "
+                                         "QA and pretraining; off on a GPU. `--padding_free false`: off."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     report_to: str = field(default="none", metadata={"help": "none | wandb | tensorboard (nothing leaves the "
@@ -350,6 +352,11 @@ def _make_parser(dataclasses_: tuple, prog: str, description: str, task_title: s
                     formatter_class=_HelpFormatter,
                     usage=f"{prog} --model_name_or_path PATH --output_dir PATH [--do_train] [--do_eval] "
                           f"[--do_predict] [flags]\n       {prog} ARGUMENTS.json")
+    for action in parser._actions:
+        # HfArgumentParser wants a value after an Optional[bool] flag whose default is None (auto,
+        # unset); alone, it means true here, as a bool flag's does (`--padding_free`).
+        if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None:
+            action.nargs, action.const = "?", True
     _group_flags(parser, {f.name for f in fields(dataclasses_[-1])}, task_title)
     return parser
 
