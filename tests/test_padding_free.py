@@ -353,6 +353,9 @@ def test_an_explicit_flag_wins_and_other_models_are_padded_silently_unless_it_as
     assert padding_free.default_for(False, bert, CPU, True) is False
     assert padding_free.default_for(True, bert, CUDA, True) is True
     assert padding_free.default_for(None, roberta, CPU, True) is False  # no error: the default only
+    bert.set_attn_implementation("eager")  # the original's attention, asked for parity: packing would replace it
+    assert padding_free.default_for(None, bert, CPU, True) is False
+    assert padding_free.default_for(True, bert, CPU, True) is True
     assert padding_free.default_for(False, roberta, CPU, True) is False
     with pytest.raises(UserError) as caught:
         padding_free.default_for(True, roberta, CPU, True)

@@ -239,13 +239,16 @@ def default_for(wanted: Optional[bool], model: torch.nn.Module, device: torch.de
     """Whether a run computes padding-free: as --padding_free says (true: for a model it can run,
     else the flag's error), and without the flag where it is measured faster and result-neutral
     (bench/README.md): on the CPU, for a task whose `Task.padding_free_by_default` is set, with a
-    BERT model of SUPPORTED; any other model silently padded. On CUDA the padded path stays the
-    default until bench/gpu_check.py has compared the two on a GPU."""
+    BERT model of SUPPORTED; any other model silently padded, and so is one built with the
+    original's attention (`--attn_implementation eager`, asked for parity), which packing would
+    replace. On CUDA the padded path stays the default until bench/gpu_check.py has compared the
+    two on a GPU."""
     if wanted is not None:
         if wanted:
             check_supported(model)
         return wanted
-    return device.type == "cpu" and task_default and is_supported(model)
+    eager = getattr(model.config, "_attn_implementation", None) == "eager"
+    return device.type == "cpu" and task_default and is_supported(model) and not eager
 
 
 def enable(model: torch.nn.Module) -> torch.nn.Module:
