@@ -328,6 +328,13 @@ def tiny_head(head: str):
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device value: no GPU needed to decide for one
 
 
+def test_the_flag_alone_is_true_false_turns_it_off_and_none_leaves_it_to_the_run(tmp_path):
+    base = ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--do_train"]
+    for extra, value in (([], None), (["--padding_free"], True), (["--padding_free", "true"], True),
+                         (["--padding_free", "false"], False), (["--padding_free", "--do_eval"], True)):
+        assert parse_args(SeqClsTask.arguments, base + extra)[2].padding_free is value, extra
+
+
 @pytest.mark.parametrize("task_cls, head", [(SeqClsTask, "BertForSequenceClassification"),
                                             (NerTask, "BertForTokenClassification"),
                                             (MultipleChoiceTask, "BertForMultipleChoice")])

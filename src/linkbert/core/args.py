@@ -318,8 +318,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if not action.option_strings or action.dest == "help":
             return super()._format_action_invocation(action)
         name = action.option_strings[0]  # not its --dashed-spelling alias
-        if _is_switch(action):
-            return name
+        if _is_switch(action):  # an unset Optional[bool] (auto) also takes false
+            return name if action.default is not None else f"{name} [{{true,false}}]"
         return f"{name} {self._format_args(action, self._metavar(action))}"
 
     @staticmethod
