@@ -152,10 +152,8 @@ class TrainingArguments:
     group_by_length: bool = field(
         default=False, metadata={"help": "Training batches of similar length (seeded); faster, changes the order."})
     padding_free: Optional[bool] = field(
-        default=None, metadata={"help": "BERT only: compute on real tokens only (no padding), attention per "
-                                         "sequence. Same results within float rounding (QA: no padding logits; "
-                                         "dropout masks differ). Default: on for a BERT model on the CPU, except "
-                                         "QA and pretraining; off on a GPU. `--padding_free false`: off."})
+        default=None, metadata={"help": "BERT: compute on real tokens only (same results within float rounding; "
+                                         "QA: no padding logits). Unset: on for seqcls/NER/MC on the CPU, else off."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     report_to: str = field(default="none", metadata={"help": "none | wandb | tensorboard (nothing leaves the "
@@ -319,7 +317,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
             return super()._format_action_invocation(action)
         name = action.option_strings[0]  # not its --dashed-spelling alias
         if _is_switch(action):  # an unset Optional[bool] (auto) also takes false
-            return name if action.default is not None else f"{name} [{{true,false}}]"
+            return name if action.default is not None else f"{name} [true|false]"
         return f"{name} {self._format_args(action, self._metavar(action))}"
 
     @staticmethod
