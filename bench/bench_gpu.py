@@ -81,7 +81,7 @@ def measure(model_name: str, seq_len: int, batch: int, steps: int, warmup: int, 
     out = Path(common.WORKDIR) / "out"
     args = TrainingArguments(output_dir=str(out), bf16=True, per_device_train_batch_size=batch,
                              learning_rate=1e-5, save_strategy="no", disable_tqdm=True,
-                             torch_compile=compile_, dataloader_num_workers=workers)
+                             torch_compile=compile_, dataloader_num_workers=workers, padding_free=False)
     engine = Engine(model, FixedLengthTask(None, None, args, None), TaskContext(None, seq_len), args, DistState(args))
     features = synthetic_features(max(steps, warmup) * batch, seq_len, config.vocab_size)
 

@@ -54,7 +54,7 @@ def make_task(model: str, corpus: Path, out: Path, seq: int, batch: int, steps: 
     argv = ["--model_name_or_path", model, "--corpus_file", str(corpus), "--output_dir", str(out), "--do_train",
             "--max_seq_length", str(seq), "--validation_split_percentage", "0", "--per_device_train_batch_size",
             str(batch), "--max_steps", str(steps), "--learning_rate", "1e-4", "--disable_tqdm", "--save_strategy", "no",
-            "--logging_steps", str(steps), "--use_cpu", *extra]
+            "--logging_steps", str(steps), "--use_cpu", "--padding_free", "false", *extra]  # extra may turn it on
     return PretrainTask(*parse_args(PretrainArguments, argv))
 
 

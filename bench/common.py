@@ -222,7 +222,8 @@ def prepare(model_dir: str, data: Path, shape: Shape, flags: list[str],
             "--validation_file", str(data / "dev.json"), "--do_train", "--do_eval",
             "--max_seq_length", str(shape.max_seq_length),
             "--per_device_train_batch_size", str(shape.train_batch), "--num_train_epochs", "1",
-            "--save_strategy", "no", "--disable_tqdm", "--output_dir", str(Path(WORKDIR) / "out"), *flags]
+            "--save_strategy", "no", "--disable_tqdm", "--output_dir", str(Path(WORKDIR) / "out"),
+            "--padding_free", "false", *flags]  # the padded path unless a variant's flags say --padding_free
     if torch.cuda.is_available() and "--bf16" not in flags:
         argv.append("--fp16")  # the original scripts' precision on a GPU
     model_args, data_args, args, task_args = parse_args(SeqClsTask.arguments, argv)

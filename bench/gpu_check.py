@@ -12,7 +12,10 @@ built from `BertConfig`. Checks, each reported as pass / fail / skipped with its
 - tasks: every task (seqcls, NER, QA, MC, pretraining) runs N updates with --fp16 and with --bf16,
   with and without --padding_free, and writes its result and prediction files;
 - cpu_equal: fp32 predictions on the GPU equal those on the CPU (tiny model, every task;
-  pretraining: the same relation predictions and MLM loss within 1e-4);
+  pretraining: the same relation predictions and MLM loss within 1e-4), both padded;
+- padding_free_equal: --padding_free against the padded path on the GPU (fp32, 4 updates, dropout
+  off): the same weights within 1e-4 and the same dev/test predictions for seqcls, NER and MC, the
+  tasks whose CPU default it is; until this has passed on a GPU, CUDA runs stay padded by default;
 - sharding: --sharded_ddp simple/zero_dp_2/zero_dp_3/offload and --fsdp full_shard/shard_grad_op
   under torchrun (1 process, and 2 when there are 2 GPUs) run and end with plain DDP's weights
   (with one process the engine trains unsharded: the check then shows they run);
@@ -119,13 +122,14 @@ def smoke_limits(ctx) -> list[str]:
 def check_tasks(ctx) -> tuple:
     rows, failed = [], False
     runs = [(name, precision, packed) for name in TASKS for precision in ("--fp16", "--bf16")
-            for packed in ([], ["--padding_free"])]
+            for packed in (False, True)]
     if not ctx.cuda:  # smoke: every task once, each precision, padded and padding-free (tasks have their own tests)
-        runs = [("seqcls", "--fp16", []), ("ner", "--bf16", ["--padding_free"]), ("qa", "--bf16", ["--padding_free"]),
-                ("mc", "--fp16", ["--padding_free"]), ("pretrain", "--bf16", ["--padding_free"])]
+        runs = [("seqcls", "--fp16", False), ("ner", "--bf16", True), ("qa", "--bf16", True), ("mc", "--fp16", True),
+                ("pretrain", "--bf16", True)]
     for name, precision, packed in runs:
         out = ctx.out / "tasks" / f"{name}{precision.replace('--', '_')}{'_pf' if packed else ''}"
-        extra = [precision, *packed, *([] if ctx.cuda else ["--use_cpu"]), *smoke_limits(ctx)]
+        extra = [precision, "--padding_free", str(packed).lower(), *([] if ctx.cuda else ["--use_cpu"]),
+                 *smoke_limits(ctx)]
         start = time.perf_counter()
         metrics = run(task_module(name), task_argv(name, ctx, out, *extra))
         missing = [f for f in result_files(name) if not (out / f).exists()]
@@ -147,12 +151,49 @@ def check_cpu_equal(ctx) -> tuple:
     for name in TASKS:
         folders = {}
         for device, extra in (("gpu", []), ("cpu", ["--use_cpu"])):
-            folders[device] = ctx.out / "cpu_equal" / f"{name}_{device}"
-            run(task_module(name), task_argv(name, ctx, folders[device], *extra))
+            folders[device] = ctx.out / "cpu_equal" / f"{name}_{device}"  # padded on both (the CPU's default is not)
+            run(task_module(name), task_argv(name, ctx, folders[device], "--padding_free", "false", *extra))
         same = same_predictions(name, folders["gpu"], folders["cpu"])
         failed |= not same
         rows.append([name, "identical" if same else "DIFFERENT"])
     return "fail" if failed else "pass", ["task", "fp32 predictions, GPU vs CPU"], rows, []
+
+
+# The tasks whose CPU default is --padding_free (padding_free.default_for; QA's loss differs by design).
+PACKED_BY_DEFAULT = ("seqcls", "ner", "mc")
+PACKED_WEIGHT_GAP = 1e-4  # float rounding after 4 updates (the CPU's is < 1e-5: tests/test_padding_free.py)
+
+
+def check_padding_free_equal(ctx) -> tuple:
+    """--padding_free against the padded path on this device: fp32, dropout off, 4 updates as
+    tests/test_padding_free.py, then the dev and test predictions. On a GPU this decides whether
+    padding-free can be the CUDA default too (today: the CPU's only)."""
+    rows, failed = [], False
+    for name in PACKED_BY_DEFAULT if ctx.cuda else PACKED_BY_DEFAULT[:1]:
+        folders = {}
+        for packed in ("false", "true"):
+            folders[packed] = ctx.out / "padding_free_equal" / f"{name}_{packed}"
+            run(task_module(name), task_argv(name, ctx, folders[packed], "--padding_free", packed, "--max_steps", "4",
+                                             "--learning_rate", "5e-4", "--adam_epsilon", "1e-6",
+                                             *([] if ctx.cuda else ["--use_cpu"]), *smoke_limits(ctx)))
+        gap = largest_gap(*(load_weights(folders[packed]) for packed in ("true", "false")))
+        same = same_predictions(name, folders["true"], folders["false"])
+        failed |= not (same and gap <= PACKED_WEIGHT_GAP)
+        rows.append([name, f"{gap:.1e}", "identical" if same else "DIFFERENT"])
+    return ("fail" if failed else "pass", ["task", "largest weight difference", "dev and test predictions"], rows,
+            [f"fp32, tiny BERT, dropout off, 4 updates; pass: predictions identical and weights within "
+             f"{PACKED_WEIGHT_GAP:g}." + ("" if ctx.cuda else " CPU smoke: sequence classification only.")])
+
+
+def load_weights(folder: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "model.safetensors")
+
+
+def largest_gap(a: dict, b: dict) -> float:
+    """The largest difference between two state dicts of the same keys."""
+    return max((a[k] - b[k]).abs().max().item() for k in b)
 
 
 def same_predictions(name: str, a: Path, b: Path) -> bool:
@@ -175,8 +216,6 @@ def check_sharding(ctx) -> tuple:
     if not ctx.cuda:
         return "skipped", [], [], ["needs CUDA (fairscale FSDP is CUDA-only); two-process gloo runs of DDP, simple "
                                    "and FSDP2 are in tests/test_distributed.py"]
-    from safetensors.torch import load_file
-
     rows, failed = [], False
     counts = [1] + ([2] if torch.cuda.device_count() >= 2 else [])
     for nproc in counts:
@@ -192,9 +231,8 @@ def check_sharding(ctx) -> tuple:
                 last = (done.stderr.strip().splitlines() or [""])[-1]
                 rows.append([str(nproc), mode, f"FAILED ({done.returncode}): {last}", "-"])
                 continue
-            weights[mode] = load_file(out / "model.safetensors")
-            gap = max((weights[mode][k] - weights["ddp"][k]).abs().max().item() for k in weights["ddp"]) \
-                if "ddp" in weights else float("nan")
+            weights[mode] = load_weights(out)
+            gap = largest_gap(weights[mode], weights["ddp"]) if "ddp" in weights else float("nan")
             failed |= not gap <= 1e-5
             rows.append([str(nproc), mode, "ran", f"{gap:.1e}"])
     return ("fail" if failed else "pass", ["processes", "mode", "run", "largest weight difference vs DDP"], rows,
@@ -382,7 +420,7 @@ def sync_variants(ctx, steps: int, batch: int) -> list[tuple[str, Callable[[int]
         model, _ = bert("base", ctx, head=kind)
         features = pretraining_features(batch * steps, length, 30522) if pretraining else \
             synthetic_features(batch * steps, length, 30522)[0]
-        options = dict(per_device_train_batch_size=batch, bf16=True, **({"padding_free": True} if packed else {}))
+        options = dict(per_device_train_batch_size=batch, bf16=True, padding_free=packed)
 
         def train(updates: int, model=model, features=features, options=options, pretraining=pretraining) -> None:
             run_engine(ctx, model, options, features.select(range(batch * updates)), length, updates,
@@ -419,7 +457,8 @@ def check_host_syncs(ctx) -> tuple:
              "update."])
 
 
-CHECKS: dict[str, Callable] = {"tasks": check_tasks, "cpu_equal": check_cpu_equal, "sharding": check_sharding,
+CHECKS: dict[str, Callable] = {"tasks": check_tasks, "cpu_equal": check_cpu_equal,
+                               "padding_free_equal": check_padding_free_equal, "sharding": check_sharding,
                                "memory": check_memory, "throughput": check_throughput, "host_syncs": check_host_syncs}
 
 

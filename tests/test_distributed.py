@@ -67,7 +67,9 @@ def common_flags(model: str) -> list[str]:
             "--warmup_ratio", "0.1", "--logging_steps", "2",
             "--evaluation_strategy", "steps", "--eval_steps", "6", "--save_strategy", "steps", "--save_steps", "4",
             # 15 dev examples: rank 1 evaluates one fewer and repeats rank 0's first (FSDP needs equal batches).
-            "--max_eval_samples", "15", "--per_device_eval_batch_size", "3", "--disable_tqdm"]
+            "--max_eval_samples", "15", "--per_device_eval_batch_size", "3", "--disable_tqdm",
+            # Padded batches, as on a GPU (the CPU's default packs them); the *_padding_free modes add the flag.
+            "--padding_free", "false"]
 
 
 @pytest.fixture(scope="module")

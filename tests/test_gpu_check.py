@@ -25,6 +25,10 @@ def test_gpu_check_cpu_smoke_runs_every_check_and_writes_its_report(tmp_path):
     # What a CPU can run, ran; what needs CUDA says so.
     assert checks["tasks"]["status"] == "pass" and checks["throughput"]["status"] == "pass"
     assert {checks[name]["status"] for name in ("cpu_equal", "sharding", "host_syncs")} == {"skipped"}
+    # padded against --padding_free, trained and scored (every default task on a GPU; seqcls here)
+    assert checks["padding_free_equal"]["status"] == "pass"
+    assert [row[::2] for row in checks["padding_free_equal"]["rows"]] == [["seqcls", "identical"]]
+    assert float(checks["padding_free_equal"]["rows"][0][1]) <= gpu_check.PACKED_WEIGHT_GAP
     runs = [tuple(row[:3]) for row in checks["tasks"]["rows"]]
     assert runs == [("seqcls", "fp16", "no"), ("ner", "bf16", "yes"), ("qa", "bf16", "yes"), ("mc", "fp16", "yes"),
                     ("pretrain", "bf16", "yes")]

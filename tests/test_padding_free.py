@@ -134,7 +134,7 @@ def test_training_run_ends_with_the_same_weights_and_predictions(name, tiny_mode
               "--per_device_train_batch_size", "4", "--learning_rate", "5e-4", "--adam_epsilon", "1e-6",
               "--save_strategy", "no", "--disable_tqdm", *flags]
     runs = {}
-    for variant, extra in (("padded", []), ("padding_free", ["--padding_free"])):
+    for variant, extra in (("padded", ["--padding_free", "false"]), ("padding_free", ["--padding_free"])):
         runs[variant] = tmp_path / variant
         run_task(task_cls, [*common, *extra, "--output_dir", runs[variant]])
     got, want = (load_file(runs[v] / "model.safetensors") for v in ("padding_free", "padded"))
@@ -156,12 +156,8 @@ def type_name(task_cls) -> str:
 
 
 def test_other_architectures_are_refused_in_one_line():
-    from transformers import RobertaConfig, RobertaForSequenceClassification
-
-    config = RobertaConfig(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=16)
     with pytest.raises(UserError) as caught:
-        padding_free.enable(RobertaForSequenceClassification(config))
+        padding_free.enable(tiny_head("RobertaForSequenceClassification"))
     assert caught.value.kind == "unsupported_setup" and "RobertaForSequenceClassification" in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -301,7 +297,7 @@ def test_pretraining_run_ends_with_the_same_weights_and_metrics(pretraining, tmp
     within float32 rounding and the same held-out metrics."""
     model_dir, corpus = pretraining
     runs = {}
-    for variant, extra in (("padded", []), ("padding_free", ["--padding_free"])):
+    for variant, extra in (("padded", ["--padding_free", "false"]), ("padding_free", ["--padding_free"])):
         runs[variant] = tmp_path / variant
         run_task(PretrainTask, pretrain_flags(model_dir, corpus, runs[variant], "--save_strategy", "no", *extra))
     got, want = (load_file(runs[v] / "model.safetensors") for v in ("padding_free", "padded"))
@@ -313,3 +309,102 @@ def test_pretraining_run_ends_with_the_same_weights_and_metrics(pretraining, tmp
     a, b = (json.loads((runs[v] / "eval_results.json").read_text()) for v in ("padding_free", "padded"))
     assert a["eval_drp_accuracy"] == b["eval_drp_accuracy"] and a["eval_inputs"] == b["eval_inputs"]
     assert a["eval_mlm_loss"] == pytest.approx(b["eval_mlm_loss"], abs=1e-5)
+
+
+# -- the default ------------------------------------------------------------------------------------
+def tiny_head(head: str):
+    """A random tiny model of the named class: transformers' (a BERT config unless it is
+    RoBERTa's) or linkbert.pretrain's."""
+    import transformers
+
+    from linkbert.pretrain.model import LinkBertForPreTraining
+
+    config_class = transformers.RobertaConfig if head.startswith("Roberta") else transformers.BertConfig
+    config = config_class(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=16)
+    return getattr(transformers, head, LinkBertForPreTraining)(config)
+
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # a device value: no GPU needed to decide for one
+
+
+def test_the_flag_alone_is_true_false_turns_it_off_and_none_leaves_it_to_the_run(tmp_path):
+    base = ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--do_train"]
+    for extra, value in (([], None), (["--padding_free"], True), (["--padding_free", "true"], True),
+                         (["--padding_free", "false"], False), (["--padding_free", "--do_eval"], True)):
+        assert parse_args(SeqClsTask.arguments, base + extra)[2].padding_free is value, extra
+
+
+@pytest.mark.parametrize("task_cls, head", [(SeqClsTask, "BertForSequenceClassification"),
+                                            (NerTask, "BertForTokenClassification"),
+                                            (MultipleChoiceTask, "BertForMultipleChoice")])
+def test_without_the_flag_bert_seqcls_ner_and_mc_are_padding_free_on_the_cpu_only(task_cls, head):
+    model = tiny_head(head)
+    assert task_cls.padding_free_by_default
+    assert padding_free.default_for(None, model, CPU, task_cls.padding_free_by_default) is True
+    assert padding_free.default_for(None, model, CUDA, task_cls.padding_free_by_default) is False  # until gpu_check
+
+
+def test_without_the_flag_qa_and_pretraining_stay_padded_and_the_flag_still_packs_them():
+    from linkbert.qa.run_qa import QATask
+
+    for task_cls, head in ((QATask, "BertForQuestionAnswering"), (PretrainTask, "LinkBertForPreTraining")):
+        model = tiny_head(head)
+        assert type(model).__name__ == head and padding_free.is_supported(model) and not task_cls.padding_free_by_default
+        assert padding_free.default_for(None, model, CPU, task_cls.padding_free_by_default) is False
+        assert padding_free.default_for(True, model, CPU, task_cls.padding_free_by_default) is True
+
+
+def test_an_explicit_flag_wins_and_other_models_are_padded_silently_unless_it_asks():
+    bert, roberta = tiny_head("BertForSequenceClassification"), tiny_head("RobertaForSequenceClassification")
+    assert padding_free.default_for(False, bert, CPU, True) is False
+    assert padding_free.default_for(True, bert, CUDA, True) is True
+    assert padding_free.default_for(None, roberta, CPU, True) is False  # no error: the default only
+    bert.set_attn_implementation("eager")  # the original's attention, asked for parity: packing would replace it
+    assert padding_free.default_for(None, bert, CPU, True) is False
+    assert padding_free.default_for(True, bert, CPU, True) is True
+    assert padding_free.default_for(False, roberta, CPU, True) is False
+    with pytest.raises(UserError) as caught:
+        padding_free.default_for(True, roberta, CPU, True)
+    assert caught.value.kind == "unsupported_setup" and "drop --padding_free" in str(caught.value)
+
+
+@pytest.mark.parametrize("flag, packed", [([], True), (["--padding_free"], True), (["--padding_free", "true"], True),
+                                          (["--padding_free", "false"], False)])
+def test_a_cpu_run_records_and_trains_what_it_resolved_and_a_rerun_matches_it(flag, packed, tiny_model, tmp_path,
+                                                                              monkeypatch, caplog):
+    """No flag on the CPU: sequence classification trains packed, and run_args.json, the run
+    identity and the log say so; the same command again finds its finished training (the
+    resolved value is what the identity compares)."""
+    packed_batches = []
+    pack = padding_free.pack_batch
+    monkeypatch.setattr(padding_free, "pack_batch", lambda batch: packed_batches.append(1) or pack(batch))
+    task_cls, folder, flags = CASES["chemprot"]
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", tiny_model(ALL_FILES), "--train_file", folder / "train.json", "--validation_file",
+            folder / "dev.json", "--do_train", "--do_eval", "--max_steps", "2", "--per_device_train_batch_size", "4",
+            "--save_strategy", "no", "--disable_tqdm", "--output_dir", out, *flags, *flag]
+    caplog.set_level("INFO", logger="linkbert")
+    run_task(task_cls, argv)
+    assert bool(packed_batches) == packed
+    assert json.loads((out / "run_args.json").read_text())["padding_free"] is packed
+    assert json.loads((out / "run_identity.json").read_text())["arguments"]["padding_free"] is packed
+    why = "the default for this task, model and device" if not flag else "as asked"
+    assert f"Batches: {'padding-free (--padding_free)' if packed else 'padded'}, {why}" in caplog.messages
+    caplog.clear()
+    run_task(task_cls, argv)
+    assert f"Weights: this run's finished training in {out}, evaluated (not trained again)" in caplog.messages
+
+
+def test_a_qa_run_without_the_flag_records_and_trains_padded(tiny_model, tmp_path, monkeypatch):
+    packed_batches = []
+    pack = padding_free.pack_batch
+    monkeypatch.setattr(padding_free, "pack_batch", lambda batch: packed_batches.append(1) or pack(batch))
+    task_cls, folder, flags = CASES["qa"]
+    out = tmp_path / "out"
+    run_task(task_cls, ["--model_name_or_path", tiny_model(ALL_FILES), "--train_file", folder / "train.json",
+                        "--do_train", "--max_steps", "1", "--per_device_train_batch_size", "4", "--save_strategy",
+                        "no", "--disable_tqdm", "--output_dir", out, *flags])
+    assert not packed_batches
+    assert json.loads((out / "run_args.json").read_text())["padding_free"] is False
+    assert json.loads((out / "run_identity.json").read_text())["arguments"]["padding_free"] is False

@@ -47,7 +47,7 @@ def test_resume_from_epoch_checkpoint_with_pending_gradients_is_exact(attention,
     common = ["--model_name_or_path", tiny_model(ALL_FILES), "--metric_name", "PRF1",
               "--per_device_train_batch_size", "10", "--gradient_accumulation_steps", "2",
               "--num_train_epochs", "4", "--warmup_ratio", "0.5", "--save_strategy", "epoch", "--logging_steps", "1",
-              *(["--padding_free"] if "padding_free" in attention else [])]
+              "--padding_free", "true" if "padding_free" in attention else "false"]
     full = tmp_path / "full"
     run_task(SeqClsTask, [*flags(CHEMPROT, full), *common])
     assert (full / "checkpoint-4" / "pending_grads.pt").is_file()
@@ -85,7 +85,8 @@ def slow_model(tmp_path_factory):
 def train_command(model: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", TASKS["pubmedqa_hf"].module, "--model_name_or_path", str(model),
             *map(str, flags(PUBMEDQA, out)), "--max_steps", str(SLOW_STEPS), "--save_steps", "10",
-            "--per_device_train_batch_size", "8", "--max_seq_length", "256", "--disable_tqdm"]
+            "--per_device_train_batch_size", "8", "--max_seq_length", "256", "--disable_tqdm",
+            "--padding_free", "false"]  # padded: the steps this slow model was sized for
 
 
 def subprocess_env() -> dict:

@@ -43,7 +43,7 @@ def prepare(model_dir: str, name: str, tmp_path, flags: list[str]):
     argv = ["--model_name_or_path", model_dir, "--train_file", str(d / "train.json"),
             "--validation_file", str(d / "train.json"), "--do_eval", "--metric_name", metric,
             "--max_seq_length", str(max_len), "--output_dir", str(tmp_path / "out"), "--disable_tqdm",
-            "--allow_untrained_head", *flags]
+            "--allow_untrained_head", "--padding_free", "false", *flags]  # padded batches are the subject here
     model_args, data_args, args, task_args = parse_args(SeqClsTask.arguments, argv)
     task = SeqClsTask(model_args, data_args, args, task_args)
     splits, checked = load_splits(task, ["train", "validation"])
@@ -154,7 +154,7 @@ def test_dynamic_padding_trains_to_the_same_predictions(tiny_model, tmp_path):
     common = ["--model_name_or_path", model_dir, "--train_file", d / "train.json", "--validation_file",
               d / "dev.json", "--do_train", "--do_eval", "--metric_name", "PRF1", "--max_seq_length", "256",
               "--per_device_train_batch_size", "16", "--learning_rate", "1e-3", "--max_steps", "3",
-              "--save_strategy", "no", "--disable_tqdm"]
+              "--save_strategy", "no", "--disable_tqdm", "--padding_free", "false"]  # packing would hide the padding
     padded = run_task(SeqClsTask, [*common, "--pad_to_max_length", "--output_dir", tmp_path / "padded"])
     dynamic = run_task(SeqClsTask, [*common, "--output_dir", tmp_path / "dynamic"])
 

@@ -51,7 +51,7 @@ def test_cpu_peak_is_a_measured_matmul_rate_per_dtype():
     assert throughput.peak_tflops("NVIDIA H100 PCIe") == 756.0 and throughput.peak_tflops("Tesla T4") is None
 
 
-@pytest.mark.parametrize("flags", [[], ["--padding_free"]])
+@pytest.mark.parametrize("flags", [["--padding_free", "false"], ["--padding_free"]])  # padded and packed batches
 def test_a_run_logs_tokens_per_second_and_mfu_and_keeps_them_in_train_results(flags, tiny_model, tmp_path):
     out = tmp_path / "out"
     run_task(SeqClsTask, ["--model_name_or_path", tiny_model(sorted(CHEMPROT.glob("*.json"))), "--train_file",

@@ -151,9 +151,9 @@ class TrainingArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per DataLoader."})
     group_by_length: bool = field(
         default=False, metadata={"help": "Training batches of similar length (seeded); faster, changes the order."})
-    padding_free: bool = field(
-        default=False, metadata={"help": "BERT only: compute on real tokens only (no padding), attention per "
-                                          "sequence. Same results within float rounding (QA: no padding logits)."})
+    padding_free: Optional[bool] = field(
+        default=None, metadata={"help": "BERT: compute on real tokens only (same results within float rounding; "
+                                         "QA: no padding logits). Unset: on for seqcls/NER/MC on the CPU, else off."})
     torch_compile: bool = field(default=False, metadata={"help": "torch.compile the model."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
     report_to: str = field(default="none", metadata={"help": "none | wandb | tensorboard (nothing leaves the "
@@ -316,8 +316,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if not action.option_strings or action.dest == "help":
             return super()._format_action_invocation(action)
         name = action.option_strings[0]  # not its --dashed-spelling alias
-        if _is_switch(action):
-            return name
+        if _is_switch(action):  # an unset Optional[bool] (auto) also takes false
+            return name if action.default is not None else f"{name} [true|false]"
         return f"{name} {self._format_args(action, self._metavar(action))}"
 
     @staticmethod
@@ -350,6 +350,11 @@ def _make_parser(dataclasses_: tuple, prog: str, description: str, task_title: s
                     formatter_class=_HelpFormatter,
                     usage=f"{prog} --model_name_or_path PATH --output_dir PATH [--do_train] [--do_eval] "
                           f"[--do_predict] [flags]\n       {prog} ARGUMENTS.json")
+    for action in parser._actions:
+        # HfArgumentParser wants a value after an Optional[bool] flag whose default is None (auto,
+        # unset); alone, it means true here, as a bool flag's does (`--padding_free`).
+        if getattr(action.type, "__name__", "") == "string_to_bool" and action.nargs is None:
+            action.nargs, action.const = "?", True
     _group_flags(parser, {f.name for f in fields(dataclasses_[-1])}, task_title)
     return parser
 

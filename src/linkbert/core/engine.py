@@ -145,6 +145,8 @@ class Engine:
         self.state = TrainState()
         self.autocast_dtype = args.precision.autocast_dtype
         self.throughput = Throughput(self.model, self.device, args.precision.value)  # tokens/s and MFU in the log
+        # run.py decides an unset --padding_free (padding_free.default_for); an engine runs on a bool.
+        assert args.padding_free is not None, "resolve --padding_free (run.resolve_padding_free) first"
         if args.padding_free:  # the model computes on real tokens only; batches arrive packed
             padding_free.enable(self.model)
         self.feeder = Feeder(task, ctx, args.padding_free, args.dataloader_num_workers, self.device)

@@ -224,12 +224,31 @@ def _nested_attention(q, k, v, cu_seqlens: torch.Tensor, seq_lengths: list[int],
 
 
 # -- the model ------------------------------------------------------------------------------------
+def is_supported(model: torch.nn.Module) -> bool:
+    return type(model).__name__ in SUPPORTED and getattr(getattr(model, "config", None), "model_type", None) == "bert"
+
+
 def check_supported(model: torch.nn.Module) -> None:
-    name = type(model).__name__
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    if model_type != "bert" or name not in SUPPORTED:
+    if not is_supported(model):
+        name, model_type = type(model).__name__, getattr(getattr(model, "config", None), "model_type", None)
         raise UserError("unsupported_setup", f"--padding_free runs BERT models ({', '.join(SUPPORTED)}); this "
                         f"model is {name} (model_type {model_type!r}): drop --padding_free")
+
+
+def default_for(wanted: Optional[bool], model: torch.nn.Module, device: torch.device, task_default: bool) -> bool:
+    """Whether a run computes padding-free: as --padding_free says (true: for a model it can run,
+    else the flag's error), and without the flag where it is measured faster and result-neutral
+    (bench/README.md): on the CPU, for a task whose `Task.padding_free_by_default` is set, with a
+    BERT model of SUPPORTED; any other model silently padded, and so is one built with the
+    original's attention (`--attn_implementation eager`, asked for parity), which packing would
+    replace. On CUDA the padded path stays the default until bench/gpu_check.py has compared the
+    two on a GPU."""
+    if wanted is not None:
+        if wanted:
+            check_supported(model)
+        return wanted
+    eager = getattr(model.config, "_attn_implementation", None) == "eager"
+    return device.type == "cpu" and task_default and is_supported(model) and not eager
 
 
 def enable(model: torch.nn.Module) -> torch.nn.Module:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -214,8 +215,6 @@ def load_model_and_info(task: Task, config, local_only: bool = False) -> tuple[A
     except OSError as e:
         raise _missing_model(m, e) from None
     cpu_dropout.use_hash_dropout(model)  # with our attention (`sdpa`), the hidden dropout's kernel too
-    if task.training_args.padding_free:  # the flag is checked here, before the first write, not in the engine
-        padding_free.check_supported(model)
     untrained = loading.get("missing_keys") or []
     if untrained and not task.training_args.do_train and not task.training_args.allow_untrained_head:
         raise UserError("untrained_head", f"--model_name_or_path {m.model_name_or_path} has no trained weights for "
@@ -223,6 +222,21 @@ def load_model_and_info(task: Task, config, local_only: bool = False) -> tuple[A
                         "the scores would be chance. Give the fine-tuned folder, or add --allow_untrained_head if "
                         "this is intended")
     return model, loading
+
+
+def resolve_padding_free(task: Task, model, device: torch.device) -> bool:
+    """--padding_free decided once, before the first write, where the device, the task and the
+    model are known (`padding_free.default_for`; an unsupported model with the flag fails here).
+    The task's arguments then hold the bool that everything after runs on and records."""
+    args = task.training_args
+    packed = padding_free.default_for(args.padding_free, model, device, task.padding_free_by_default)
+    task.training_args = dataclasses.replace(args, padding_free=packed)
+    return packed
+
+
+def padding_free_line(wanted: Optional[bool], packed: bool) -> str:
+    why = "as asked" if wanted is not None else "the default for this task, model and device"
+    return f"Batches: {'padding-free (--padding_free)' if packed else 'padded'}, {why}"
 
 
 def hf_attention(choice: str) -> str:
@@ -401,6 +415,9 @@ def _run(task: Task, dist: DistState, folder: RunFolder, command: list[str], all
     check_best_metric(task, ctx)
     set_seed(args.seed)
     model, loading = load_model_and_info(task, config, local_only)
+    wanted, packed = args.padding_free, resolve_padding_free(task, model, dist.device)
+    args = task.training_args
+    arguments["padding_free"] = packed  # run_args.json and the run identity: the bool it runs on
     identity = run_identity(task, arguments, model, dist.world_size, checked.sha256.get("train"))
     # A rerun of a finished training evaluates its model; it does not train again.
     finished = folder.finished_training(args, identity)
@@ -412,6 +429,7 @@ def _run(task: Task, dist: DistState, folder: RunFolder, command: list[str], all
         task.check_new_weights(sorted(loading.get("missing_keys") or []))
     if dist.is_main:  # decided: said once
         logger.info("%s", weights_source(task, model, loading, folder if finished else None, resume))
+        logger.info("%s", padding_free_line(wanted, packed))
     with dist.main_process_first(), cache_space(model_args.cache_dir):  # rank 0 tokenises, the others read
         features = {s: build_features(task, ctx, s, datasets_[s], training=(s == "train")) for s in datasets_}
     # Every check has passed: only now is the folder touched.

@@ -58,6 +58,8 @@ def batch_pad_multiple(args) -> Optional[int]:
     did under fp16 (the width its tensor cores want); on the CPU (`--bf16` there) a wider batch is
     only more work, and packed batches (--padding_free) have no padding to round."""
     on_gpu = torch.cuda.is_available() and not args.use_cpu
+    # Unset --padding_free (None, before the run resolves it) is the padded path's rounding: on a
+    # GPU the default is padded (padding_free.default_for); packing drops any rounding anyway.
     return 8 if args.precision is not Precision.FP32 and on_gpu and not args.padding_free else None
 
 
@@ -117,6 +119,10 @@ class Task:
     default_max_seq_length: Optional[int] = None
     #: Pad features to max_seq_length even without --pad_to_max_length (the original QA did).
     pads_to_max_length: bool = False
+    #: Padding-free batches by default on the CPU (padding_free.default_for): for tasks where it
+    #: is result-neutral and measured faster (bench/README.md). QA is not result-neutral (the
+    #: padded span loss sees padding logits), so it keeps the original's padding unless asked.
+    padding_free_by_default: bool = True
     #: The original evaluated QA under fp16 autocast (its features carry no labels) and every
     #: labelled task in float32; `True` keeps the autocast at evaluation.
     eval_under_autocast: bool = False
