@@ -204,3 +204,28 @@ def test_where_the_kernel_cannot_be_built_attention_falls_back_to_sdpa_with_one_
     assert len(warnings) == 1 and "no C++ compiler found" in warnings[0] and "long details" not in warnings[0]
     out.sum().backward()  # SDPA's own dropout: a working result
     assert out.shape == (2, 17, 3, 8) and torch.isfinite(q.grad).all()
+
+
+def test_each_kernel_builds_one_graph_per_dtype_whatever_the_calls(monkeypatch):
+    # torch.compile guards its inputs' grad mode, requires_grad, view bases and strides: the hidden
+    # dropout's forward input and backward gradient differ in all of them, and past 8 graphs a
+    # kernel silently runs as eager Python ops (seen in a benchmark).
+    from torch._dynamo.eval_frame import _debug_get_cache_entry_list
+
+    from linkbert.core import cpu_dropout
+
+    monkeypatch.setattr(cpu_dropout, "MIN_ELEMENTS", 1)
+    torch._dynamo.reset()
+    dropout = cpu_dropout.HashDropout(0.1).train()
+    for dtype in (torch.float32, torch.bfloat16):
+        for batch, length in ((2, 40), (5, 30), (1, 60), (7, 9)):
+            x = torch.randn(batch * length, 24, dtype=dtype, requires_grad=True)
+            dropout(x * 1).sum().backward()          # a gradient expanded from a sum: stride 0
+            dropout(x.t() * 1).float().pow(2).sum().backward()  # a transposed view, a full gradient
+            q, k, v = _qkv((batch, 3, length, 8), dtype)
+            mask = (torch.arange(length)[None] < torch.randint(1, length + 1, (batch,))[:, None])[:, None, None]
+            for m in (mask, mask.expand(batch, 1, length, length).clone(), None):
+                cpu_attention.dropout_attention(q, k, v, m, 0.1, None).float().sum().backward()
+    graphs = {f.__name__: len(_debug_get_cache_entry_list(f.__code__)) for f in
+              (cpu_dropout._dropout, cpu_attention._softmax_dropout, cpu_attention._softmax_dropout_backward)}
+    assert graphs == {"_dropout": 2, "_softmax_dropout": 2, "_softmax_dropout_backward": 2}

@@ -98,6 +98,14 @@ def _constants(p: float, scale: float) -> torch.Tensor:
     return torch.tensor([drop_threshold(p), 1.0 / (1.0 - p), scale], dtype=torch.float64)
 
 
+def kernel_input(x: torch.Tensor) -> torch.Tensor:
+    """x (detached, contiguous) as a tensor that is not a view, sharing x's memory where x is
+    contiguous. torch.compile guards a view input on its base's sizes: views of other bases, and
+    non-views, would each get a graph of their own, and past 8 graphs the kernel runs as eager ops."""
+    x = x.detach().contiguous()
+    return torch.empty(0, dtype=x.dtype).set_(x.untyped_storage(), x.storage_offset(), x.shape, x.stride())
+
+
 def _kernel(name: str) -> Callable:
     if name not in _KERNELS:
         plain = _softmax_dropout if name == "forward" else _softmax_dropout_backward
@@ -128,7 +136,7 @@ class _DropoutAttention(torch.autograd.Function):
                 part = slice(i, i + rows)
                 keys = draw_keys()
                 scores = torch.bmm(q[part], k[part].transpose(1, 2))
-                probs, dropped = _kernel("forward")(scores, key_bias[part], keys, constants)
+                probs, dropped = _kernel("forward")(scores, kernel_input(key_bias[part]), keys, constants)
                 torch.bmm(dropped, v[part], out=out[part])
                 kept.append((probs, dropped))
             ctx.save_for_backward(q, k, v, constants)
@@ -156,10 +164,11 @@ def built() -> bool:
     first time this is asked; False, after one warning, where that fails (no C++ compiler, ...)."""
     if not _BUILT:
         try:
-            scores = torch.linspace(-1.0, 1.0, 36).view(2, 6, 3)  # not random: a run's random stream stays as it is
-            probs, dropped = _kernel("forward")(scores, torch.zeros(2, 1, 3), torch.zeros(2, dtype=torch.int32),
-                                                _constants(0.5, 1.0))
-            _kernel("backward")(probs, dropped, torch.ones_like(dropped), _constants(0.5, 1.0))
+            with torch.no_grad():  # as the autograd function calls them: grad mode is a guard of the graph
+                scores = kernel_input(torch.linspace(-1.0, 1.0, 36).view(2, 6, 3))  # not random: as the run was
+                probs, dropped = _kernel("forward")(scores, torch.zeros(2, 1, 3), torch.zeros(2, dtype=torch.int32),
+                                                    _constants(0.5, 1.0))
+                _kernel("backward")(probs, dropped, torch.ones_like(dropped), _constants(0.5, 1.0))
             _BUILT.append(True)
         except Exception as e:  # noqa: BLE001 - whatever stops the build, SDPA is the way back
             _BUILT.append(False)

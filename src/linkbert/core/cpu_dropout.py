@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from .cpu_attention import ATTENTION_NAME, draw_keys, drop_threshold, keep_mask
+from .cpu_attention import ATTENTION_NAME, draw_keys, drop_threshold, keep_mask, kernel_input
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +55,12 @@ def _kernel() -> Callable:
 
 
 def _apply_kernel(x: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor) -> torch.Tensor:
-    # 1-D in and out: one compiled graph per dtype, whatever the shape (torch.compile would
-    # specialise, and recompile for, a size-1 dimension)
-    with torch.autocast("cpu", enabled=False):
-        return _kernel()(x.reshape(-1), keys, constants).view(x.shape)
+    # One compiled graph per dtype, whatever the call: 1-D (torch.compile would specialise a size-1
+    # dimension), no grad mode and a detached input that is not a view (`kernel_input`): each is a
+    # guard, the forward's input and the backward's gradient differ in them, and 8 graphs sent the
+    # kernel back to eager Python ops.
+    with torch.autocast("cpu", enabled=False), torch.no_grad():
+        return _kernel()(kernel_input(x.reshape(-1)), keys, constants).view(x.shape)
 
 
 class _HashDropout(torch.autograd.Function):
@@ -85,7 +87,7 @@ def built() -> bool:
     if not _BUILT:
         try:
             x = torch.linspace(-1.0, 1.0, 18)  # not random: a run's random stream stays as it is
-            _kernel()(x, torch.zeros(2, dtype=torch.int32), _constants(0.5))
+            _apply_kernel(x, torch.zeros(2, dtype=torch.int32), _constants(0.5))
             _BUILT.append(True)
         except Exception as e:  # noqa: BLE001 - whatever stops the build, F.dropout is the way back
             _BUILT.append(False)
