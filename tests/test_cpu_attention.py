@@ -124,7 +124,7 @@ def test_the_compiled_keep_test_is_the_documented_hash():
     keys = torch.tensor([123456789, -987654321], dtype=torch.int32)
     p = 0.3
     scores = torch.zeros(2, 20, 50)  # equal probabilities: an element is 0 after the kernel iff dropped
-    _, dropped = cpu_attention._kernel("forward")(scores, torch.zeros(2, 1, 50), keys, cpu_attention._constants(p, 1.0))
+    _, dropped = cpu_attention._kernel("forward")(scores, torch.zeros(2, 1, 50), keys, cpu_attention.kernel_constants(p, 1.0))
     k0, k1 = (int(w) & 0xFFFFFFFF for w in keys)
     threshold = round(p * 2 ** 24)
     python = [(_lowbias32((_lowbias32(i ^ k0) + k1) & 0xFFFFFFFF) & 0xFFFFFF) >= threshold for i in range(2000)]
@@ -135,7 +135,7 @@ def test_the_compiled_keep_test_is_the_documented_hash():
 def test_each_element_is_dropped_with_probability_p_and_kept_ones_are_scaled():
     p, n = 0.1, 1_000_000
     _, dropped = cpu_attention._kernel("forward")(torch.zeros(4, 250, 1000), torch.zeros(4, 1, 1000),
-                                                  _keys_after_seed(0), cpu_attention._constants(p, 1.0))
+                                                  _keys_after_seed(0), cpu_attention.kernel_constants(p, 1.0))
     share = float((dropped == 0).float().mean())
     assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n)  # 4 standard deviations
     kept = dropped[dropped != 0]

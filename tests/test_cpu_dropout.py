@@ -61,7 +61,7 @@ def test_output_and_gradient_equal_the_formula_with_the_kernels_mask(dtype, inpl
 def test_the_compiled_keep_test_is_cpu_attentions_keep_mask():
     keys = torch.tensor([123456789, -987654321], dtype=torch.int32)
     p = 0.3
-    dropped = cpu_dropout._kernel()(torch.ones(2000), keys, cpu_dropout._constants(p))
+    dropped = cpu_dropout._kernel()(torch.ones(2000), keys, cpu_attention.kernel_constants(p))
     keep = cpu_attention.keep_mask((2000,), keys, cpu_attention.drop_threshold(p))
     assert torch.equal(dropped != 0, keep)
     assert 0 < keep.sum() < 2000
@@ -69,7 +69,7 @@ def test_the_compiled_keep_test_is_cpu_attentions_keep_mask():
 
 def test_each_element_is_dropped_with_probability_p_and_kept_ones_are_scaled():
     p, n = 0.1, 1_000_000
-    dropped = cpu_dropout._kernel()(torch.ones(n), _keys_after_seed(0), cpu_dropout._constants(p))
+    dropped = cpu_dropout._kernel()(torch.ones(n), _keys_after_seed(0), cpu_attention.kernel_constants(p))
     share = float((dropped == 0).float().mean())
     assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n)  # 4 standard deviations
     kept = dropped[dropped != 0]

@@ -78,7 +78,7 @@ def keep_mask(shape: tuple[int, ...], keys: torch.Tensor, threshold: torch.Tenso
 
 def _softmax_dropout(scores: torch.Tensor, key_bias: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    # The numbers arrive as tensors (`_constants`): a Python float would be specialised by
+    # The numbers arrive as tensors (`kernel_constants`): a Python float would be specialised by
     # torch.compile, and the drop threshold computed from it went wrong once it was recompiled.
     threshold, factor, scale = constants[0].to(torch.int32), constants[1], constants[2]
     dtype = scores.dtype
@@ -93,8 +93,9 @@ def _softmax_dropout_backward(probs: torch.Tensor, dropped: torch.Tensor, grad_d
     return ((product - probs.float() * product.sum(-1, keepdim=True)) * constants[2]).to(probs.dtype)
 
 
-def _constants(p: float, scale: float) -> torch.Tensor:
-    """The kernels' numbers: drop threshold, 1/(1-p), softmax scale (float64: the threshold is exact)."""
+def kernel_constants(p: float, scale: float = 1.0) -> torch.Tensor:
+    """The kernels' numbers: drop threshold, 1/(1-p), softmax scale (float64: the threshold is exact).
+    cpu_dropout's kernel reads the first two."""
     return torch.tensor([drop_threshold(p), 1.0 / (1.0 - p), scale], dtype=torch.float64)
 
 
@@ -129,7 +130,7 @@ class _DropoutAttention(torch.autograd.Function):
     def forward(ctx: Any, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_bias: torch.Tensor,
                 p: float, scale: float, rows: int) -> torch.Tensor:
         with torch.autocast("cpu", enabled=False):  # q/k/v arrive in the autocast dtype already
-            constants = _constants(p, scale)
+            constants = kernel_constants(p, scale)
             out = q.new_empty(q.shape[0], q.shape[1], v.shape[-1])
             kept = []
             for i in range(0, q.shape[0], rows):
@@ -159,23 +160,35 @@ class _DropoutAttention(torch.autograd.Function):
         return grad_q, grad_k, grad_v, None, None, None, None
 
 
+def build_once(state: list[bool], trial: Callable[[], object], log: logging.Logger, what: str, instead: str
+               ) -> bool:
+    """Run `trial` (which builds a kernel by running it on a small input) the first time, and
+    remember in `state` whether it worked; where it fails (no C++ compiler, ...) say so once on
+    `log`, with `what` the kernel serves and `instead` the way back."""
+    if not state:
+        try:
+            with torch.no_grad():  # as the autograd functions call the kernels: grad mode is a guard of a graph
+                trial()
+            state.append(True)
+        except Exception as e:  # noqa: BLE001 - whatever stops the build, torch's own op is the way back
+            state.append(False)
+            log.warning("%s: torch.compile could not build its kernel (%s: %s); %s", what, type(e).__name__,
+                        (str(e).splitlines() or [""])[0], instead)
+    return state[0]
+
+
+def _trial() -> None:
+    scores = kernel_input(torch.linspace(-1.0, 1.0, 36).view(2, 6, 3))  # not random: the run's stream stays
+    probs, dropped = _kernel("forward")(scores, torch.zeros(2, 1, 3), torch.zeros(2, dtype=torch.int32),
+                                        kernel_constants(0.5))
+    _kernel("backward")(probs, dropped, torch.ones_like(dropped), kernel_constants(0.5))
+
+
 def built() -> bool:
     """Whether the kernels work here: built (by torch.compile) and run once on a small input the
     first time this is asked; False, after one warning, where that fails (no C++ compiler, ...)."""
-    if not _BUILT:
-        try:
-            with torch.no_grad():  # as the autograd function calls them: grad mode is a guard of the graph
-                scores = kernel_input(torch.linspace(-1.0, 1.0, 36).view(2, 6, 3))  # not random: as the run was
-                probs, dropped = _kernel("forward")(scores, torch.zeros(2, 1, 3), torch.zeros(2, dtype=torch.int32),
-                                                    _constants(0.5, 1.0))
-                _kernel("backward")(probs, dropped, torch.ones_like(dropped), _constants(0.5, 1.0))
-            _BUILT.append(True)
-        except Exception as e:  # noqa: BLE001 - whatever stops the build, SDPA is the way back
-            _BUILT.append(False)
-            logger.warning("CPU attention dropout: torch.compile could not build its kernel (%s: %s); attention "
-                           "dropout uses SDPA's math path instead (slower, the same semantics)",
-                           type(e).__name__, (str(e).splitlines() or [""])[0])
-    return _BUILT[0]
+    return build_once(_BUILT, _trial, logger, "CPU attention dropout",
+                      "attention dropout uses SDPA's math path instead (slower, the same semantics)")
 
 
 def usable(device: torch.device, dropout: float, mask: Optional[torch.Tensor], scores: int) -> bool:
@@ -185,20 +198,18 @@ def usable(device: torch.device, dropout: float, mask: Optional[torch.Tensor], s
             and MIN_SCORES <= scores <= MAX_SCORES and built())
 
 
-def _key_bias(mask: Optional[torch.Tensor], batch: int, heads: int, keys: int
-              ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+def _key_bias(mask: Optional[torch.Tensor], batch: int, heads: int, keys: int) -> Optional[torch.Tensor]:
     """A bool mask (True = attend, broadcastable to [B, H, L, keys]) -> the kernel's additive key
-    bias [B * H, 1, keys] (0 or -inf), and the mask left to fill into the scores: None when every
-    query row masks the same keys (padding, length buckets: transformers hands the padded encoder
-    a [B, 1, L, keys] mask whose rows are equal), which the kernel then applies alone."""
+    bias [B * H, 1, keys] (0 or -inf); None where query rows mask different keys, which a key bias
+    cannot say (padding and length buckets mask the same keys in every row: transformers hands the
+    padded encoder a [B, 1, L, keys] mask whose rows are equal)."""
     bias = torch.zeros(batch, heads, 1, keys)
-    if mask is None:
-        return bias.view(batch * heads, 1, keys), None
-    first_row = mask[..., :1, :]
-    if mask.shape[-2] == 1 or torch.equal(mask, first_row.expand_as(mask)):
+    if mask is not None:
+        first_row = mask[..., :1, :]
+        if mask.shape[-2] != 1 and not torch.equal(mask, first_row.expand_as(mask)):
+            return None
         bias.masked_fill_(~first_row.expand(batch, heads, 1, keys), float("-inf"))
-        return bias.view(batch * heads, 1, keys), None
-    return bias.view(batch * heads, 1, keys), mask
+    return bias.view(batch * heads, 1, keys)
 
 
 def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: Optional[torch.Tensor],
@@ -209,9 +220,9 @@ def dropout_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: O
     CPU's cache between the matmul and the kernel (each chunk draws its own keys)."""
     batch, heads, length, dim = q.shape
     scale = dim ** -0.5 if scale is None else scale
-    key_bias, row_mask = _key_bias(mask, batch, heads, k.shape[2])
-    if row_mask is not None:  # query rows that mask different keys (no BERT encoder's mask): torch's SDPA
-        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=row_mask, dropout_p=dropout,
+    key_bias = _key_bias(mask, batch, heads, k.shape[2])
+    if key_bias is None:  # query rows that mask different keys (no BERT encoder's mask): torch's SDPA
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                                                 scale=scale)
     q, k, v = (x.reshape(batch * heads, x.shape[2], x.shape[3]) for x in (q, k, v))
     rows = max(1, CHUNK_SCORES // (length * k.shape[1]))

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import torch
 
-from .cpu_attention import ATTENTION_NAME, draw_keys, drop_threshold, keep_mask, kernel_input
+from .cpu_attention import ATTENTION_NAME, build_once, draw_keys, keep_mask, kernel_constants, kernel_input
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,10 @@ _BUILT: list[bool] = []  # [True] once the kernel ran, [False] if building it fa
 
 def _dropout(x: torch.Tensor, keys: torch.Tensor, constants: torch.Tensor) -> torch.Tensor:
     """1-D x -> where(keep, x * 1/(1-p), 0), in x's dtype (the product in float32). The numbers
-    arrive as tensors, as in cpu_attention (a Python float would be specialised by torch.compile)."""
+    (`kernel_constants`) arrive as tensors, as in cpu_attention (a Python float would be specialised
+    by torch.compile)."""
     keep = keep_mask(tuple(x.shape), keys, constants[0].to(torch.int32))
     return torch.where(keep, x.float() * constants[1], 0.0).to(x.dtype)
-
-
-def _constants(p: float) -> torch.Tensor:
-    """The kernel's numbers: drop threshold, 1/(1-p) (float64: the threshold is exact)."""
-    return torch.tensor([drop_threshold(p), 1.0 / (1.0 - p)], dtype=torch.float64)
 
 
 def _kernel() -> Callable:
@@ -67,7 +63,7 @@ class _HashDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, p: float, inplace: bool) -> torch.Tensor:
         keys = draw_keys()
-        constants = _constants(p)
+        constants = kernel_constants(p)
         ctx.save_for_backward(keys, constants)
         out = _apply_kernel(x, keys, constants)
         if inplace:
@@ -84,17 +80,9 @@ class _HashDropout(torch.autograd.Function):
 def built() -> bool:
     """Whether the kernel works here: built (by torch.compile) and run once on a small input the
     first time this is asked; False, after one warning, where that fails (no C++ compiler, ...)."""
-    if not _BUILT:
-        try:
-            x = torch.linspace(-1.0, 1.0, 18)  # not random: a run's random stream stays as it is
-            _apply_kernel(x, torch.zeros(2, dtype=torch.int32), _constants(0.5))
-            _BUILT.append(True)
-        except Exception as e:  # noqa: BLE001 - whatever stops the build, F.dropout is the way back
-            _BUILT.append(False)
-            logger.warning("CPU hidden dropout: torch.compile could not build its kernel (%s: %s); dropout uses "
-                           "torch's bernoulli_ instead (slower, the same semantics)",
-                           type(e).__name__, (str(e).splitlines() or [""])[0])
-    return _BUILT[0]
+    return build_once(_BUILT, lambda: _apply_kernel(torch.linspace(-1.0, 1.0, 18), torch.zeros(2, dtype=torch.int32),
+                                                    kernel_constants(0.5)),  # not random: the run's stream stays
+                      logger, "CPU hidden dropout", "dropout uses torch's bernoulli_ instead (slower, the same semantics)")
 
 
 def usable(x: torch.Tensor, p: float, training: bool) -> bool:
