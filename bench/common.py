@@ -183,6 +183,7 @@ def quiet() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     logging.getLogger("linkbert").setLevel(logging.WARNING)
