@@ -206,6 +206,17 @@ def test_where_the_kernel_cannot_be_built_attention_falls_back_to_sdpa_with_one_
     assert out.shape == (2, 17, 3, 8) and torch.isfinite(q.grad).all()
 
 
+def test_the_first_build_says_once_why_the_first_update_waits(monkeypatch, caplog):
+    # The build costs a process seconds before its first update: the log says so, once.
+    monkeypatch.setattr(cpu_attention, "_KERNELS", {})
+    monkeypatch.setattr(cpu_attention, "_BUILT", [])
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: fn)  # the eager kernel: the same code path, fast
+    with caplog.at_level(logging.INFO, logger=cpu_attention.__name__):
+        assert cpu_attention.built() and cpu_attention.built()
+    lines = [r.getMessage() for r in caplog.records if r.name == cpu_attention.__name__]
+    assert len(lines) == 1 and lines[0].startswith("CPU attention dropout: kernel built by torch.compile in ")
+
+
 def test_each_kernel_builds_one_graph_per_dtype_whatever_the_calls(monkeypatch):
     # torch.compile guards its inputs' grad mode, requires_grad, view bases and strides: the hidden
     # dropout's forward input and backward gradient differ in all of them, and past 8 graphs a

@@ -31,6 +31,7 @@ warning: slower, never wrong.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable, Optional
 
 import torch
@@ -166,10 +167,14 @@ def build_once(state: list[bool], trial: Callable[[], object], log: logging.Logg
     remember in `state` whether it worked; where it fails (no C++ compiler, ...) say so once on
     `log`, with `what` the kernel serves and `instead` the way back."""
     if not state:
+        start = time.perf_counter()
         try:
             with torch.no_grad():  # as the autograd functions call the kernels: grad mode is a guard of a graph
                 trial()
             state.append(True)
+            # The first update of a CPU run waits for this: say why it is slow.
+            log.info("%s: kernel built by torch.compile in %.1f s (once per process)", what,
+                     time.perf_counter() - start)
         except Exception as e:  # noqa: BLE001 - whatever stops the build, torch's own op is the way back
             state.append(False)
             log.warning("%s: torch.compile could not build its kernel (%s: %s); %s", what, type(e).__name__,
