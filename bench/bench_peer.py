@@ -14,7 +14,7 @@ HF's scripts are not in the transformers wheel: `--hf_examples` is the `examples
 a transformers checkout at (or close to) the installed version's tag, since the scripts follow the
 library's API. Their `evaluate.load(...)` fetches metric code from the hub, so they run with
 `bench/hf_shim` first on their PYTHONPATH: a local `evaluate` answering accuracy, mse, seqeval
-and squad from `linkbert.metrics`. HF's Trainer needs `accelerate`.
+and squad from `linkbert.metrics`. HF's Trainer needs `accelerate` (in the `bench` extra).
 
 Data (written to a temporary folder at run time, never into the repository) comes from the real
 NCBI-disease files under `--real_data` (default `../shared/data`): RE-like sentences (two disease
@@ -254,8 +254,8 @@ def main() -> None:
                      f"examples/pytorch folder of a transformers checkout at the installed version (or --skip_hf)")
         check = [sys.executable, "-c", "import accelerate, evaluate"]
         if subprocess.run(check, env=child_env(True, 1, Path(common.WORKDIR)), capture_output=True).returncode:
-            sys.exit("error: HF's Trainer needs `accelerate` (pip install 'accelerate>=1.1.0'), which this Python "
-                     "cannot import")
+            sys.exit("error: HF's Trainer needs `accelerate`, which this Python cannot import: install the bench "
+                     "extra (bash scripts/install.sh --core bench)")
     if opts.quick:
         opts.repeats = 1
     common.quiet()
