@@ -8,6 +8,7 @@ padded and `--padding_free`, fp32 and `--bf16`, on the RE, PubMedQA and QA-windo
     python bench/bench_attention_dropout.py --quick          # tiny random BERT: a smoke run
     python bench/bench_attention_dropout.py --shapes qa --repeats 5
     python bench/bench_attention_dropout.py --threads 1 --real_data --shapes re --bert_base_shape   # MFU, BERT-base
+    python bench/bench_attention_dropout.py --threads 1 --real_data --shapes re --bert_base_shape --defaults_only
 
 Every variant drives the real `Engine.train` over the same examples (same weights, same seeded
 order, one epoch), so time ratios are throughput ratios. "before" is the defaults until issue 29:
@@ -41,7 +42,7 @@ def defaults(shape: common.Shape) -> str:
     return PADDED if shape.key == "qa" else PACKED
 
 
-def variants(shape: common.Shape) -> dict[str, list[str]]:
+def variants(shape: common.Shape, defaults_only: bool = False) -> dict[str, list[str]]:
     # Every row names its padding: the CPU default differs by task (`defaults`).
     padded = ["--pad_to_max_length"] if shape.key == "qa" else []  # QA's default pads its windows
     padded += ["--padding_free", "false"]
@@ -57,11 +58,15 @@ def variants(shape: common.Shape) -> dict[str, list[str]]:
         "--padding_free --bf16, kernels": [*packed, "--bf16"],
     }
     rows[NOISE] = rows[defaults(shape)]
+    if defaults_only:  # the issue's ratio and its noise floor, nothing else
+        return {name: flags for name, flags in rows.items() if name in (BEFORE, defaults(shape), NOISE)}
     return rows
 
 
-def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, repeats: int) -> dict:
-    setups = {name: common.prepare(model_dir, data, shape, flags) for name, flags in variants(shape).items()}
+def bench_shape(shape: common.Shape, model_dir: str, data: Path, steps: int, repeats: int,
+                defaults_only: bool = False) -> dict:
+    setups = {name: common.prepare(model_dir, data, shape, flags)
+              for name, flags in variants(shape, defaults_only).items()}
     results: dict[str, dict] = {}
 
     def train(name: str):
@@ -109,6 +114,8 @@ def main() -> None:
     parser.add_argument("--shapes", default="re,pubmedqa,qa", help="comma-separated: re, pubmedqa, qa")
     parser.add_argument("--bert_base_shape", action="store_true",
                         help="a random BERT-base-shaped model (MiniLM's tokenizer) instead of MiniLM")
+    parser.add_argument("--defaults_only", action="store_true",
+                        help="only the rows before, the defaults and the noise floor (a third of the time)")
     opts = parser.parse_args()
     common.apply_common_flags(opts)
 
@@ -122,7 +129,7 @@ def main() -> None:
         print("Model: random BERT-base shape (768 x 12 layers, 12 heads), MiniLM's tokenizer")
     clock = common.primary_clock()
     for shape in shapes:
-        times = bench_shape(shape, model_dir, data[shape.key], steps[shape.key], opts.repeats)
+        times = bench_shape(shape, model_dir, data[shape.key], steps[shape.key], opts.repeats, opts.defaults_only)
         base = getattr(times[BEFORE], clock)
         summary = ", ".join(f"{name}: {common.median_ratio(base, getattr(t, clock)):.2f}x"
                             for name, t in times.items() if name != BEFORE)
