@@ -27,8 +27,9 @@ Each run is a fresh child process (one thread: `OMP_NUM_THREADS`), timed by its 
 wall clock, and by the script's own `train_runtime` / `eval_runtime` (its training or
 evaluation loop alone, wall clock), which for the project includes the one-off build of its CPU
 kernels (torch.compile, seconds, in the first update): the last column takes out what the
-project's log says the builds took, the loop a run of many more updates approaches. Training (`--do_train`, one epoch) and evaluation
-(`--do_eval`, from the pretrained weights) are separate runs. Every repeat runs every variant
+project's log says the builds took, the loop a run of many more updates approaches. Training
+(`--do_train`, one epoch) and evaluation (`--do_eval`, from the pretrained weights) are separate
+runs. Every repeat runs every variant
 once, the first variant rotating; the project's script runs twice, and the ratio of those two
 runs is the noise floor.
 """
@@ -66,20 +67,30 @@ class Task:
     comparisons: tuple        # (label, slower variant, faster variant): ratio = slower time / faster time
 
 
+OURS_PADDED = "project --padding_free false (dynamic padding)"
 TASKS = {
-    # HF's run_glue pads every example to max_seq_length unless --pad_to_max_length False; the
-    # project pads each batch to its longest (dynamic padding), as HF at equal padding.
+    # HF's run_glue pads every example to max_seq_length unless --pad_to_max_length False. The
+    # project's CPU default for seqcls and NER is padding-free; --padding_free false pads each batch
+    # to its longest (dynamic padding), as HF at --pad_to_max_length False: equal padding.
     "seqcls": Task("linkbert.seqcls.run_seqcls", "text-classification/run_glue.py", 32, 256,
-                   {OURS: (False, []), "HF run_glue, defaults (pads to max_seq_length)": (True, []),
+                   {OURS: (False, []), OURS_PADDED: (False, ["--padding_free", "false"]),
+                    "HF run_glue, defaults (pads to max_seq_length)": (True, []),
                     "HF run_glue, --pad_to_max_length False": (True, ["--pad_to_max_length", "False"]),
                     OURS_AGAIN: (False, [])},
-                   (("project over HF defaults", "HF run_glue, defaults (pads to max_seq_length)", OURS),
-                    ("project over HF at equal padding", "HF run_glue, --pad_to_max_length False", OURS))),
-    # HF's run_ner pads dynamically by default (its --pad_to_max_length defaults to False): its
-    # defaults are equal padding.
+                   (("project (padding-free, its CPU default) over HF defaults",
+                     "HF run_glue, defaults (pads to max_seq_length)", OURS),
+                    ("project (padding-free) over HF --pad_to_max_length False",
+                     "HF run_glue, --pad_to_max_length False", OURS),
+                    ("project --padding_free false over HF --pad_to_max_length False = equal padding",
+                     "HF run_glue, --pad_to_max_length False", OURS_PADDED))),
+    # HF's run_ner pads dynamically by default (its --pad_to_max_length defaults to False).
     "ner": Task("linkbert.tokcls.run_ner", "token-classification/run_ner.py", 32, 512,
-                {OURS: (False, []), "HF run_ner, defaults (dynamic padding)": (True, []), OURS_AGAIN: (False, [])},
-                (("project over HF defaults = equal padding", "HF run_ner, defaults (dynamic padding)", OURS),)),
+                {OURS: (False, []), OURS_PADDED: (False, ["--padding_free", "false"]),
+                 "HF run_ner, defaults (dynamic padding)": (True, []), OURS_AGAIN: (False, [])},
+                (("project (padding-free, its CPU default) over HF defaults",
+                  "HF run_ner, defaults (dynamic padding)", OURS),
+                 ("project --padding_free false over HF defaults = equal padding",
+                  "HF run_ner, defaults (dynamic padding)", OURS_PADDED))),
     # HF's run_qa and the project's QA both pad windows to max_seq_length by default (equal
     # padding); dynamic padding is --pad_to_max_length False there, --dynamic_padding here.
     "qa": Task("linkbert.qa.run_qa", "question-answering/run_qa.py", 12, 384,
