@@ -29,9 +29,8 @@ evaluation loop alone, wall clock), which for the project includes the one-off b
 kernels (torch.compile, seconds, in the first update): the last column takes out what the
 project's log says the builds took, the loop a run of many more updates approaches. Training
 (`--do_train`, one epoch) and evaluation (`--do_eval`, from the pretrained weights) are separate
-runs. Every repeat runs every variant
-once, the first variant rotating; the project's script runs twice, and the ratio of those two
-runs is the noise floor.
+runs. Every repeat runs every variant once, the first variant rotating; the project's script runs
+twice, and the ratio of those two runs is the noise floor.
 """
 
 from __future__ import annotations
