@@ -246,15 +246,16 @@ def report(name: str, phase: str, task: Task, runs: dict[str, list[Run]], opts) 
     clocks = ("cpu", "wall", "inner", "loop")
     rows = [[v, *(f"{statistics.median(getattr(r, clock) for r in rs):.1f}" for clock in clocks)]
             for v, rs in runs.items()]
-    loop = f"{phase}_runtime less the kernel build"  # the project's one-off torch.compile of its CPU kernels
+    loop_column = f"{phase}_runtime less the kernel build"  # the project's one-off torch.compile of its CPU kernels
     common.print_table(f"{name}, {phase}: seconds per run (median)",
-                       ["variant", "child CPU s", "child wall s", f"script's own {phase}_runtime s", f"{loop} s"], rows)
+                       ["variant", "child CPU s", "child wall s", f"script's own {phase}_runtime s",
+                        f"{loop_column} s"], rows)
     comparisons = [c for c in task.comparisons if c[1] in runs and c[2] in runs]
     comparisons.append(("noise floor: project over project again", OURS_AGAIN, OURS))
     ratio_rows = [[label, *(ratio_cell([getattr(r, clock) for r in runs[slow]], [getattr(r, clock) for r in runs[fast]])
                             for clock in clocks)] for label, slow, fast in comparisons]
     common.print_table(f"{name}, {phase}: speed-up, median (range) over {opts.repeats} alternating repeats",
-                       ["comparison", "child CPU time", "child wall clock", f"{phase}_runtime", loop], ratio_rows)
+                       ["comparison", "child CPU time", "child wall clock", f"{phase}_runtime", loop_column], ratio_rows)
 
 
 def main() -> None:
